@@ -1,0 +1,44 @@
+# scanpay-sim: the two commands of the README, and a few more.
+# Everything runs from a local virtualenv (.venv) made with the machine's python3.11.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit db-tests bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: install, then serve the sims on 127.0.0.1 (SQLite under ./data) until Ctrl-C
+run: $(STAMP)
+	$(BIN)/scanpay serve
+
+## test: install, then lint, type-check and run the whole test suite
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+## db-tests: the database-backed tests only (CI runs them again on PostgreSQL)
+db-tests: $(STAMP)
+	$(BIN)/pytest -q -m db
+
+## bench: the benchmarks (not part of the test suite)
+bench: $(STAMP)
+	$(BIN)/python -m bench.token_issue
+
+clean:
+	rm -rf $(VENV) data reports .pytest_cache .mypy_cache .ruff_cache

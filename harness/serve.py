@@ -1,0 +1,86 @@
+"""`scanpay serve`: build the sims and serve them on threaded WSGI servers until interrupted."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from rich.console import Console
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from sim_trustly.app import create_app as create_trustly
+from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
+from simkit.db import sqlite_url
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The flags of `scanpay serve` (DESIGN §6 fixed points)."""
+
+    trustly_port: int = 8710
+    cms_port: int = 8720
+    host: str = "127.0.0.1"
+    public_url: str | None = None
+    data_dir: Path = Path("data")
+    trustly_db: str | None = None
+    cms_db: str | None = None
+    config_file: Path | None = None
+    controllable_clock: bool = False
+    admin_token: str | None = None
+
+
+def build_trustly(options: ServeOptions) -> Flask:
+    """sim_trustly configured from the flags, the config file and the environment."""
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {
+        "database_url": options.trustly_db or sqlite_url(str(options.data_dir / "trustly.db")),
+        "public_base_url": options.public_url
+        or f"http://{options.host}:{options.trustly_port}",
+        "controllable_clock": options.controllable_clock,
+    }
+    if options.admin_token:
+        overrides["admin_token"] = options.admin_token
+    settings = load_trustly_settings(config_path=options.config_file, **overrides)
+    return create_trustly(settings)
+
+
+def _start(app: Flask, host: str, port: int) -> BaseWSGIServer:
+    server = make_server(host, port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"serve-{port}").start()
+    return server
+
+
+def _banner(console: Console, options: ServeOptions, trustly_url: str) -> None:
+    console.print(f"[bold green]sim_trustly[/] listening on {trustly_url}")
+    console.print(
+        f"  QR token:  POST {trustly_url}/auth-service/api/oauth2/qrcode/token\n"
+        f"  OpenAPI:   {trustly_url}/openapi.json\n"
+        f"  merchant {DEMO_MERCHANT.merchant_id}: accessId {DEMO_MERCHANT.access_id}, "
+        f"accessKey {DEMO_MERCHANT.access_key}\n"
+        f"  try: curl -s -u {DEMO_MERCHANT.access_id}:{DEMO_MERCHANT.access_key} "
+        f"-H 'Content-Type: application/json' "
+        f"-d '{{\"merchantId\": \"{DEMO_MERCHANT.merchant_id}\", \"egmId\": \"EGM-001\"}}' "
+        f"{trustly_url}/auth-service/api/oauth2/qrcode/token"
+    )
+    if options.admin_token:
+        console.print(f"  control API: {trustly_url}/_sim/ (Authorization: Bearer <admin token>)")
+    console.print(
+        f"[dim]sim_cms (port {options.cms_port}) arrives with the CMS issue. Ctrl-C stops.[/]"
+    )
+
+
+def run_servers(options: ServeOptions, console: Console) -> None:
+    """Serve until Ctrl-C; prints the base URLs and the demo credentials."""
+    trustly = build_trustly(options)
+    server = _start(trustly, options.host, options.trustly_port)
+    _banner(console, options, f"http://{options.host}:{options.trustly_port}")
+    stop = threading.Event()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        server.shutdown()

@@ -1,0 +1,73 @@
+"""sim_trustly's own control routes, added to the kernel's guarded `/_sim` blueprint."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from flask import Blueprint, Response, jsonify, request
+
+from sim_trustly.context import trustly
+from sim_trustly.keys import Alg, describe_keys, remove_signing_key, rotate_signing_key
+from sim_trustly.merchants import merchant_from_json, upsert_merchant
+from simkit.errors import BadRequest
+from simkit.http import read_json_body
+
+
+def _body() -> Any:
+    return read_json_body(request, trustly().settings.max_body_bytes)
+
+
+def merchants_add() -> tuple[Response, int]:
+    """`POST /_sim/merchants`: add or replace a merchant and its credential."""
+    ctx = trustly()
+    config = merchant_from_json(_body())
+    with ctx.db.write() as session:
+        upsert_merchant(session, config, ctx.clock.now())
+    return jsonify({"merchantId": config.merchant_id, "accessId": config.access_id}), 201
+
+
+def signing_keys_list() -> Response:
+    """`GET /_sim/signing-keys`: kids, algorithms and which one signs (never secrets)."""
+    with trustly().db.read() as session:
+        return jsonify({"keys": describe_keys(session)})
+
+
+def signing_keys_rotate() -> tuple[Response, int]:
+    """`POST /_sim/signing-keys`: add a key and sign with it from now on."""
+    ctx = trustly()
+    body = _body()
+    if not isinstance(body, dict) or not isinstance(body.get("kid"), str) or not body["kid"]:
+        raise BadRequest("kid must be a non-empty string", field="kid")
+    alg = body.get("alg", ctx.settings.signing_alg)
+    secret = body.get("secret")
+    if alg not in ("HS256", "ES256") or (secret is not None and not isinstance(secret, str)):
+        raise BadRequest("alg must be HS256 or ES256 and secret a string")
+    keep_for = timedelta(seconds=86_400 + ctx.settings.leeway_s)
+    try:
+        with ctx.db.write() as session:
+            key = rotate_signing_key(
+                session, kid=body["kid"], alg=cast(Alg, alg),
+                secret=secret.encode() if secret else None, now=ctx.clock.now(),
+                keep_for=keep_for,
+            )
+    except ValueError as exc:  # a weak or malformed key
+        raise BadRequest(str(exc), field="secret") from exc
+    return jsonify({"kid": key.kid, "alg": key.alg, "active": True}), 201
+
+
+def signing_keys_remove(kid: str) -> Response:
+    """`DELETE /_sim/signing-keys/<kid>`: drop a retired key; its tokens stop verifying."""
+    with trustly().db.write() as session:
+        remove_signing_key(session, kid)
+    return jsonify({"removed": kid})
+
+
+def add_admin_routes(bp: Blueprint) -> None:
+    """Attach sim_trustly's routes to the control blueprint before it is registered."""
+    bp.add_url_rule("/merchants", view_func=merchants_add, methods=["POST"])
+    bp.add_url_rule("/signing-keys", view_func=signing_keys_list, methods=["GET"])
+    bp.add_url_rule("/signing-keys", view_func=signing_keys_rotate, methods=["POST"])
+    bp.add_url_rule(
+        "/signing-keys/<kid>", view_func=signing_keys_remove, methods=["DELETE"]
+    )

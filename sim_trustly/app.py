@@ -1,0 +1,77 @@
+"""sim_trustly's application factory: everything is built here, nothing at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from sim_trustly import admin, auth_service, openapi
+from sim_trustly.context import EXTENSION, TrustlyContext
+from sim_trustly.errors import render_trustly_error
+from sim_trustly.keys import ensure_signing_keys, validate_configured
+from sim_trustly.merchants import reset_state, seed_merchants
+from sim_trustly.settings import TrustlySettings
+from simkit.clock import Clock, ManualClock, SystemClock
+from simkit.clock_store import DatabaseClockStore
+from simkit.control import ControlHooks, make_control_blueprint
+from simkit.db import Database
+from simkit.errors import install_error_handler
+from simkit.faults import FaultPlan, install_faults
+from simkit.journal import Journal, install_journal
+from simkit.migrate import upgrade_to_head
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _default_clock(settings: TrustlySettings, db: Database) -> Clock:
+    if settings.controllable_clock:
+        return ManualClock(store=DatabaseClockStore(db))
+    return SystemClock()
+
+
+def _seed(settings: TrustlySettings, db: Database, clock: Clock) -> None:
+    configured = validate_configured(settings.signing_keys)
+    now = clock.now()
+    with db.write() as session:
+        seed_merchants(session, settings.merchants, now)
+        ensure_signing_keys(session, configured, settings.signing_alg, now)
+
+
+def _install_control(app: Flask, ctx: TrustlyContext) -> None:
+    def reset() -> None:
+        with ctx.db.write() as session:
+            reset_state(session, ctx.settings.merchants, ctx.clock.now())
+
+    faults = FaultPlan(ctx.db)
+    install_faults(app, faults)
+    assert ctx.settings.admin_token is not None
+    bp = make_control_blueprint(
+        admin_token=ctx.settings.admin_token, clock=ctx.clock,
+        journal=Journal(ctx.db, ctx.clock), faults=faults, hooks=ControlHooks(reset=reset),
+    )
+    admin.add_admin_routes(bp)
+    app.register_blueprint(bp)
+
+
+def create_app(
+    settings: TrustlySettings, *, clock: Clock | None = None, database: Database | None = None
+) -> Flask:
+    """Build sim_trustly: migrate and seed its database, then wire blueprints and hooks."""
+    validate_configured(settings.signing_keys)  # a weak key stops start-up before any I/O
+    db = database or Database(settings.database_url)
+    upgrade_to_head(MIGRATIONS, db)
+    clock = clock or _default_clock(settings, db)
+    _seed(settings, db, clock)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    ctx = TrustlyContext(settings=settings, db=db, clock=clock)
+    app.extensions[EXTENSION] = ctx
+    install_error_handler(app, render_trustly_error)
+    if settings.journal_enabled:
+        install_journal(app, Journal(db, clock))
+    if settings.control_enabled:
+        _install_control(app, ctx)
+    app.register_blueprint(auth_service.bp)
+    app.register_blueprint(openapi.bp)
+    return app

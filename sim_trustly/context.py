@@ -1,0 +1,35 @@
+"""What sim_trustly's views reach through `current_app`: settings, database and clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from sim_trustly.credentials import LockoutPolicy
+from sim_trustly.settings import TrustlySettings
+from simkit.clock import Clock
+from simkit.db import Database
+
+EXTENSION = "sim_trustly"
+
+
+@dataclass(frozen=True)
+class TrustlyContext:
+    """The collaborators `create_app` was given or built, kept in `app.extensions`."""
+
+    settings: TrustlySettings
+    db: Database
+    clock: Clock
+
+    @property
+    def lockout(self) -> LockoutPolicy:
+        """The lockout policy the settings describe."""
+        s = self.settings
+        return LockoutPolicy(s.lockout_threshold, s.lockout_window_s, s.lockout_s)
+
+
+def trustly() -> TrustlyContext:
+    """The running app's context."""
+    context: TrustlyContext = current_app.extensions[EXTENSION]
+    return context

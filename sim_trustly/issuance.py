@@ -1,0 +1,133 @@
+"""The Scan's service layer: authenticate a merchant, validate the request, issue a QR token.
+
+Knows nothing of Flask: the auth_service blueprint parses HTTP and calls these functions.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sim_trustly import credentials
+from sim_trustly.credentials import LockoutPolicy
+from sim_trustly.errors import AUTH_CHALLENGE
+from sim_trustly.keys import load_keyring
+from sim_trustly.models import Merchant, QrTokenRow
+from sim_trustly.settings import TrustlySettings
+from sim_trustly.tokens import issue_qr_token
+from simkit.clock import Clock, format_instant
+from simkit.db import Database
+from simkit.errors import BadRequest, Forbidden, Unauthorized
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+CODE_BYTES = 16  # 128 bits, 22 base64url characters
+
+
+@dataclass(frozen=True)
+class QrTokenRequest:
+    """A validated body of `POST /auth-service/api/oauth2/qrcode/token`."""
+
+    merchant_id: str
+    egm_id: str
+    location_id: str | None
+
+
+@dataclass(frozen=True)
+class IssuedQrToken:
+    """What the CMS gets back: the URL to render, the JWT, and when it expires."""
+
+    url: str
+    token: str
+    code: str
+    expires_at: datetime
+    expires_at_wire: str | int
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body."""
+        return {"url": self.url, "token": self.token, "expiresAt": self.expires_at_wire}
+
+
+def _identifier(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required", code="MISSING_FIELD", field=name)
+        return None
+    if not isinstance(value, str) or not _ID.match(value):
+        raise BadRequest(
+            f"{name} must be a string of 1-64 letters, digits or ._:- characters",
+            code="INVALID_FIELD", field=name,
+        )
+    return value
+
+
+def parse_token_request(body: Any) -> QrTokenRequest:
+    """Validate the JSON body; unknown members are ignored, as an API that may grow should."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="INVALID_REQUEST")
+    merchant_id = _identifier(body, "merchantId", required=True)
+    egm_id = _identifier(body, "egmId", required=True)
+    assert merchant_id is not None and egm_id is not None
+    return QrTokenRequest(merchant_id, egm_id, _identifier(body, "locationId", required=False))
+
+
+def authenticate(
+    db: Database, access_id: str, access_key: str, now: datetime, policy: LockoutPolicy
+) -> Merchant:
+    """The merchant of a valid credential; failures count towards the accessId's lockout."""
+    with db.read() as session:
+        credentials.raise_if_locked(session, access_id, now)
+        merchant = credentials.check_credential(session, access_id, access_key)
+        had_failures = credentials.has_failures(session, access_id)
+    if merchant is None:
+        with db.write() as session:
+            credentials.record_failure(session, access_id, now, policy)
+        raise Unauthorized(
+            "invalid accessId or accessKey", challenge=AUTH_CHALLENGE,
+            code="AUTHENTICATION_FAILED",
+        )
+    if had_failures:
+        with db.write() as session:
+            credentials.clear_failures(session, access_id)
+    return merchant
+
+
+def _expires_wire(moment: datetime, fmt: str) -> str | int:
+    if fmt == "epoch_ms":
+        return int(moment.timestamp() * 1000)
+    return format_instant(moment)
+
+
+def issue_for_merchant(
+    db: Database, merchant: Merchant, request: QrTokenRequest, settings: TrustlySettings,
+    clock: Clock,
+) -> IssuedQrToken:
+    """Issue a token for one EGM of `merchant`; the credential's merchant must be asked for."""
+    if request.merchant_id != merchant.id:
+        raise Forbidden(
+            "the credential may not request tokens for this merchantId",
+            code="MERCHANT_NOT_ALLOWED", field="merchantId",
+        )
+    now = clock.now().replace(microsecond=0)  # JWT times are whole seconds; keep both equal
+    lifetime = merchant.token_lifetime_s or settings.token_lifetime_s
+    code = secrets.token_urlsafe(CODE_BYTES)
+    with db.write() as session:
+        keyring = load_keyring(session)
+        token = issue_qr_token(
+            keyring, issuer=settings.issuer, merchant_id=merchant.id, egm_id=request.egm_id,
+            jti=code, issued_at=now, lifetime_s=lifetime, location_id=request.location_id,
+        )
+        expires_at = now + timedelta(seconds=lifetime)
+        session.add(QrTokenRow(
+            code=code, merchant_id=merchant.id, egm_id=request.egm_id,
+            location_id=request.location_id, kid=keyring.active.kid, token=token,
+            issued_at=now, expires_at=expires_at,
+        ))
+    fmt = merchant.expires_at_format or settings.expires_at_format
+    return IssuedQrToken(
+        url=f"{settings.public_base_url.rstrip('/')}/scan/{code}", token=token, code=code,
+        expires_at=expires_at, expires_at_wire=_expires_wire(expires_at, fmt),
+    )

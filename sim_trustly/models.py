@@ -1,0 +1,81 @@
+"""sim_trustly's tables: merchants, their credentials, signing keys, QR tokens, lockouts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from simkit.models import NAMING
+from simkit.sqltypes import UtcDateTime
+
+
+class Base(DeclarativeBase):
+    """Declarative base of sim_trustly's own tables."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Merchant(Base):
+    """A merchant (a casino operator) that may ask for QR tokens."""
+
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_lifetime_s: Mapped[int | None] = mapped_column(Integer)
+    expires_at_format: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Credential(Base):
+    """An accessId and the salted hash of its accessKey; the key itself is never stored."""
+
+    __tablename__ = "credentials"
+
+    access_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SigningKeyRow(Base):
+    """A JWT signing key; exactly one is active for signing, the others only verify."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(8))
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class QrTokenRow(Base):
+    """An issued QR token, found by the short code in its URL (the JWT's `jti`)."""
+
+    __tablename__ = "qr_tokens"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    egm_id: Mapped[str] = mapped_column(String(64))
+    location_id: Mapped[str | None] = mapped_column(String(64))
+    kid: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuthLockout(Base):
+    """Failed authentication attempts for one accessId, and the lockout they earned."""
+
+    __tablename__ = "auth_lockouts"
+
+    access_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -1,0 +1,338 @@
+"""Declarative fault plans: failures a tester declares as data, applied at one point per request.
+
+A plan is rows in `sim_faults` ("next 3 POST /cws/v1/fundings: apply, then drop the
+connection", "p=0.1 answer 503", "delay 2 s"). `install_faults` consults the plan once per
+request, before the view; views never test for faults themselves. Budgets ("times") are
+spent inside a write transaction so that many workers together never fire a rule more often
+than declared.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import math
+import random
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from flask import Flask, Response, g, request
+from sqlalchemy import CursorResult, Result, delete, or_, select
+
+from simkit.clock import Clock, SystemClock, format_instant
+from simkit.db import Database
+from simkit.errors import BadRequest, SimError
+from simkit.models import FaultRuleRow
+
+ACTIONS = ("status", "delay", "drop", "apply_then_drop")
+METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_DELAY_MS = 120_000  # past this a worker would hit gunicorn's timeout, not the client's
+DROP_ENVIRON_KEY = "simkit.faults.drop"
+# Never delivered: a dropped exchange is journaled with nginx's "closed without response".
+DROPPED_STATUS = 444
+_FIELDS = frozenset({"method", "path", "action", "status", "delayMs", "delay_ms",
+                     "probability", "times"})
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ConnectionDropped(ConnectionError):
+    """Raised out of the WSGI app when a fault drops a connection there is no socket for.
+
+    In-process transports (httpx.WSGITransport, Flask's test client) have no socket to cut;
+    this exception reaches the transport instead, which reports a transport error.
+    """
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """One declared fault: which requests it matches, what it does, how often it may."""
+
+    path: str
+    action: str
+    method: str = "*"
+    status: int | None = None
+    delay_ms: int = 0
+    probability: float = 1.0
+    times: int | None = None
+    id: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> FaultRule:
+        """Validate a rule as the control API receives it; bad plans raise `BadRequest`."""
+        if not isinstance(data, dict):
+            raise BadRequest("a fault rule must be a JSON object")
+        unknown = sorted(set(data) - _FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown fault field(s) {unknown}; allowed: {sorted(_FIELDS)}")
+        action = _action(data.get("action"))
+        rule = cls(
+            path=_path(data.get("path")), action=action, method=_method(data.get("method", "*")),
+            status=_status(action, data.get("status")),
+            delay_ms=_delay(action, data.get("delayMs", data.get("delay_ms"))),
+            probability=_probability(data.get("probability", 1.0)),
+            times=_times(data.get("times")),
+        )
+        return rule
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as the control API shows it (camelCase)."""
+        return {"method": self.method, "path": self.path, "action": self.action,
+                "status": self.status, "delayMs": self.delay_ms,
+                "probability": self.probability, "times": self.times}
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when a request with this method and path falls under the rule."""
+        if self.method not in ("*", method.upper()):
+            return False
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+    def describe(self) -> str:
+        """A short label for the journal's `fault` column, e.g. `status 503 (rule 4)`."""
+        detail = {"status": f"status {self.status}", "delay": f"delay {self.delay_ms}ms"}
+        return f"{detail.get(self.action, self.action)} (rule {self.id})"
+
+
+def _action(value: Any) -> str:
+    if value not in ACTIONS:
+        raise BadRequest(f"action must be one of {list(ACTIONS)}, got {value!r}")
+    return str(value)
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 512:
+        raise BadRequest("path must be a string starting with '/' (at most 512 characters)")
+    if "*" in value[:-1]:
+        raise BadRequest("path may contain '*' only as its last character (a prefix match)")
+    if value.startswith("/_sim"):
+        raise BadRequest("paths under /_sim/ are never faulted")
+    return value
+
+
+def _method(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in METHODS:
+        raise BadRequest(f"method must be '*' or one of {sorted(METHODS - {'*'})}")
+    return value.upper()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _status(action: str, value: Any) -> int | None:
+    if action != "status":
+        if value is not None:
+            raise BadRequest("status applies only to action 'status'")
+        return None
+    if not _is_int(value) or not 400 <= value <= 599:
+        raise BadRequest("action 'status' needs an integer status between 400 and 599")
+    return int(value)
+
+
+def _delay(action: str, value: Any) -> int:
+    if action != "delay":
+        if value not in (None, 0):  # 0 is what to_json shows for other actions
+            raise BadRequest("delayMs applies only to action 'delay'")
+        return 0
+    if not _is_int(value) or not 1 <= value <= MAX_DELAY_MS:
+        raise BadRequest(f"action 'delay' needs an integer delayMs between 1 and {MAX_DELAY_MS}")
+    return int(value)
+
+
+def _probability(value: Any) -> float:
+    number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number_ok or not math.isfinite(value) or not 0 < value <= 1:
+        raise BadRequest("probability must be a number with 0 < probability <= 1")
+    return float(value)
+
+
+def _times(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        raise BadRequest("times must be a positive integer, or null for unlimited")
+    return int(value)
+
+
+def _rule(row: FaultRuleRow) -> FaultRule:
+    return FaultRule(path=row.path, action=row.action, method=row.method, status=row.status,
+                     delay_ms=row.delay_ms, probability=row.probability, times=row.remaining,
+                     id=row.id)
+
+
+def _row_json(row: FaultRuleRow) -> dict[str, Any]:
+    shown = _rule(row).to_json()
+    shown.update(id=row.id, remaining=row.remaining, fired=row.fired,
+                 createdAt=format_instant(row.created_at))
+    del shown["times"]
+    return shown
+
+
+def _deleted(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _live() -> Any:
+    return or_(FaultRuleRow.remaining.is_(None), FaultRuleRow.remaining > 0)
+
+
+class FaultPlan:
+    """The fault rules of one sim, kept in its database so every worker shares them."""
+
+    def __init__(self, db: Database, rng: random.Random | None = None,
+                 clock: Clock | None = None) -> None:
+        self._db = db
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
+        self._rng_lock = threading.Lock()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+
+    def add(self, rule: FaultRule) -> int:
+        """Declare one rule; returns its id."""
+        return self.add_all([rule])[0]
+
+    def add_all(self, rules: Iterable[FaultRule]) -> builtins.list[int]:
+        """Declare several rules in one transaction (all or none); returns their ids."""
+        now = self._clock.now()
+        rows = [FaultRuleRow(method=r.method, path=r.path, action=r.action, status=r.status,
+                             delay_ms=r.delay_ms, probability=r.probability, remaining=r.times,
+                             fired=0, created_at=now) for r in rules]
+        with self._db.write() as session:
+            session.add_all(rows)
+            session.flush()
+            return [row.id for row in rows]
+
+    def get(self, rule_id: int) -> dict[str, Any] | None:
+        """One rule with its id, remaining budget and fire count, or None."""
+        with self._db.read() as session:
+            row = session.get(FaultRuleRow, rule_id)
+            return _row_json(row) if row is not None else None
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        """Every rule (spent ones too, so a report shows what fired), in declaration order."""
+        with self._db.read() as session:
+            rows = session.scalars(select(FaultRuleRow).order_by(FaultRuleRow.id))
+            return [_row_json(row) for row in rows]
+
+    def remove(self, rule_id: int) -> bool:
+        """Delete one rule; False when there was no such rule."""
+        with self._db.write() as session:
+            statement = delete(FaultRuleRow).where(FaultRuleRow.id == rule_id)
+            return _deleted(session.execute(statement)) > 0
+
+    def clear(self) -> int:
+        """Delete every rule; returns how many there were."""
+        with self._db.write() as session:
+            return _deleted(session.execute(delete(FaultRuleRow)))
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The rule that fires for this request, its budget spent; None when none fires.
+
+        Rules are tried in declaration order; each matching live rule rolls its probability
+        and the first that passes fires. A lock-free read first keeps the common case (no
+        rule for this path) off the write lock; the decision itself is made again under the
+        write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent
+        workers never spend one budget twice.
+        """
+        if not self._any_candidate(method, path):
+            return None
+        with self._db.write() as session:
+            statement = select(FaultRuleRow).where(_live()).order_by(FaultRuleRow.id)
+            for row in session.scalars(statement.with_for_update()):
+                rule = _rule(row)
+                if not rule.matches(method, path) or not self._roll(rule.probability):
+                    continue
+                row.fired += 1
+                if row.remaining is not None:
+                    row.remaining -= 1
+                return rule
+        return None
+
+    def _any_candidate(self, method: str, path: str) -> bool:
+        with self._db.read() as session:
+            rows = session.scalars(select(FaultRuleRow).where(_live()))
+            return any(_rule(row).matches(method, path) for row in rows)
+
+    def _roll(self, probability: float) -> bool:
+        if probability >= 1:
+            return True
+        with self._rng_lock:
+            return self._rng.random() < probability
+
+
+def _is_control_path(path: str) -> bool:
+    return path == "/_sim" or path.startswith("/_sim/")
+
+
+def install_faults(app: Flask, plan: FaultPlan) -> None:
+    """Apply `plan` to every request `app` serves outside `/_sim/`, at one point, before the view.
+
+    "status" raises `SimError("FAULT_INJECTED", status, ...)` so each sim answers in its own
+    error dialect; "delay" waits real time (a slow network) and goes on; "drop" answers
+    nothing; "apply_then_drop" lets the view run and commit, then drops. The label of the
+    fault that fired is left in `flask.g.fault` for the journal.
+    """
+
+    def consult() -> Response | None:
+        if _is_control_path(request.path):
+            return None
+        rule = plan.take(request.method, request.path)
+        if rule is None:
+            return None
+        g.fault = rule.describe()
+        return _apply(rule)
+
+    app.before_request(consult)
+    app.wsgi_app = _DropMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+
+
+def _apply(rule: FaultRule) -> Response | None:
+    if rule.action == "status":
+        raise SimError("FAULT_INJECTED", rule.status or 500, "injected fault")
+    if rule.action == "delay":
+        threading.Event().wait(rule.delay_ms / 1000)  # simulated network latency
+        return None
+    request.environ[DROP_ENVIRON_KEY] = True
+    if rule.action == "drop":
+        return Response(status=DROPPED_STATUS)
+    return None  # apply_then_drop: the view runs; the middleware drops its response
+
+
+class _DropMiddleware:
+    """Cuts the connection after the app has run when a fault asked for it.
+
+    Dropping here, outside Flask, means every after-request hook (the journal) has run and
+    the view's transaction has committed, and the response is never written.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        result = self._app(environ, start_response)
+        if not environ.get(DROP_ENVIRON_KEY):
+            return result
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        drop_connection(environ)
+        return []
+
+
+def drop_connection(environ: dict[str, Any]) -> None:
+    """Cut the client's connection so it sees EOF/reset and no response.
+
+    The socket is shut down, not closed: the server still owns the descriptor and closes it
+    itself (its write fails with EPIPE, which gunicorn and werkzeug treat as a client that
+    went away). Closing it here could let the descriptor number be reused by another
+    connection while the server still writes to it.
+    """
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        raise ConnectionDropped("fault injection dropped the connection")
+    with contextlib.suppress(OSError):  # already gone: the client sees the same thing
+        sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,303 @@
+"""A request/response journal with correlation ids, secrets redacted before they are stored.
+
+Reports and failing scenarios show "what was said on the wire"; the journal is where that
+comes from. Every request a sim serves (except its own control API under `/_sim/`) becomes
+one row, written with a single INSERT after the response is built. Secrets are removed on the
+way in (`redact_headers`, `redact_body`), so no query, dump or report can ever show them.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import re
+import uuid
+from base64 import b64decode
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode
+
+from flask import Flask, Response, g, request
+from sqlalchemy import CursorResult, delete, select
+
+from simkit.clock import Clock, format_instant, monotonic
+from simkit.db import Database
+from simkit.models import JournalEntry
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+CORRELATION_HEADER = "X-Correlation-Id"
+MAX_QUERY_LIMIT = 1000
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# Header names are compared lower-cased. These carry credentials whatever they are called.
+_SECRET_HEADERS = frozenset({"cookie", "set-cookie", "x-api-key"})
+_SECRET_HEADER_WORDS = ("secret", "token", "key")
+# Not secrets although their names contain a secret-looking word.
+_PUBLIC_HEADERS = frozenset({"idempotency-key"})
+
+# Body field names are compared lower-cased with `_` and `-` removed: accessKey, access_key
+# and access-key are one name.
+_SECRET_FIELDS = frozenset({
+    "accesskey", "password", "passwd", "secret", "clientsecret", "accesstoken",
+    "refreshtoken", "idtoken", "token", "apikey", "signingkey", "privatekey", "passphrase",
+})
+_SECRET_FIELD_SUFFIXES = ("secret", "password", "token", "accesskey", "apikey", "signingkey",
+                          "privatekey")
+
+
+def _is_secret_field(name: str) -> bool:
+    normal = name.lower().replace("_", "").replace("-", "")
+    return normal in _SECRET_FIELDS or normal.endswith(_SECRET_FIELD_SUFFIXES)
+
+
+def _redact_authorization(value: str) -> str:
+    """Keep the scheme (and a Basic user id, which says who called); mask the secret."""
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return f"{scheme} {MASK}" if credentials else MASK
+    try:
+        decoded = b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return f"{scheme} {MASK}"
+    user, sep, _ = decoded.partition(":")
+    return f"{scheme} {user}:{MASK}" if sep else f"{scheme} {MASK}"
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a plain dict with every credential masked.
+
+    Authorization keeps its scheme, and for Basic the user id (accessId or client id), so a
+    journal reader can still tell who called and how; repeated headers are joined with ", ".
+    """
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    result: dict[str, str] = {}
+    for name, value in pairs:
+        shown = _redact_header(name, value)
+        result[name] = f"{result[name]}, {shown}" if name in result else shown
+    return result
+
+
+def _redact_header(name: str, value: str) -> str:
+    lower = name.lower()
+    if lower in ("authorization", "proxy-authorization"):
+        return _redact_authorization(value)
+    if lower in _PUBLIC_HEADERS:
+        return value
+    if lower in _SECRET_HEADERS or any(word in lower for word in _SECRET_HEADER_WORDS):
+        return MASK
+    return value
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: MASK if _is_secret_field(str(key)) else _redact_json(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    return value
+
+
+def redact_form(text: str) -> str:
+    """A form-encoded string (body or query string) with secret fields masked."""
+    pairs = parse_qsl(text, keep_blank_values=True)
+    return urlencode([(key, MASK if _is_secret_field(key) else value) for key, value in pairs])
+
+
+# For JSON that does not parse (truncated, malformed): mask `"secretName": <scalar>` pairs.
+_JSON_PAIR = re.compile(r'"([^"\\]{1,64})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)')
+
+
+def _redact_broken_json(text: str) -> str:
+    def mask(match: re.Match[str]) -> str:
+        if not _is_secret_field(match.group(1)):
+            return match.group(0)
+        return f'"{match.group(1)}"{match.group(2)}"{MASK}"'
+
+    return _JSON_PAIR.sub(mask, text)
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", maxsplit=1)[0].strip().lower()
+
+
+def _is_textual(content_type: str) -> bool:
+    kind = _media_type(content_type)
+    return (not kind or kind.startswith("text/") or kind.endswith(("json", "xml"))
+            or kind == "application/x-www-form-urlencoded")
+
+
+def redact_body(body: bytes | str, content_type: str, *, limit: int | None = None) -> str:
+    """A body as text with secrets masked, then cut to `limit` characters.
+
+    Redaction comes before truncation: cutting first could split a JSON document and let a
+    secret through unparsed. Binary bodies (QR images) are summarised, not stored.
+    """
+    if isinstance(body, bytes):
+        if not _is_textual(content_type):
+            return f"<{len(body)} bytes {content_type or 'binary'}>" if body else ""
+        text = body.decode("utf-8", errors="replace")
+    else:
+        text = body
+    text = _redact_text(text, _media_type(content_type))
+    if limit is not None and len(text) > limit:
+        return f"{text[:limit]}...[{len(text) - limit} more characters]"
+    return text
+
+
+def _redact_text(text: str, kind: str) -> str:
+    if kind == "application/x-www-form-urlencoded":
+        return redact_form(text)
+    if "json" in kind or text.lstrip().startswith(("{", "[")):
+        try:
+            return json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
+        except ValueError:
+            return _redact_broken_json(text)
+    return text
+
+
+def current_correlation_id() -> str:
+    """The correlation id of the request being served (taken from it, or made up for it).
+
+    Sims pass it on when they call another system, so one id follows a payment end to end.
+    """
+    existing = g.get("correlation_id")
+    if isinstance(existing, str):
+        return existing
+    offered = request.headers.get(CORRELATION_HEADER, "")
+    chosen = offered if _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex
+    g.correlation_id = chosen
+    return chosen
+
+
+class Journal:
+    """Stores and queries journal entries in a sim's `sim_journal` table."""
+
+    def __init__(self, db: Database, clock: Clock, *, max_body: int = 4096) -> None:
+        self._db = db
+        self._clock = clock
+        self.max_body = max_body
+
+    def record(
+        self, *, correlation_id: str, method: str, path: str, query: str, status: int,
+        latency_ms: int, request_headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        request_body: bytes | str, response_headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        response_body: bytes | str, fault: str | None = None,
+    ) -> int:
+        """Store one exchange, redacting headers, bodies and query string; returns its id.
+
+        Redaction happens here rather than in the caller so that no caller can forget it.
+        """
+        req_headers = redact_headers(request_headers)
+        resp_headers = redact_headers(response_headers)
+        entry = JournalEntry(
+            correlation_id=correlation_id[:128], at=self._clock.now(), method=method[:16],
+            path=path[:512], query=redact_form(query) if query else "", status=status,
+            latency_ms=latency_ms, request_headers=json.dumps(req_headers),
+            request_body=self._body(request_body, req_headers),
+            response_headers=json.dumps(resp_headers),
+            response_body=self._body(response_body, resp_headers), fault=fault,
+        )
+        with self._db.write() as session:
+            session.add(entry)
+            session.flush()
+            return entry.id
+
+    def _body(self, body: bytes | str, headers: Mapping[str, str]) -> str:
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        return redact_body(body, content_type, limit=self.max_body)
+
+    def query(
+        self, *, path: str | None = None, correlation_id: str | None = None,
+        since_id: int | None = None, limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Entries in id order, filtered by path prefix and/or correlation id.
+
+        With `since_id`, the first `limit` entries after it (for paging forward or polling);
+        without, the latest `limit` entries.
+        """
+        limit = max(1, min(limit, MAX_QUERY_LIMIT))
+        statement = select(JournalEntry)
+        if path:
+            statement = statement.where(JournalEntry.path.startswith(path, autoescape=True))
+        if correlation_id:
+            statement = statement.where(JournalEntry.correlation_id == correlation_id)
+        if since_id is not None:
+            statement = statement.where(JournalEntry.id > since_id).order_by(JournalEntry.id)
+        else:
+            statement = statement.order_by(JournalEntry.id.desc())
+        with self._db.read() as session:
+            entries = [entry_to_json(row) for row in session.scalars(statement.limit(limit))]
+        return sorted(entries, key=lambda entry: int(entry["id"]))
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        with self._db.write() as session:
+            result = cast(CursorResult[Any], session.execute(delete(JournalEntry)))
+            return result.rowcount
+
+
+def entry_to_json(row: JournalEntry) -> dict[str, Any]:
+    """One stored entry as the control API shows it (camelCase, ISO instants)."""
+    return {
+        "id": row.id, "correlationId": row.correlation_id, "at": format_instant(row.at),
+        "method": row.method, "path": row.path, "query": row.query, "status": row.status,
+        "latencyMs": row.latency_ms, "requestHeaders": json.loads(row.request_headers),
+        "requestBody": row.request_body, "responseHeaders": json.loads(row.response_headers),
+        "responseBody": row.response_body, "fault": row.fault,
+    }
+
+
+def _is_control_path(path: str) -> bool:
+    return path == "/_sim" or path.startswith("/_sim/")
+
+
+def install_journal(app: Flask, journal: Journal) -> None:
+    """Journal every request `app` serves outside `/_sim/`, and echo its correlation id.
+
+    The hooks go first in `app`'s before-request list and last to run after the request, so
+    the journal sees every request, including ones another hook (faults, auth) answers early,
+    and sees the response exactly as it leaves.
+    """
+
+    def start() -> None:
+        g.journal_started = monotonic()
+        current_correlation_id()
+
+    def finish(response: Response) -> Response:
+        response.headers[CORRELATION_HEADER] = current_correlation_id()
+        if not _is_control_path(request.path):
+            _record_safely(journal, response)
+        return response
+
+    app.before_request_funcs.setdefault(None, []).insert(0, start)
+    app.after_request_funcs.setdefault(None, []).insert(0, finish)
+
+
+def _record_safely(journal: Journal, response: Response) -> None:
+    """Record the exchange; a journal failure is logged and never reaches the client."""
+    try:
+        started = g.get("journal_started")
+        latency = int((monotonic() - started) * 1000) if isinstance(started, float) else 0
+        fault = g.get("fault")
+        journal.record(
+            correlation_id=current_correlation_id(), method=request.method, path=request.path,
+            query=request.query_string.decode("latin-1"), status=response.status_code,
+            latency_ms=latency, request_headers=request.headers.items(),
+            request_body=request.get_data(cache=True), response_headers=response.headers.items(),
+            response_body=_response_body(response), fault=fault if isinstance(fault, str) else None,
+        )
+    except Exception:
+        log.exception("journal write failed for %s %s", request.method, request.path)
+
+
+def _response_body(response: Response) -> bytes | str:
+    # A streamed body can be read only once, and the client needs it more than the journal.
+    if response.is_streamed:
+        return "<streamed>"
+    return response.get_data()
+

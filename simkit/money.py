@@ -1,0 +1,107 @@
+"""Money as integer minor units plus an ISO 4217 currency, on the wire and in storage.
+
+Floats never carry money here: a JSON `20.00` or `1e3` is refused rather than rounded,
+because a rounding that differs between two systems is how ledgers drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from simkit.errors import SimError
+
+# Currencies the sims accept, with their number of minor-unit digits (ISO 4217).
+MINOR_DIGITS: dict[str, int] = {
+    "USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "SEK": 2, "NOK": 2, "DKK": 2,
+    "CHF": 2, "MXN": 2, "JPY": 0, "KRW": 0, "MOP": 2, "PHP": 2, "SGD": 2, "NZD": 2,
+}
+# Keeps every amount far inside a signed 64-bit column and any JSON number parser.
+MAX_MINOR = 10**12
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_DIGITS = re.compile(r"^[0-9]{1,13}$")
+
+
+class InvalidAmount(SimError):
+    """Raised when an amount is not a positive integer number of minor units in range."""
+
+    def __init__(self, message: str, field: str = "amount") -> None:
+        super().__init__("INVALID_AMOUNT", 400, message, field=field)
+
+
+class InvalidCurrency(SimError):
+    """Raised when a currency is not an upper-case ISO 4217 code the sims support."""
+
+    def __init__(self, message: str, field: str = "currency") -> None:
+        super().__init__("INVALID_CURRENCY", 400, message, field=field)
+
+
+def parse_minor(value: Any, field: str = "amount") -> int:
+    """Return `value` as a positive integer of minor units, or raise `InvalidAmount`.
+
+    Accepts a JSON integer or a string of digits. Refuses booleans, floats (even `20.0`),
+    NaN, infinities, zero, negatives and anything above `MAX_MINOR`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidAmount(f"{field} must be an integer number of minor units", field)
+    if isinstance(value, str):
+        if not _DIGITS.match(value):
+            raise InvalidAmount(f"{field} must be digits only (minor units)", field)
+    minor = int(value)
+    if minor <= 0:
+        raise InvalidAmount(f"{field} must be greater than zero", field)
+    if minor > MAX_MINOR:
+        raise InvalidAmount(f"{field} must be at most {MAX_MINOR}", field)
+    return minor
+
+
+def parse_currency(value: Any, field: str = "currency") -> str:
+    """Return `value` if it is a supported ISO 4217 code, else raise `InvalidCurrency`."""
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise InvalidCurrency(f"{field} must be a three-letter ISO 4217 code", field)
+    if value not in MINOR_DIGITS:
+        raise InvalidCurrency(f"currency {value} is not supported", field)
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Money:
+    """An amount of one currency in minor units (cents for USD)."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+            raise TypeError("Money.minor must be an int")
+        parse_currency(self.currency)
+
+    @classmethod
+    def parse(cls, amount: Any, currency: Any) -> Money:
+        """Build Money from wire values, validating both (amount must be positive)."""
+        return cls(parse_minor(amount), parse_currency(currency))
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire shape: `{"amount": 2000, "currency": "USD"}`."""
+        return {"amount": self.minor, "currency": self.currency}
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor + other.minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor - other.minor, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot mix {self.currency} and {other.currency}")
+
+    def display(self) -> str:
+        """Human form for pages and reports, e.g. `USD 1,000.00`."""
+        digits = MINOR_DIGITS[self.currency]
+        sign = "-" if self.minor < 0 else ""
+        whole, frac = divmod(abs(self.minor), 10**digits)
+        text = f"{whole:,}" + (f".{frac:0{digits}d}" if digits else "")
+        return f"{sign}{self.currency} {text}"

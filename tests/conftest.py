@@ -1,0 +1,124 @@
+"""Fixtures shared by the whole suite: databases, a manual clock and a fresh sim_trustly.
+
+Database-backed tests (marker `db`) get a SQLite file in tmp_path, or, when
+SCANPAY_TEST_DATABASE_URL names a PostgreSQL server (as .ci/run does), a fresh database
+created on that server for the test and dropped after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from sim_trustly.app import create_app
+from sim_trustly.settings import TrustlySettings
+from simkit.clock import ManualClock
+from simkit.db import normalise_url, sqlite_url
+
+START = datetime(2026, 11, 25, 21, 0, 0, tzinfo=UTC)
+ADMIN_TOKEN = "test-admin-token"
+TEST_DB_ENV = "SCANPAY_TEST_DATABASE_URL"
+
+
+def basic(access_id: str, access_key: str) -> str:
+    """An HTTP Basic Authorization header value."""
+    return "Basic " + base64.b64encode(f"{access_id}:{access_key}".encode()).decode()
+
+
+DEMO_AUTH = basic("demo-access-id", "demo-access-key")
+
+
+class DatabaseFactory:
+    """Makes fresh, empty databases: SQLite files, or PostgreSQL databases on the test server."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp = tmp_path
+        self._server = os.environ.get(TEST_DB_ENV)
+        self._created: list[str] = []
+
+    @property
+    def backend(self) -> str:
+        """'postgresql' when the PostgreSQL server is in use, else 'sqlite'."""
+        return "postgresql" if self._server else "sqlite"
+
+    def new(self, label: str = "db") -> str:
+        """The URL of a new empty database."""
+        if not self._server:
+            return sqlite_url(str(self._tmp / f"{label}-{uuid.uuid4().hex[:8]}.db"))
+        name = f"scanpay_t_{uuid.uuid4().hex[:12]}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return make_url(normalise_url(self._server)).set(database=name).render_as_string(
+            hide_password=False
+        )
+
+    def _admin(self, statement: str) -> None:
+        assert self._server is not None
+        engine = create_engine(normalise_url(self._server), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(statement))
+        engine.dispose()
+
+    def drop_all(self) -> None:
+        """Drop every database this factory created."""
+        for name in self._created:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> Iterator[DatabaseFactory]:
+    """A factory of fresh databases for this test (dropped afterwards on PostgreSQL)."""
+    factory = DatabaseFactory(tmp_path)
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock frozen at START."""
+    return ManualClock(start=START)
+
+
+TrustlyFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_trustly(databases: DatabaseFactory, clock: ManualClock) -> Iterator[TrustlyFactory]:
+    """Build sim_trustly on a fresh database with the test clock; keyword args override settings."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        values: dict[str, Any] = {"database_url": databases.new("trustly"),
+                                  "admin_token": ADMIN_TOKEN}
+        values.update(overrides)
+        app = create_app(TrustlySettings(**values), clock=clock)
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["sim_trustly"].db.dispose()
+
+
+@pytest.fixture
+def trustly(make_trustly: TrustlyFactory) -> Flask:
+    """sim_trustly with default settings and the control API on."""
+    return make_trustly()
+
+
+@pytest.fixture
+def client(trustly: Flask) -> FlaskClient:
+    """A test client of `trustly`."""
+    return trustly.test_client()
