@@ -135,3 +135,17 @@ def build_document() -> dict[str, Any]:
 def openapi_document() -> Response:
     """Serve the document."""
     return jsonify(build_document())
+
+
+def write_document(path: str) -> None:
+    """Write the document to `path` (how docs/api/trustly-auth.openapi.json is made)."""
+    import json
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(build_document(), indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m sim_trustly.openapi docs/api/trustly-auth.openapi.json
+    import sys
+
+    write_document(sys.argv[1] if len(sys.argv) > 1 else "docs/api/trustly-auth.openapi.json")

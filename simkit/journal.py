@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from sqlalchemy import CursorResult, delete, select
 
 from simkit.clock import Clock, format_instant, monotonic
@@ -288,11 +289,22 @@ def _record_safely(journal: Journal, response: Response) -> None:
             correlation_id=current_correlation_id(), method=request.method, path=request.path,
             query=request.query_string.decode("latin-1"), status=response.status_code,
             latency_ms=latency, request_headers=request.headers.items(),
-            request_body=request.get_data(cache=True), response_headers=response.headers.items(),
+            request_body=_request_body(), response_headers=response.headers.items(),
             response_body=_response_body(response), fault=fault if isinstance(fault, str) else None,
         )
     except Exception:
         log.exception("journal write failed for %s %s", request.method, request.path)
+
+
+def _request_body() -> bytes | str:
+    # A body over the app's size limit was refused unread; reading it now would raise again.
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (request.content_length or 0) > limit:
+        return f"<{request.content_length} bytes, over the size limit, not read>"
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return "<over the size limit, not read>"
 
 
 def _response_body(response: Response) -> bytes | str:

@@ -1,0 +1,62 @@
+"""Start the project's commands as real processes on 127.0.0.1 and wait for them, bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from simkit.clock import monotonic
+
+SCANPAY = str(Path(sys.executable).with_name("scanpay"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[str], deadline_s: float = 30.0) -> None:
+    """Poll `url` until it answers, the process dies, or the deadline passes."""
+    end = monotonic() + deadline_s
+    while monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early: {process.communicate()[1]}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.TransportError:
+            threading.Event().wait(0.05)  # poll interval of a deadline-bound readiness wait
+    raise AssertionError(f"{url} did not come up within {deadline_s}s")
+
+
+@contextmanager
+def running(args: Sequence[str], ready_url: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> Iterator[subprocess.Popen[str]]:
+    """Run `args` until the block ends, then interrupt it (Ctrl-C) and reap it."""
+    process = subprocess.Popen(
+        list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+    try:
+        wait_until_up(ready_url, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
