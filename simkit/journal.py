@@ -19,8 +19,8 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
 from sqlalchemy import CursorResult, delete, select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from simkit.clock import Clock, format_instant, monotonic
 from simkit.db import Database

@@ -37,7 +37,7 @@ def verify(app: Flask, token: str, egm_id: str = "EGM-001") -> object:
 
 def kid_of(token: str) -> str:
     import base64
-    header = token.split(".")[0]
+    header = token.split(".", maxsplit=1)[0]
     kid: str = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
     return kid
 
