@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from typing import Any
 
 from flask import Request
@@ -33,7 +34,8 @@ def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
     if base64.b64encode(raw).decode("ascii") != encoded:  # refuse non-canonical padding
         return None
     user, colon, password = decoded.partition(":")
-    if not colon or not user or any(ord(ch) < 0x20 for ch in decoded):
+    # Control characters (C0, DEL, C1) have no place in credentials and can forge log lines.
+    if not colon or not user or any(unicodedata.category(ch) == "Cc" for ch in decoded):
         return None
     return user, password
 

@@ -19,8 +19,9 @@ MINOR_DIGITS: dict[str, int] = {
 }
 # Keeps every amount far inside a signed 64-bit column and any JSON number parser.
 MAX_MINOR = 10**12
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_DIGITS = re.compile(r"^[0-9]{1,13}$")
+# Used with fullmatch: `$` alone would also accept a trailing newline ("2000\n").
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_DIGITS = re.compile(r"[1-9][0-9]{0,12}|0")  # canonical: no sign, no leading zeros
 
 
 class InvalidAmount(SimError):
@@ -45,9 +46,8 @@ def parse_minor(value: Any, field: str = "amount") -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidAmount(f"{field} must be an integer number of minor units", field)
-    if isinstance(value, str):
-        if not _DIGITS.match(value):
-            raise InvalidAmount(f"{field} must be digits only (minor units)", field)
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise InvalidAmount(f"{field} must be digits only (minor units)", field)
     minor = int(value)
     if minor <= 0:
         raise InvalidAmount(f"{field} must be greater than zero", field)
@@ -58,14 +58,14 @@ def parse_minor(value: Any, field: str = "amount") -> int:
 
 def parse_currency(value: Any, field: str = "currency") -> str:
     """Return `value` if it is a supported ISO 4217 code, else raise `InvalidCurrency`."""
-    if not isinstance(value, str) or not _CURRENCY.match(value):
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise InvalidCurrency(f"{field} must be a three-letter ISO 4217 code", field)
     if value not in MINOR_DIGITS:
         raise InvalidCurrency(f"currency {value} is not supported", field)
     return value
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Money:
     """An amount of one currency in minor units (cents for USD)."""
 

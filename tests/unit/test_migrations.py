@@ -60,7 +60,9 @@ def schema_diff(database: Database, metadatas: tuple[MetaData, ...]) -> list[Any
     """Alembic's autogenerate differences between the live schema and `metadatas`."""
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, list(metadatas)))
+        # Alembic accepts a sequence of MetaData here, as env.py's target_metadata does,
+        # though its annotation names a single MetaData.
+        return list(compare_metadata(context, list(metadatas)))  # type: ignore[arg-type]
 
 
 def current_revision(database: Database) -> str | None:
@@ -71,7 +73,8 @@ def current_revision(database: Database) -> str | None:
 
 def head_revision(sim: SimSchema, database: Database) -> str | None:
     """The newest revision of the sim's migration scripts."""
-    return ScriptDirectory.from_config(alembic_config(sim.migrations_dir, database)).get_current_head()
+    scripts = ScriptDirectory.from_config(alembic_config(sim.migrations_dir, database))
+    return scripts.get_current_head()
 
 
 def model_tables(sim: SimSchema) -> set[str]:
