@@ -74,4 +74,5 @@ def create_app(
         _install_control(app, ctx)
     app.register_blueprint(auth_service.bp)
     app.register_blueprint(openapi.bp)
+    db.dispose()  # no pooled connection may cross a fork into gunicorn workers
     return app

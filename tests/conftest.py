@@ -122,3 +122,60 @@ def trustly(make_trustly: TrustlyFactory) -> Flask:
 def client(trustly: Flask) -> FlaskClient:
     """A test client of `trustly`."""
     return trustly.test_client()
+
+
+CMS_AUTH = basic("tpas-client", "tpas-secret")
+CmsFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_cms(
+    databases: DatabaseFactory, clock: ManualClock, make_trustly: TrustlyFactory
+) -> Iterator[CmsFactory]:
+    """Build sim_cms on a fresh database with the test clock.
+
+    `with_trustly=True` wires it to an in-process sim_trustly (same clock) over
+    httpx.WSGITransport; other keyword args override CmsSettings fields.
+    """
+    import httpx
+
+    from sim_cms.app import create_app as create_cms
+    from sim_cms.settings import CmsSettings
+
+    apps: list[Flask] = []
+
+    def build(*, with_trustly: bool = False, **overrides: Any) -> Flask:
+        transport = None
+        if with_trustly:
+            transport = httpx.WSGITransport(app=make_trustly())
+        values: dict[str, Any] = {"database_url": databases.new("cms"),
+                                  "admin_token": ADMIN_TOKEN}
+        values.update(overrides)
+        app = create_cms(CmsSettings(**values), clock=clock, trustly_transport=transport)
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["sim_cms"].db.dispose()
+
+
+@pytest.fixture
+def cms(make_cms: CmsFactory) -> Flask:
+    """sim_cms with the demo casino and the control API on (no Trustly wired)."""
+    return make_cms()
+
+
+@pytest.fixture
+def cms_client(cms: Flask) -> FlaskClient:
+    """A test client of `cms`."""
+    return cms.test_client()
+
+
+def cms_bearer(client: FlaskClient) -> dict[str, str]:
+    """Headers with a fresh access token of the demo TPAS client."""
+    response = client.post("/cws/v1/oauth/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": CMS_AUTH})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}

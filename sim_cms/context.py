@@ -1,0 +1,34 @@
+"""What sim_cms's views reach through `current_app`: settings, database, clock, Trustly link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+
+from sim_cms.settings import CmsSettings
+from simkit.clock import Clock
+from simkit.db import Database
+
+EXTENSION = "sim_cms"
+
+
+@dataclass(frozen=True)
+class CmsContext:
+    """The collaborators `create_app` was given or built, kept in `app.extensions`.
+
+    `trustly_transport` is the httpx transport used to reach Trustly (None: real network),
+    so tests and the embedded harness can wire sim_cms to an in-process sim_trustly.
+    """
+
+    settings: CmsSettings
+    db: Database
+    clock: Clock
+    trustly_transport: Any = None
+
+
+def cms() -> CmsContext:
+    """The running app's context."""
+    context: CmsContext = current_app.extensions[EXTENSION]
+    return context
