@@ -38,7 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from simkit.money import parse_currency
-from simkit.settings import ConfigError, load_toml, require_type, section
+from simkit.settings import ConfigError, env_flag, load_toml, require_type, section
 
 DEFAULT_PORT = 8720
 
@@ -181,5 +181,9 @@ def load_cms_settings(
     )
     if env.get("SCANPAY_ADMIN_TOKEN"):
         values["admin_token"] = env["SCANPAY_ADMIN_TOKEN"]
+    values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
+    if env.get("SCANPAY_CMS_TRUSTLY_URL"):  # where this CMS finds Trustly's QR Code API
+        link = values.get("trustly", TrustlyLink())
+        values["trustly"] = TrustlyLink(**{**link.__dict__, "base_url": env["SCANPAY_CMS_TRUSTLY_URL"]})
     values.update(overrides)
     return CmsSettings(**values)

@@ -164,5 +164,7 @@ def load_trustly_settings(
     if env.get("SCANPAY_ADMIN_TOKEN"):
         values["admin_token"] = env["SCANPAY_ADMIN_TOKEN"]
     values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
+    if env.get("SCANPAY_TRUSTLY_PUBLIC_URL"):
+        values["public_base_url"] = env["SCANPAY_TRUSTLY_PUBLIC_URL"]
     values.update(overrides)
     return TrustlySettings(**values)
