@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -184,6 +184,6 @@ def load_cms_settings(
     values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
     if env.get("SCANPAY_CMS_TRUSTLY_URL"):  # where this CMS finds Trustly's QR Code API
         link = values.get("trustly", TrustlyLink())
-        values["trustly"] = TrustlyLink(**{**link.__dict__, "base_url": env["SCANPAY_CMS_TRUSTLY_URL"]})
+        values["trustly"] = replace(link, base_url=env["SCANPAY_CMS_TRUSTLY_URL"])
     values.update(overrides)
     return CmsSettings(**values)
