@@ -11,6 +11,9 @@ from flask import Flask
 from rich.console import Console
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from sim_cms.app import create_app as create_cms
+from sim_cms.qr_display import start_rotation_worker
+from sim_cms.settings import DEMO_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
 from simkit.db import sqlite_url
@@ -37,8 +40,7 @@ def build_trustly(options: ServeOptions) -> Flask:
     options.data_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         "database_url": options.trustly_db or sqlite_url(str(options.data_dir / "trustly.db")),
-        "public_base_url": options.public_url
-        or f"http://{options.host}:{options.trustly_port}",
+        "public_base_url": options.public_url or _public_url(options),
         "controllable_clock": options.controllable_clock,
     }
     if options.admin_token:
@@ -47,13 +49,39 @@ def build_trustly(options: ServeOptions) -> Flask:
     return create_trustly(settings)
 
 
+def build_cms(options: ServeOptions) -> Flask:
+    """sim_cms, wired to the sim_trustly that `serve` runs next to it."""
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {
+        "database_url": options.cms_db or sqlite_url(str(options.data_dir / "cms.db")),
+        "controllable_clock": options.controllable_clock,
+    }
+    if options.admin_token:
+        overrides["admin_token"] = options.admin_token
+    settings = load_cms_settings(config_path=options.config_file, **overrides)
+    if settings.trustly == TrustlyLink():  # not configured: use the Trustly we run
+        overrides["trustly"] = TrustlyLink(base_url=_local_url(options.trustly_port))
+        settings = load_cms_settings(config_path=options.config_file, **overrides)
+    return create_cms(settings)
+
+
+def _public_url(options: ServeOptions) -> str:
+    # 0.0.0.0 is where to listen, not an address a phone can open: fall back on loopback.
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104
+    return f"http://{host}:{options.trustly_port}"
+
+
+def _local_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
 def _start(app: Flask, host: str, port: int) -> BaseWSGIServer:
     server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True, name=f"serve-{port}").start()
     return server
 
 
-def _banner(console: Console, options: ServeOptions, trustly_url: str) -> None:
+def _banner(console: Console, options: ServeOptions, trustly_url: str, cms_url: str) -> None:
     console.print(f"[bold green]sim_trustly[/] listening on {trustly_url}")
     console.print(
         f"  QR token:  POST {trustly_url}/auth-service/api/oauth2/qrcode/token\n"
@@ -67,20 +95,30 @@ def _banner(console: Console, options: ServeOptions, trustly_url: str) -> None:
     )
     if options.admin_token:
         console.print(f"  control API: {trustly_url}/_sim/ (Authorization: Bearer <admin token>)")
+    console.print(f"[bold green]sim_cms[/] listening on {cms_url}")
     console.print(
-        f"[dim]sim_cms (port {options.cms_port}) arrives with the CMS issue. Ctrl-C stops.[/]"
+        f"  EGM screen: {cms_url}/egm/EGM-001   (EGM-001 .. EGM-010)\n"
+        f"  CWS API:    {cms_url}/cws/v1 (OAuth2 client {DEMO_CLIENT.client_id} / "
+        f"{DEMO_CLIENT.client_secret})\n"
+        f"  OpenAPI:    {cms_url}/openapi.json"
     )
+    console.print("[dim]Ctrl-C stops.[/]")
 
 
 def run_servers(options: ServeOptions, console: Console) -> None:
     """Serve until Ctrl-C; prints the base URLs and the demo credentials."""
     trustly = build_trustly(options)
-    server = _start(trustly, options.host, options.trustly_port)
-    _banner(console, options, f"http://{options.host}:{options.trustly_port}")
-    stop = threading.Event()
+    cms = build_cms(options)
+    servers = [_start(trustly, options.host, options.trustly_port),
+               _start(cms, options.host, options.cms_port)]
+    rotation = start_rotation_worker(cms)
+    _banner(console, options, f"http://{options.host}:{options.trustly_port}",
+            f"http://{options.host}:{options.cms_port}")
     try:
-        stop.wait()
+        threading.Event().wait()
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
-        server.shutdown()
+        rotation.stop()
+        for server in servers:
+            server.shutdown()

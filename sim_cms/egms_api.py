@@ -1,5 +1,64 @@
-"""Placeholder: being written."""
+"""The CWS EGM endpoints: read EGMs, and force a QR acquisition for one (Bearer-protected).
 
-from flask import Blueprint
+Thin views: parse, call one service function (`egms`, `qr_display`), serialise. A Trustly
+failure is a decided answer of this API (502, or 503 with Retry-After when Trustly said when
+to come back), never a 500.
+"""
 
-bp = Blueprint("cms_egms_api", __name__)
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from sim_cms import oauth
+from sim_cms.context import cms
+from sim_cms.egms import egm_json, get_egm, list_egms
+from sim_cms.qr_display import acquire, display_json, qr_status
+from sim_cms.trustly_client import TrustlyUnavailable
+from simkit.errors import SimError
+
+bp = Blueprint("cms_egms_api", __name__, url_prefix="/cws/v1/egms")
+bp.before_request(oauth.require_access_token)
+
+
+@bp.get("")
+def list_all() -> Response:
+    """Every EGM of the casino with its state and meter."""
+    with cms().db.read() as session:
+        return jsonify({"egms": [egm_json(egm) for egm in list_egms(session)]})
+
+
+@bp.get("/<egm_id>")
+def read_one(egm_id: str) -> Response:
+    """One EGM: state, credit meter and cap (404 EGM_NOT_FOUND)."""
+    with cms().db.read() as session:
+        return jsonify(egm_json(get_egm(session, egm_id)))
+
+
+@bp.post("/<egm_id>/qr")
+def force_qr(egm_id: str) -> Response:
+    """Acquire a QR from Trustly for this EGM now and show it; answers what is now shown."""
+    ctx = cms()
+    try:
+        display = acquire(ctx, egm_id)
+    except TrustlyUnavailable as exc:
+        raise trustly_problem(egm_id, exc) from exc
+    return jsonify(display_json(display))
+
+
+def trustly_problem(egm_id: str, exc: TrustlyUnavailable) -> SimError:
+    """The problem for a failed acquisition: 503 + Retry-After when Trustly set one, else 502.
+
+    `retryAfter` is when the CMS itself will try again (its backoff), so a caller polling the
+    screen knows when a new QR can appear.
+    """
+    ctx = cms()
+    with ctx.db.read() as session:
+        status = qr_status(session, egm_id, ctx.clock.now())
+    retry = status.retry_in_s if status.retry_in_s is not None else 1
+    if exc.retry_after is not None:
+        retry = max(retry, exc.retry_after)
+        return SimError("TRUSTLY_UNAVAILABLE", 503, f"Trustly refused: {exc.describe()}",
+                        headers={"Retry-After": str(retry)}, retryAfter=retry,
+                        trustlyStatus=exc.status, reason=exc.kind, egmId=egm_id)
+    return SimError("TRUSTLY_UNAVAILABLE", 502, f"Trustly failed: {exc.describe()}",
+                    retryAfter=retry, trustlyStatus=exc.status, reason=exc.kind, egmId=egm_id)

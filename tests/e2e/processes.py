@@ -60,3 +60,20 @@ def running(args: Sequence[str], ready_url: str, env: dict[str, str] | None = No
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def gunicorn(app_spec: str, env: dict[str, str], *, ready_path: str = "/openapi.json",
+             workers: int = 2, threads: int = 8) -> Iterator[str]:
+    """Serve `app_spec` under gunicorn (preloaded, `workers` processes) and yield its base URL."""
+    port = free_port()
+    repo = str(Path(__file__).resolve().parents[2])
+    args = [
+        sys.executable, "-m", "gunicorn", app_spec, "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+        "--preload", "--chdir", repo, "--log-level", "warning", "--graceful-timeout", "5",
+    ]
+    env = {**env, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    base = f"http://127.0.0.1:{port}"
+    with running(args, base + ready_path, env=env):
+        yield base

@@ -1,0 +1,130 @@
+"""The append-only, hash-chained audit log: one record per decision the CMS takes.
+
+Each record's hash covers the previous record's hash and its own content (sequence number,
+instant, kind, subject, payload), so editing, deleting, reordering or inserting a record
+anywhere breaks every hash after it. `AuditHead` holds the last sequence number and hash;
+every append locks it, which keeps the chain linear when many workers append at once (on
+SQLite the writer's `BEGIN IMMEDIATE` already serialises appends).
+
+Appends happen inside the caller's unit of work: a decision and its audit record commit or
+roll back together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sim_cms.models import AuditHead, AuditRecord
+from sim_cms.seed import GENESIS_HASH
+from simkit.clock import utc
+
+HEAD_ID = 1
+
+
+def canonical_json(value: Any) -> str:
+    """The one text form of a JSON value that hashes use: sorted keys, no spaces, ASCII."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _instant_text(at: datetime) -> str:
+    # Microseconds survive a round trip through both SQLite and PostgreSQL, so they are hashed.
+    return utc(at).isoformat(timespec="microseconds")
+
+
+def record_hash(prev_hash: str, *, seq: int, at: datetime, kind: str, subject: str,
+                payload: Any) -> str:
+    """The hash of one record: SHA-256 over the previous hash and the record's content."""
+    content = canonical_json({"seq": seq, "at": _instant_text(at), "kind": kind,
+                              "subject": subject, "payload": payload})
+    return hashlib.sha256((prev_hash + content).encode("ascii")).hexdigest()
+
+
+def _lock_head(session: Session) -> AuditHead:
+    """The chain's head row, locked (FOR UPDATE on PostgreSQL), created if missing."""
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).one_or_none()
+    if head is None:  # seeding creates it; a hand-emptied table must not break appends
+        head = AuditHead(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
+        session.add(head)
+        session.flush()
+    return head
+
+
+def append(session: Session, *, kind: str, subject: str, payload: dict[str, Any],
+           now: datetime) -> AuditRecord:
+    """Append one decision record to the chain in the caller's transaction and return it."""
+    head = _lock_head(session)
+    seq = head.last_seq + 1
+    digest = record_hash(head.last_hash, seq=seq, at=now, kind=kind, subject=subject,
+                         payload=payload)
+    record = AuditRecord(seq=seq, at=now, kind=kind, subject=subject,
+                         payload=canonical_json(payload), prev_hash=head.last_hash, hash=digest)
+    session.add(record)
+    head.last_seq = seq
+    head.last_hash = digest
+    session.flush()
+    return record
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of a chain check: `first_bad_seq` is where the chain stops being valid."""
+
+    ok: bool
+    length: int
+    first_bad_seq: int | None = None
+
+
+def _record_ok(record: AuditRecord, expected_seq: int, prev_hash: str) -> bool:
+    """Whether `record` sits at `expected_seq`, links to `prev_hash` and hashes to its hash."""
+    if record.seq != expected_seq or record.prev_hash != prev_hash:
+        return False
+    try:
+        payload = json.loads(record.payload)
+    except ValueError:
+        return False
+    if canonical_json(payload) != record.payload:  # even a whitespace edit counts
+        return False
+    digest = record_hash(prev_hash, seq=record.seq, at=record.at, kind=record.kind,
+                         subject=record.subject, payload=payload)
+    return digest == record.hash
+
+
+def verify_chain(session: Session) -> VerifyResult:
+    """Recompute the whole chain and compare it with the head; report the first bad record.
+
+    Detects edited content or hashes, deleted, inserted or reordered records (sequence
+    numbers must run 1, 2, 3... with each `prev_hash` naming the record before), and a
+    truncated tail (the head must name the last record).
+    """
+    prev_hash, count = GENESIS_HASH, 0
+    records = select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)
+    for record in session.scalars(records):  # streamed: a long-running sim has a long chain
+        if not _record_ok(record, count + 1, prev_hash):
+            return VerifyResult(ok=False, length=count, first_bad_seq=count + 1)
+        prev_hash, count = record.hash, count + 1
+    head = session.get(AuditHead, HEAD_ID)
+    head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    if head_seq != count or head_hash != prev_hash:
+        return VerifyResult(ok=False, length=count, first_bad_seq=min(head_seq, count) + 1)
+    return VerifyResult(ok=True, length=count)
+
+
+def chain_length(session: Session) -> int:
+    """How many records the log holds."""
+    return int(session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+
+def records_for(session: Session, subject: str) -> list[AuditRecord]:
+    """The records about one subject (a transactionId, a UBAI...), oldest first."""
+    return list(session.scalars(
+        select(AuditRecord).where(AuditRecord.subject == subject).order_by(AuditRecord.seq)
+    ))

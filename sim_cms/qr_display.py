@@ -1,0 +1,307 @@
+"""What each EGM shows: the QR token acquired from Trustly, its rotation, and Trustly failures.
+
+A service module (no Flask). Every acquisition goes through `acquire`, which calls Trustly
+outside any database transaction (a slow Trustly must never hold the write lock) and then
+records the outcome: on success a `QrDisplay` row (kept after rotation, so a player who scanned
+just before a rotation can still pay until Trustly's own expiry) and `QrState.current`; on a
+failure `last_error`, `failures` and a backoff in `next_acquire_at`.
+
+Rotation is `rotate_due`: every EGM whose QR has reached `rotates_at` (`expiresAt - buffer`),
+or that has none, gets exactly one new acquisition, unless it is backing off. A due EGM is
+first *claimed* (its `next_acquire_at` moved a lease ahead under the EGM's row lock), so the
+background worker and a screen asking at the same moment never both call Trustly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from sim_cms.egms import EgmNotFound, get_egm, lock_egm
+from sim_cms.models import Egm, QrDisplay, QrState
+from sim_cms.trustly_client import AcquiredQr, TrustlyUnavailable, request_qr_token
+from simkit.clock import format_instant
+
+if TYPE_CHECKING:
+    from sim_cms.context import CmsContext
+
+log = logging.getLogger(__name__)
+LEASE_MARGIN_S = 5.0  # a claim outlives the slowest Trustly call by this much
+MAX_BACKOFF_EXPONENT = 30
+
+
+@dataclass(frozen=True)
+class QrStatus:
+    """One EGM's QR as the screen and the state dump show it at `now`."""
+
+    egm_id: str
+    now: datetime
+    display: QrDisplay | None
+    failures: int
+    error: str | None
+    retry_at: datetime | None
+
+    @property
+    def showable(self) -> QrDisplay | None:
+        """The current QR if a phone could still use it (not past Trustly's expiry)."""
+        if self.display is None or self.display.expires_at <= self.now:
+            return None
+        return self.display
+
+    @property
+    def retry_in_s(self) -> int | None:
+        """Whole seconds until the next attempt after a failure (None when not failing)."""
+        if self.error is None or self.retry_at is None:
+            return None
+        return max(0, math.ceil((self.retry_at - self.now).total_seconds()))
+
+    def to_json(self) -> dict[str, Any]:
+        """The QR part of `status.json` and of the control API's state dump."""
+        shown = self.showable
+        return {
+            "qrTokenId": shown.qr_token_id if shown else None,
+            "url": shown.url if shown else None,
+            "expiresAt": format_instant(shown.expires_at) if shown else None,
+            "rotatesAt": format_instant(shown.rotates_at) if shown else None,
+            "error": self.error, "failures": self.failures, "retryInS": self.retry_in_s,
+        }
+
+
+@dataclass
+class RotationReport:
+    """What one `rotate_due` pass did: EGMs that got a new QR, and failures by EGM."""
+
+    acquired: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def display_json(display: QrDisplay) -> dict[str, Any]:
+    """The wire shape of `POST /cws/v1/egms/{id}/qr`."""
+    return {"egmId": display.egm_id, "url": display.url, "qrTokenId": display.qr_token_id,
+            "expiresAt": format_instant(display.expires_at),
+            "rotatesAt": format_instant(display.rotates_at)}
+
+
+def was_displayed(session: Session, egm_id: str, qr_token_id: str) -> bool:
+    """True when the CMS showed this QR token on this EGM (current or rotated away).
+
+    The funding check for `qrTokenId`: a token stays valid here after rotation, because
+    Trustly's expiry, not our rotation, bounds how long a scanned code may be paid.
+    """
+    display = session.get(QrDisplay, qr_token_id)
+    return display is not None and display.egm_id == egm_id
+
+
+def current_qr(session: Session, egm_id: str) -> QrDisplay | None:
+    """The QR the EGM shows now (possibly past `rotates_at` until the next acquisition)."""
+    state = session.get(QrState, egm_id)
+    if state is None or state.current_qr_token_id is None:
+        return None
+    return session.get(QrDisplay, state.current_qr_token_id)
+
+
+def qr_status(session: Session, egm_id: str, now: datetime) -> QrStatus:
+    """The EGM's QR, failure streak and next retry, for the screen and the dumps."""
+    state = session.get(QrState, egm_id)
+    failing = state is not None and state.failures > 0
+    return QrStatus(
+        egm_id=egm_id, now=now, display=current_qr(session, egm_id),
+        failures=state.failures if state else 0,
+        error=state.last_error if failing and state else None,
+        retry_at=state.next_acquire_at if failing and state else None,
+    )
+
+
+def rotates_at_for(now: datetime, expires_at: datetime, buffer_s: int) -> datetime:
+    """`expiresAt - buffer`; if that is already past (lifetime <= buffer), halfway to expiry.
+
+    Without the fallback a Trustly that issues short-lived tokens would be asked again on
+    every rotation pass.
+    """
+    planned = expires_at - timedelta(seconds=buffer_s)
+    return planned if planned > now else now + (expires_at - now) / 2
+
+
+def backoff_s(failures: int, retry_after: int | None, cap_s: int) -> int:
+    """Seconds to wait after the `failures`-th failure in a row: 1, 2, 4, ... up to `cap_s`.
+
+    A Retry-After from Trustly is honoured even beyond the cap: retrying a locked-out
+    credential early only prolongs the lockout.
+    """
+    delay: int = min(2 ** min(max(failures - 1, 0), MAX_BACKOFF_EXPONENT), max(cap_s, 1))
+    return max(delay, retry_after or 0)
+
+
+def acquire(ctx: CmsContext, egm_id: str) -> QrDisplay:
+    """Get a new QR token from Trustly for this EGM now and make it the one on screen.
+
+    Raises `EgmNotFound` for an unknown EGM (before calling Trustly) and `TrustlyUnavailable`
+    after recording the failure and its backoff.
+    """
+    with ctx.db.read() as session:
+        get_egm(session, egm_id)
+    try:
+        got = request_qr_token(ctx.settings.trustly, egm_id, transport=ctx.trustly_transport,
+                               location_id=ctx.settings.location_id)
+        return _record_success(ctx, egm_id, got)
+    except TrustlyUnavailable as exc:
+        _record_failure(ctx, egm_id, exc)
+        raise
+
+
+def _state_locked(session: Session, egm_id: str) -> QrState:
+    """The EGM's QrState, created if missing; the EGM row lock serialises the creation."""
+    if lock_egm(session, egm_id) is None:
+        raise EgmNotFound(egm_id)
+    state = session.get(QrState, egm_id, with_for_update=True)
+    if state is None:
+        state = QrState(egm_id=egm_id, failures=0)
+        session.add(state)
+    return state
+
+
+def _record_success(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
+    now = ctx.clock.now()
+    if got.expires_at <= now:
+        raise TrustlyUnavailable("malformed", "expiresAt is not in the future", status=200)
+    with ctx.db.write() as session:
+        if session.get(QrDisplay, got.qr_token_id) is not None:
+            raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200)
+        state = _state_locked(session, egm_id)
+        display = QrDisplay(
+            qr_token_id=got.qr_token_id, egm_id=egm_id, url=got.url, token=got.token,
+            expires_at=got.expires_at, displayed_at=now,
+            rotates_at=rotates_at_for(now, got.expires_at, ctx.settings.rotation_buffer_s),
+        )
+        session.add(display)
+        state.current_qr_token_id = got.qr_token_id
+        state.failures, state.last_error, state.next_acquire_at = 0, None, None
+        return display
+
+
+def _record_failure(ctx: CmsContext, egm_id: str, exc: TrustlyUnavailable) -> None:
+    now = ctx.clock.now()
+    with ctx.db.write() as session:
+        state = _state_locked(session, egm_id)
+        state.failures = (state.failures or 0) + 1
+        wait = backoff_s(state.failures, exc.retry_after, ctx.settings.qr_retry_max_s)
+        state.next_acquire_at = now + timedelta(seconds=wait)
+        state.last_error, state.last_error_at = exc.describe()[:1000], now
+
+
+def _due_clause(now: datetime) -> Any:
+    no_qr_or_due = or_(QrDisplay.qr_token_id.is_(None), QrDisplay.rotates_at <= now)
+    not_waiting = or_(QrState.next_acquire_at.is_(None), QrState.next_acquire_at <= now)
+    return no_qr_or_due & not_waiting
+
+
+def due_for_rotation(session: Session, now: datetime, egm_id: str | None = None) -> list[str]:
+    """EGMs that need a QR now: none yet, or past `rotates_at`, and not backing off.
+
+    `egm_id` narrows the question to one EGM (the screen's lazy check).
+    """
+    statement = (
+        select(Egm.id)
+        .outerjoin(QrState, QrState.egm_id == Egm.id)
+        .outerjoin(QrDisplay, QrDisplay.qr_token_id == QrState.current_qr_token_id)
+        .where(_due_clause(now))
+        .order_by(Egm.id)
+    )
+    if egm_id is not None:
+        statement = statement.where(Egm.id == egm_id)
+    return list(session.scalars(statement))
+
+
+def _claim(ctx: CmsContext, egm_id: str) -> bool:
+    """Take the EGM's next acquisition if it is still due (False: someone else has it)."""
+    now = ctx.clock.now()
+    link = ctx.settings.trustly
+    lease = timedelta(seconds=link.connect_timeout_s + link.read_timeout_s + LEASE_MARGIN_S)
+    with ctx.db.read() as session:  # most calls end here, without taking the write lock
+        if not due_for_rotation(session, now, egm_id):
+            return False
+    with ctx.db.write() as session:
+        state = _state_locked(session, egm_id)
+        session.flush()
+        if not due_for_rotation(session, now, egm_id):
+            return False
+        state.next_acquire_at = now + lease
+        return True
+
+
+def refresh_if_due(ctx: CmsContext, egm_id: str) -> bool:
+    """Acquire for this EGM if it is due and claimed; a Trustly failure is recorded, not raised.
+
+    The lazy path of the EGM screen and the one step of `rotate_due`. Returns True when a
+    new QR was acquired.
+    """
+    if not _claim(ctx, egm_id):
+        return False
+    try:
+        acquire(ctx, egm_id)
+    except TrustlyUnavailable:
+        return False
+    return True
+
+
+def rotate_due(ctx: CmsContext) -> RotationReport:
+    """One rotation pass over every due EGM (what the background worker runs each tick)."""
+    report = RotationReport()
+    with ctx.db.read() as session:
+        due = due_for_rotation(session, ctx.clock.now())
+    for egm_id in due:
+        if refresh_if_due(ctx, egm_id):
+            report.acquired.append(egm_id)
+            continue
+        with ctx.db.read() as session:
+            status = qr_status(session, egm_id, ctx.clock.now())
+        if status.error is not None:
+            report.failed[egm_id] = status.error
+    return report
+
+
+@dataclass
+class RotationWorker:
+    """The background thread that runs `rotate_due` every `interval_s` until stopped."""
+
+    thread: threading.Thread
+    stop_event: threading.Event
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the thread to finish its pass and wait for it."""
+        self.stop_event.set()
+        self.thread.join(timeout_s)
+
+
+def start_rotation_worker(app: Any, interval_s: float = 1.0) -> RotationWorker:
+    """Start rotating QRs for `app` (a sim_cms Flask app) in a daemon thread.
+
+    Started by `scanpay serve`, never at import or in `create_app`: tests call `rotate_due`
+    directly with a manual clock instead of waiting on a thread.
+    """
+    ctx: CmsContext = app.extensions["sim_cms"]
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            _rotate_safely(ctx)
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=run, name="sim-cms-qr-rotation", daemon=True)
+    thread.start()
+    return RotationWorker(thread=thread, stop_event=stop)
+
+
+def _rotate_safely(ctx: CmsContext) -> None:
+    """One pass; an unexpected error is logged and the next tick tries again."""
+    try:
+        rotate_due(ctx)
+    except Exception:  # the worker must outlive a database hiccup
+        log.exception("QR rotation pass failed")
