@@ -27,7 +27,9 @@ def issue_qrcode_token() -> tuple[Response, int]:
             "HTTP Basic credentials (accessId:accessKey) are required",
             challenge=AUTH_CHALLENGE, code="AUTHENTICATION_FAILED",
         )
-    merchant = authenticate(ctx.db, *basic, ctx.clock.now(), ctx.lockout)
+    caller = authenticate(ctx.db, *basic, ctx.clock.now(), ctx.lockout)
     token_request = parse_token_request(read_json_body(request, ctx.settings.max_body_bytes))
-    issued = issue_for_merchant(ctx.db, merchant, token_request, ctx.settings, ctx.clock)
+    issued = issue_for_merchant(
+        ctx.db, caller, token_request, ctx.settings, clock=ctx.clock, keyrings=ctx.keyrings
+    )
     return jsonify(issued.to_json()), 200

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
 from sim_trustly.credentials import LockoutPolicy
+from sim_trustly.keyring_cache import KeyringCache
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import Clock
 from simkit.db import Database
@@ -21,6 +22,7 @@ class TrustlyContext:
     settings: TrustlySettings
     db: Database
     clock: Clock
+    keyrings: KeyringCache = field(default_factory=KeyringCache)
 
     @property
     def lockout(self) -> LockoutPolicy:

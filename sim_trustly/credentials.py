@@ -14,11 +14,13 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from sim_trustly.models import AuthLockout, Credential, Merchant
+from sim_trustly.models import AuthLockout, Credential, Merchant, SigningKeyRow
+from simkit.clock import utc
 from simkit.errors import SimError
 
 _DUMMY_SALT = secrets.token_bytes(16)
@@ -61,16 +63,68 @@ def add_credential(
     ))
 
 
-def check_credential(session: Session, access_id: str, access_key: str) -> Merchant | None:
-    """The merchant owning `access_id` if `access_key` is right, else None (constant time)."""
-    credential = session.get(Credential, access_id)
-    salt, expected = (
-        (credential.salt, credential.key_hash) if credential else (_DUMMY_SALT, _DUMMY_HASH)
+@dataclass(frozen=True)
+class MerchantView:
+    """What issuing a token needs to know about the authenticated merchant."""
+
+    id: str
+    token_lifetime_s: int | None
+    expires_at_format: str | None
+
+
+@dataclass(frozen=True)
+class CredentialLookup:
+    """Everything a successful authentication needs, read in one query."""
+
+    merchant: MerchantView
+    salt: bytes
+    key_hash: bytes
+    locked_until: datetime | None
+    has_failures: bool
+    active_kid: str | None
+
+
+def _lookup_statement() -> Select[Any]:
+    access_id: BindParameter[str] = bindparam("access_id")
+    lockout = select(AuthLockout.locked_until).where(AuthLockout.access_id == access_id)
+    failures = select(AuthLockout.failures).where(AuthLockout.access_id == access_id)
+    active = select(SigningKeyRow.kid).where(SigningKeyRow.active.is_(True)).limit(1)
+    return (
+        select(
+            Merchant.id, Merchant.token_lifetime_s, Merchant.expires_at_format,
+            Credential.salt, Credential.key_hash,
+            lockout.scalar_subquery(), failures.scalar_subquery(), active.scalar_subquery(),
+        )
+        .join(Merchant, Merchant.id == Credential.merchant_id)
+        .where(Credential.access_id == access_id)
     )
-    matches = hmac.compare_digest(hash_key(access_key, salt), expected)
-    if credential is None or not matches:
+
+
+_LOOKUP = _lookup_statement()  # built once: constructing it cost more than running it
+
+
+def lookup_credential(connection: Connection, access_id: str) -> CredentialLookup | None:
+    """One round trip: credential, merchant, lockout state and the active signing kid.
+
+    None when the accessId is unknown (callers then take the slow, failure path).
+    """
+    row = connection.execute(_LOOKUP, {"access_id": access_id}).first()
+    if row is None:
         return None
-    return session.get(Merchant, credential.merchant_id)
+    locked_until = None if row[5] is None else utc(row[5])
+    return CredentialLookup(
+        merchant=MerchantView(row[0], row[1], row[2]), salt=row[3], key_hash=row[4],
+        locked_until=locked_until, has_failures=row[6] is not None, active_kid=row[7],
+    )
+
+
+def key_matches(found: CredentialLookup | None, access_key: str) -> bool:
+    """Constant-time check of `access_key`; an unknown accessId costs the same."""
+    salt, expected = (found.salt, found.key_hash) if found else (_DUMMY_SALT, _DUMMY_HASH)
+    matches = hmac.compare_digest(hash_key(access_key, salt), expected)
+    return found is not None and matches
+
+
 
 
 def raise_if_locked(session: Session, access_id: str, now: datetime) -> None:
@@ -99,10 +153,3 @@ def clear_failures(session: Session, access_id: str) -> None:
     """Forget earlier failures of `access_id` after it authenticated successfully."""
     session.execute(delete(AuthLockout).where(AuthLockout.access_id == access_id))
 
-
-def has_failures(session: Session, access_id: str) -> bool:
-    """True when failures are on record for `access_id` (so success must clear them)."""
-    found = session.execute(
-        select(AuthLockout.access_id).where(AuthLockout.access_id == access_id)
-    ).first()
-    return found is not None

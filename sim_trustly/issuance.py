@@ -5,17 +5,20 @@ Knows nothing of Flask: the auth_service blueprint parses HTTP and calls these f
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
+
 from sim_trustly import credentials
-from sim_trustly.credentials import LockoutPolicy
+from sim_trustly.credentials import LockoutPolicy, MerchantView
 from sim_trustly.errors import AUTH_CHALLENGE
-from sim_trustly.keys import load_keyring
-from sim_trustly.models import Merchant, QrTokenRow
+from sim_trustly.keyring_cache import KeyringCache
+from sim_trustly.models import QrTokenRow
 from sim_trustly.settings import TrustlySettings
 from sim_trustly.tokens import issue_qr_token
 from simkit.clock import Clock, format_instant
@@ -24,6 +27,7 @@ from simkit.errors import BadRequest, Forbidden, Unauthorized
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 CODE_BYTES = 16  # 128 bits, 22 base64url characters
+_INSERT_TOKEN = insert(QrTokenRow)  # Core insert: the ORM unit of work is not needed here
 
 
 @dataclass(frozen=True)
@@ -74,25 +78,40 @@ def parse_token_request(body: Any) -> QrTokenRequest:
     return QrTokenRequest(merchant_id, egm_id, _identifier(body, "locationId", required=False))
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """A merchant that proved its credential, and the signing kid active at that moment."""
+
+    merchant: MerchantView
+    active_kid: str | None
+
+
 def authenticate(
     db: Database, access_id: str, access_key: str, now: datetime, policy: LockoutPolicy
-) -> Merchant:
-    """The merchant of a valid credential; failures count towards the accessId's lockout."""
-    with db.read() as session:
-        credentials.raise_if_locked(session, access_id, now)
-        merchant = credentials.check_credential(session, access_id, access_key)
-        had_failures = credentials.has_failures(session, access_id)
-    if merchant is None:
+) -> Authenticated:
+    """The merchant of a valid credential; failures count towards the accessId's lockout.
+
+    The common case (right key, no lockout) costs one read; failures take the write path.
+    """
+    with db.core_read() as connection:
+        found = credentials.lookup_credential(connection, access_id)
+    if found is None:
+        with db.read() as session:
+            credentials.raise_if_locked(session, access_id, now)
+    if found is not None and found.locked_until is not None and found.locked_until > now:
+        raise credentials.TooManyAttempts(math.ceil((found.locked_until - now).total_seconds()))
+    if not credentials.key_matches(found, access_key):
         with db.write() as session:
             credentials.record_failure(session, access_id, now, policy)
         raise Unauthorized(
             "invalid accessId or accessKey", challenge=AUTH_CHALLENGE,
             code="AUTHENTICATION_FAILED",
         )
-    if had_failures:
+    assert found is not None
+    if found.has_failures:
         with db.write() as session:
             credentials.clear_failures(session, access_id)
-    return merchant
+    return Authenticated(found.merchant, found.active_kid)
 
 
 def _expires_wire(moment: datetime, fmt: str) -> str | int:
@@ -102,10 +121,15 @@ def _expires_wire(moment: datetime, fmt: str) -> str | int:
 
 
 def issue_for_merchant(
-    db: Database, merchant: Merchant, request: QrTokenRequest, settings: TrustlySettings,
-    clock: Clock,
+    db: Database, caller: Authenticated, request: QrTokenRequest, settings: TrustlySettings,
+    *, clock: Clock, keyrings: KeyringCache,
 ) -> IssuedQrToken:
-    """Issue a token for one EGM of `merchant`; the credential's merchant must be asked for."""
+    """Issue a token for one EGM of the caller; the credential's merchant must be asked for.
+
+    The token is signed before the write transaction opens, so the database's write lock is
+    held only for one INSERT.
+    """
+    merchant = caller.merchant
     if request.merchant_id != merchant.id:
         raise Forbidden(
             "the credential may not request tokens for this merchantId",
@@ -114,18 +138,18 @@ def issue_for_merchant(
     now = clock.now().replace(microsecond=0)  # JWT times are whole seconds; keep both equal
     lifetime = merchant.token_lifetime_s or settings.token_lifetime_s
     code = secrets.token_urlsafe(CODE_BYTES)
-    with db.write() as session:
-        keyring = load_keyring(session)
-        token = issue_qr_token(
-            keyring, issuer=settings.issuer, merchant_id=merchant.id, egm_id=request.egm_id,
-            jti=code, issued_at=now, lifetime_s=lifetime, location_id=request.location_id,
-        )
-        expires_at = now + timedelta(seconds=lifetime)
-        session.add(QrTokenRow(
-            code=code, merchant_id=merchant.id, egm_id=request.egm_id,
-            location_id=request.location_id, kid=keyring.active.kid, token=token,
-            issued_at=now, expires_at=expires_at,
-        ))
+    keyring = keyrings.signing_keyring(db, caller.active_kid)
+    token = issue_qr_token(
+        keyring, issuer=settings.issuer, merchant_id=merchant.id, egm_id=request.egm_id,
+        jti=code, issued_at=now, lifetime_s=lifetime, location_id=request.location_id,
+    )
+    expires_at = now + timedelta(seconds=lifetime)
+    with db.core_write_relaxed() as connection:
+        connection.execute(_INSERT_TOKEN, {
+            "code": code, "merchant_id": merchant.id, "egm_id": request.egm_id,
+            "location_id": request.location_id, "kid": keyring.active.kid, "token": token,
+            "issued_at": now, "expires_at": expires_at,
+        })
     fmt = merchant.expires_at_format or settings.expires_at_format
     return IssuedQrToken(
         url=f"{settings.public_base_url.rstrip('/')}/scan/{code}", token=token, code=code,

@@ -10,16 +10,18 @@ the services that need them.
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 _BEGIN_OPTION = "scanpay_sqlite_begin"
+_SYNC_OPTION = "scanpay_sqlite_synchronous"
 
 
 def normalise_url(url: str) -> str:
@@ -37,7 +39,7 @@ def sqlite_url(path: str) -> str:
 
 def _install_sqlite_pragmas(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -45,11 +47,19 @@ def _install_sqlite_pragmas(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        record.info[_SYNC_OPTION] = synchronous
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        options = connection.get_execution_options()
+        wanted = options.get(_SYNC_OPTION, synchronous)
+        info = connection.connection.info
+        if info.get(_SYNC_OPTION) != wanted:  # durability is per connection in SQLite
+            connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+            info[_SYNC_OPTION] = wanted
+        mode = options.get(_BEGIN_OPTION, "DEFERRED")
+        if mode != "NONE":  # NONE: single-statement reads run in SQLite's autocommit mode
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
@@ -61,14 +71,29 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
     """
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        # One connection per checkout: SQLite connections are cheap and NullPool keeps
-        # forked gunicorn workers from sharing a file handle opened by the parent.
+        # Pooled connections: opening one costs four PRAGMAs, and closing the last one makes
+        # SQLite checkpoint and delete the WAL, which then has to be made again.
         engine = create_engine(
-            url, poolclass=NullPool, connect_args={"check_same_thread": False, "timeout": 30}
+            url, pool_size=8, max_overflow=24,
+            connect_args={"check_same_thread": False, "timeout": 30},
         )
         _install_sqlite_pragmas(engine, synchronous)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _forget_pool_in_forked_children(engine)
+    return engine
+
+
+def _forget_pool_in_forked_children(engine: Engine) -> None:
+    """A forked worker must never use a connection its parent opened: drop (not close) them."""
+    ref = weakref.ref(engine)
+
+    def _after_fork() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class Database:
@@ -79,8 +104,12 @@ class Database:
         self.engine = make_engine(self.url, synchronous=synchronous)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        relaxed = writer.execution_options(**{_SYNC_OPTION: "NORMAL"})
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
+        self._relaxed_writer = sessionmaker(relaxed, expire_on_commit=False)
+        self._relaxed_engine = relaxed
+        self._autocommit_reader = self.engine.execution_options(**{_BEGIN_OPTION: "NONE"})
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -97,6 +126,33 @@ class Database:
         """
         with self._writer() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_relaxed(self) -> Iterator[Session]:
+        """Like `write()`, but a machine crash may lose this commit (SQLite synchronous=NORMAL).
+
+        For records that are cheap to lose and hot to write, such as issued QR tokens (an
+        EGM whose token was lost just asks again). In WAL mode a process crash loses nothing
+        committed either way. PostgreSQL commits as usual.
+        """
+        with self._relaxed_writer() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def core_read(self) -> Iterator[Connection]:
+        """A Core connection for hot-path, single-statement reads (no ORM, no BEGIN on SQLite).
+
+        One SELECT is its own consistent snapshot; several statements needing one snapshot
+        must use `read()` instead.
+        """
+        with self._autocommit_reader.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def core_write_relaxed(self) -> Iterator[Connection]:
+        """A Core transaction with `write_relaxed()`'s durability, for hot-path inserts."""
+        with self._relaxed_engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Close pooled connections (call in a child after fork, and on shutdown)."""
