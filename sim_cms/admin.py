@@ -1,4 +1,5 @@
-"""sim_cms's additions to the `/_sim` control API: EGM registry and states, QR rotation, dump.
+"""sim_cms's additions to the `/_sim` control API: EGM registry and states, QR display and
+rotation, dump.
 
 The routes are added to the guarded control blueprint (`add_admin_routes`), so they share its
 admin-token check. Each change is validated in full before anything is written, and audited
@@ -21,8 +22,15 @@ from sim_cms.egms import (
     parse_change,
     parse_definition,
 )
+from sim_cms.ledger import ledger_summary
 from sim_cms.models import Egm
-from sim_cms.qr_display import qr_status, rotate_due
+from sim_cms.qr_display import (
+    display_json,
+    parse_display,
+    qr_status,
+    register_display,
+    rotate_due,
+)
 from simkit.http import read_json_body
 
 
@@ -40,10 +48,13 @@ def egms_dump(ctx: CmsContext) -> list[dict[str, Any]]:
 
 
 def state_dump() -> dict[str, Any]:
-    """The CMS part of `GET /_sim/state`: EGMs with meters, states and QR state, for reports."""
+    """The CMS part of `GET /_sim/state`: EGMs with meters, states and QR state, and the
+    ledger's counts and totals (reconciliation, and the concurrency tests' credit count)."""
     ctx = cms()
+    with ctx.db.read() as session:
+        ledger = ledger_summary(session)
     return {"casino": ctx.settings.casino_name, "currency": ctx.settings.currency,
-            "egms": egms_dump(ctx)}
+            "egms": egms_dump(ctx), "ledger": ledger}
 
 
 def add_admin_routes(bp: Blueprint) -> None:
@@ -76,6 +87,12 @@ def add_admin_routes(bp: Blueprint) -> None:
         with ctx.db.write() as session:
             egm = change_egm(session, egm_id, change, ctx.clock.now())
         return jsonify(egm_json(egm))
+
+    @bp.post("/egms/<egm_id>/qr-display")
+    def admin_show_qr(egm_id: str) -> tuple[Response, int]:
+        ctx = cms()
+        got = parse_display(read_json_body(request, ctx.settings.max_body_bytes))
+        return jsonify(display_json(register_display(ctx, egm_id, got))), 201
 
     @bp.post("/qr/rotate")
     def admin_rotate_qr() -> Response:

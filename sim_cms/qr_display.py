@@ -10,12 +10,16 @@ Rotation is `rotate_due`: every EGM whose QR has reached `rotates_at` (`expiresA
 or that has none, gets exactly one new acquisition, unless it is backing off. A due EGM is
 first *claimed* (its `next_acquire_at` moved a lease ahead under the EGM's row lock), so the
 background worker and a screen asking at the same moment never both call Trustly.
+
+`register_display` (the control API's `POST /_sim/egms/{id}/qr-display`) records a QR obtained
+elsewhere exactly as an acquisition would, for tests and harness runs without a Trustly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,8 +30,16 @@ from sqlalchemy.orm import Session
 
 from sim_cms.egms import EgmNotFound, get_egm, lock_egm
 from sim_cms.models import Egm, QrDisplay, QrState
-from sim_cms.trustly_client import AcquiredQr, TrustlyUnavailable, request_qr_token
-from simkit.clock import format_instant
+from sim_cms.trustly_client import (
+    MAX_TOKEN_ID_CHARS,
+    MAX_URL_BYTES,
+    AcquiredQr,
+    TrustlyUnavailable,
+    request_qr_token,
+    token_id,
+)
+from simkit.clock import format_instant, parse_instant
+from simkit.errors import BadRequest, SimError
 
 if TYPE_CHECKING:
     from sim_cms.context import CmsContext
@@ -174,16 +186,90 @@ def _record_success(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
     with ctx.db.write() as session:
         if session.get(QrDisplay, got.qr_token_id) is not None:
             raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200)
-        state = _state_locked(session, egm_id)
-        display = QrDisplay(
-            qr_token_id=got.qr_token_id, egm_id=egm_id, url=got.url, token=got.token,
-            expires_at=got.expires_at, displayed_at=now,
-            rotates_at=rotates_at_for(now, got.expires_at, ctx.settings.rotation_buffer_s),
-        )
-        session.add(display)
-        state.current_qr_token_id = got.qr_token_id
-        state.failures, state.last_error, state.next_acquire_at = 0, None, None
-        return display
+        return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+
+
+def _show(session: Session, egm_id: str, got: AcquiredQr, now: datetime,
+          buffer_s: int) -> QrDisplay:
+    """Record `got` as displayed on the EGM and make it the one on screen (clears failures)."""
+    state = _state_locked(session, egm_id)
+    display = QrDisplay(
+        qr_token_id=got.qr_token_id, egm_id=egm_id, url=got.url, token=got.token,
+        expires_at=got.expires_at, displayed_at=now,
+        rotates_at=rotates_at_for(now, got.expires_at, buffer_s),
+    )
+    session.add(display)
+    state.current_qr_token_id = got.qr_token_id
+    state.failures, state.last_error, state.next_acquire_at = 0, None, None
+    return display
+
+
+_DISPLAY_FIELDS = frozenset({"qrTokenId", "url", "expiresAt", "token"})
+_TOKEN_ID = re.compile(rf"[!-~]{{1,{MAX_TOKEN_ID_CHARS}}}")  # what a funding's qrTokenId may be
+
+
+def parse_display(body: Any) -> AcquiredQr:
+    """Validate a control-API QR `{"url", "expiresAt", "qrTokenId"?, "token"?}`, or raise 400.
+
+    `qrTokenId` defaults to the id an acquisition would record for that url (its last path
+    segment), so a harness without a Trustly can show the same kind of QR a real one would.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - _DISPLAY_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+    url, token = body.get("url"), body.get("token", "")
+    if not isinstance(url, str) or not (url.isascii() and url.isprintable()
+                                        and 0 < len(url) <= MAX_URL_BYTES):
+        raise BadRequest(f"url must be 1-{MAX_URL_BYTES} printable ASCII characters",
+                         field="url")
+    if not isinstance(token, str):
+        raise BadRequest("token must be a string", field="token")
+    return AcquiredQr(url=url, token=token, expires_at=_display_expiry(body.get("expiresAt")),
+                      qr_token_id=_display_token_id(body.get("qrTokenId"), url, token))
+
+
+def _display_expiry(value: Any) -> datetime:
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadRequest("expiresAt must be an ISO-8601 instant string", field="expiresAt")
+    try:
+        return parse_instant(value)
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(f"expiresAt is not an ISO-8601 instant: {value!r}",
+                         field="expiresAt") from exc
+
+
+def _display_token_id(value: Any, url: str, token: str) -> str:
+    if value is None:
+        try:
+            return token_id(url, token)
+        except TrustlyUnavailable as exc:
+            raise BadRequest("the url names no token id; give qrTokenId",
+                             field="qrTokenId") from exc
+    if not isinstance(value, str) or not _TOKEN_ID.fullmatch(value):
+        raise BadRequest(f"qrTokenId must be 1-{MAX_TOKEN_ID_CHARS} visible ASCII characters",
+                         field="qrTokenId")
+    return value
+
+
+def register_display(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
+    """Show a QR on the EGM exactly as if `acquire` had got it from Trustly (control API).
+
+    For tests and partner-less harness runs that need a displayed QR (a funding's qrTokenId
+    is checked against it) without a Trustly. Refuses an expiry not after now (400) and a
+    token id already recorded on any EGM (409 QR_TOKEN_ID_TAKEN), as an acquisition would.
+    """
+    now = ctx.clock.now()
+    if got.expires_at <= now:
+        raise BadRequest(f"expiresAt must be after the CMS's now ({format_instant(now)})",
+                         field="expiresAt")
+    with ctx.db.write() as session:
+        if session.get(QrDisplay, got.qr_token_id) is not None:
+            raise SimError("QR_TOKEN_ID_TAKEN", 409,
+                           f"QR token {got.qr_token_id} was already displayed",
+                           qrTokenId=got.qr_token_id)
+        return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
 
 
 def _record_failure(ctx: CmsContext, egm_id: str, exc: TrustlyUnavailable) -> None:
