@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -170,20 +171,28 @@ def test_a_limit_set_through_the_limits_api_is_enforced(
     assert refused.get_json()["remaining"] == 500
 
 
+@pytest.mark.parametrize("day", [
+    date(2026, 11, 26),  # an ordinary day (PST)
+    date(2026, 3, 8),    # spring forward at 02:00: a 23-hour night before the boundary
+    date(2026, 11, 1),   # fall back at 02:00: a 25-hour night before the boundary
+    date(2026, 3, 9),    # the first boundary in PDT
+], ids=str)
 def test_usage_starts_again_at_the_gaming_day_boundary(
-    app: Flask, client: FlaskClient, auth: dict[str, str],
+    app: Flask, client: FlaskClient, day: date,
 ) -> None:
     clock = app.extensions["sim_cms"].clock
-    clock.set(datetime(2026, 11, 26, 13, 59, 59, 999_000, tzinfo=UTC))  # 05:59:59.999 PST
+    boundary = datetime.combine(day, time(6), tzinfo=ZoneInfo("America/Los_Angeles"))
+    clock.set(boundary - timedelta(milliseconds=1))  # 05:59:59.999 local: the previous day
     auth = cms_bearer(client)
     assert post(client, auth, funding("tx-a", amount=100_000)).status_code == 201
     assert post(client, auth, funding("tx-b", amount=1)).get_json()["code"] == \
         "DAILY_LIMIT_EXCEEDED"
-    clock.set(datetime(2026, 11, 26, 14, 0, tzinfo=UTC))  # 06:00:00.000 PST: a new gaming day
+    clock.set(boundary)  # 06:00:00.000 local: a new gaming day
     auth = cms_bearer(client)
     assert post(client, auth, funding("tx-c", amount=100_000)).status_code == 201
-    assert snapshot(app).usage == {("ubai-alice", "2026-11-25"): 100_000,
-                                   ("ubai-alice", "2026-11-26"): 100_000}
+    previous = (day - timedelta(days=1)).isoformat()
+    assert snapshot(app).usage == {("ubai-alice", previous): 100_000,
+                                   ("ubai-alice", day.isoformat()): 100_000}
 
 
 # --- decided rejections -------------------------------------------------------------------
