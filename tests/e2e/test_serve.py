@@ -17,10 +17,16 @@ from tests.e2e.processes import SCANPAY, free_port, running
 pytestmark = pytest.mark.slow
 
 
+def serve_args(tmp_path: Path) -> tuple[list[str], str, str]:
+    """`scanpay serve` on free ports: argv, sim_trustly's URL, sim_cms's URL."""
+    trustly_port, cms_port = free_port(), free_port()
+    args = [SCANPAY, "serve", "--trustly-port", str(trustly_port), "--cms-port",
+            str(cms_port), "--data-dir", str(tmp_path)]
+    return args, f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}"
+
+
 def test_serve_issues_tokens_with_the_demo_credentials(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    args = [SCANPAY, "serve", "--trustly-port", str(port), "--data-dir", str(tmp_path)]
+    args, base, _ = serve_args(tmp_path)
     with running(args, f"{base}/openapi.json") as process:
         response = httpx.post(
             f"{base}/auth-service/api/oauth2/qrcode/token",
@@ -35,6 +41,22 @@ def test_serve_issues_tokens_with_the_demo_credentials(tmp_path: Path) -> None:
         assert (tmp_path / "trustly.db").exists()
     _, err = process.communicate()
     assert base in err and "demo-access-key" in err  # the banner names URL and credentials
+
+
+def test_egm_screen_shows_a_scannable_qr_from_the_running_trustly(tmp_path: Path) -> None:
+    args, trustly_url, cms_url = serve_args(tmp_path)
+    with running(args, f"{cms_url}/openapi.json"):
+        page = httpx.get(f"{cms_url}/egm/EGM-001")
+        assert page.status_code == 200 and "qr.png" in page.text
+        status = httpx.get(f"{cms_url}/egm/EGM-001/status.json").json()
+        png = httpx.get(f"{cms_url}/egm/EGM-001/qr.png")
+        assert png.status_code == 200
+        decoded = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))]
+        assert decoded == [status["url"]]
+        assert status["url"].startswith(f"{trustly_url}/scan/")
+        token = httpx.post(f"{cms_url}/cws/v1/oauth/token", auth=("tpas-client", "tpas-secret"),
+                           data={"grant_type": "client_credentials"})
+        assert token.status_code == 200
 
 
 def test_serve_refuses_a_weak_signing_key_with_a_clear_message(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""Drive a running sim_cms over HTTP only: a TPAS token, displayed QRs, limits, reads.
+
+What an outside tester can do against a real server, so tests built on it never reach into
+the server's database. Every call asserts its status and shows the body when it is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from simkit.clock import format_instant, parse_instant
+
+TPAS = ("tpas-client", "tpas-secret")
+TIMEOUT_S = 30.0
+
+
+def _ok(response: httpx.Response, *statuses: int) -> Any:
+    assert response.status_code in statuses, (response.status_code, response.text)
+    return response.json()
+
+
+@dataclass
+class CmsDriver:
+    """The base URL of one sim_cms and its admin token; each call uses a short-lived client."""
+
+    base: str
+    admin_token: str
+
+    def _call(self, method: str, path: str, *, admin: bool = False, token: str | None = None,
+              **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.admin_token if admin else token}"} \
+            if admin or token else {}
+        with httpx.Client(base_url=self.base, timeout=TIMEOUT_S) as client:
+            return client.request(method, path, headers=headers, **kwargs)
+
+    def token(self) -> str:
+        """A fresh TPAS access token (client credentials)."""
+        with httpx.Client(base_url=self.base, timeout=TIMEOUT_S) as client:
+            response = client.post("/cws/v1/oauth/token", auth=TPAS,
+                                   data={"grant_type": "client_credentials"})
+        return str(_ok(response, 200)["access_token"])
+
+    def now(self) -> datetime:
+        """The CMS's own now (a controllable clock stays frozen unless moved)."""
+        return parse_instant(_ok(self._call("GET", "/_sim/clock", admin=True), 200)["now"])
+
+    def show_qr(self, egm_id: str, code: str, *, lifetime_s: int = 3600) -> str:
+        """Put a QR on the EGM's screen through the control API; returns its qrTokenId."""
+        body = {"url": f"https://trustly.invalid/scan/{code}", "qrTokenId": code,
+                "expiresAt": format_instant(self.now() + timedelta(seconds=lifetime_s))}
+        response = self._call("POST", f"/_sim/egms/{egm_id}/qr-display", admin=True, json=body)
+        return str(_ok(response, 201)["qrTokenId"])
+
+    def set_limit(self, token: str, ubai: str, daily_limit: int) -> dict[str, Any]:
+        """PUT the UBAI's daily limit; returns the limit view."""
+        response = self._call("PUT", f"/cws/v1/limits/{ubai}", token=token,
+                              json={"dailyLimit": daily_limit})
+        view: dict[str, Any] = _ok(response, 200, 201)
+        return view
+
+    def limit(self, token: str, ubai: str) -> dict[str, Any]:
+        """The UBAI's limit view (`usedToday`, `remainingToday`...)."""
+        view: dict[str, Any] = _ok(self._call("GET", f"/cws/v1/limits/{ubai}", token=token), 200)
+        return view
+
+    def meter(self, token: str, egm_id: str) -> int:
+        """The EGM's credit meter as the CWS API reports it."""
+        return int(_ok(self._call("GET", f"/cws/v1/egms/{egm_id}", token=token), 200)
+                   ["creditMeter"])
+
+    def funding_status(self, token: str, transaction_id: str) -> dict[str, Any]:
+        """The status inquiry for a transactionId (404 FUNDING_NOT_FOUND is returned as is)."""
+        response = self._call("GET", f"/cws/v1/fundings/{transaction_id}", token=token)
+        status: dict[str, Any] = _ok(response, 200, 404)
+        return status
+
+    def ledger(self) -> dict[str, Any]:
+        """The ledger summary of the state dump: transactions, entries, total, balanced."""
+        summary: dict[str, Any] = _ok(self._call("GET", "/_sim/state", admin=True), 200)["ledger"]
+        return summary
