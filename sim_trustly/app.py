@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
@@ -55,9 +56,14 @@ def _install_control(app: Flask, ctx: TrustlyContext) -> None:
 
 
 def create_app(
-    settings: TrustlySettings, *, clock: Clock | None = None, database: Database | None = None
+    settings: TrustlySettings, *, clock: Clock | None = None, database: Database | None = None,
+    cms_transport: Any = None,
 ) -> Flask:
-    """Build sim_trustly: migrate and seed its database, then wire blueprints and hooks."""
+    """Build sim_trustly: migrate and seed its database, then wire blueprints and hooks.
+
+    `cms_transport` (an httpx transport) lets tests and the embedded harness reach an
+    in-process CMS; by default TPAS calls each merchant's CMS over HTTP.
+    """
     validate_configured(settings.signing_keys)  # a weak key stops start-up before any I/O
     db = database or Database(settings.database_url)
     upgrade_to_head(MIGRATIONS, db)
@@ -65,7 +71,7 @@ def create_app(
     _seed(settings, db, clock)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    ctx = TrustlyContext(settings=settings, db=db, clock=clock)
+    ctx = TrustlyContext(settings=settings, db=db, clock=clock, cms_transport=cms_transport)
     app.extensions[EXTENSION] = ctx
     install_error_handler(app, render_trustly_error)
     if settings.journal_enabled:

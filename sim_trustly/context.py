@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 
@@ -23,6 +24,7 @@ class TrustlyContext:
     db: Database
     clock: Clock
     keyrings: KeyringCache = field(default_factory=KeyringCache)
+    cms_transport: Any = None  # an httpx transport to reach CMSs in-process (tests, harness)
 
     @property
     def lockout(self) -> LockoutPolicy:

@@ -10,7 +10,14 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from sim_trustly.credentials import add_credential
-from sim_trustly.models import AuthLockout, Credential, Merchant, QrTokenRow
+from sim_trustly.models import (
+    AuthLockout,
+    Credential,
+    Merchant,
+    Payment,
+    PaymentEvent,
+    QrTokenRow,
+)
 from sim_trustly.settings import MerchantConfig
 from simkit.errors import BadRequest
 from simkit.settings import ConfigError
@@ -35,7 +42,7 @@ def seed_merchants(session: Session, merchants: Iterable[MerchantConfig], now: d
 
 def reset_state(session: Session, merchants: Iterable[MerchantConfig], now: datetime) -> None:
     """Forget every token, lockout and merchant, then seed the configured merchants again."""
-    for table in (QrTokenRow, AuthLockout, Credential, Merchant):
+    for table in (PaymentEvent, Payment, QrTokenRow, AuthLockout, Credential, Merchant):
         session.execute(delete(table))
     seed_merchants(session, merchants, now)
 

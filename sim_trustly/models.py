@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from simkit.models import NAMING
@@ -79,3 +79,42 @@ class AuthLockout(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Payment(Base):
+    """A player's payment through TPAS: its state, the funding call's id, and its outcome.
+
+    `transaction_id` is chosen and stored before the first Funding call, so every retry and
+    every recovery after a crash uses the same id and the CMS can credit at most once.
+    """
+
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    qr_code: Mapped[str] = mapped_column(ForeignKey("qr_tokens.code"), unique=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    egm_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    ubai: Mapped[str | None] = mapped_column(String(128))
+    bank_account: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    transaction_id: Mapped[str] = mapped_column(String(128), unique=True)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    credit_meter: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
+class PaymentEvent(Base):
+    """One step of a payment's life (state change, CMS call and its answer), append-only."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")

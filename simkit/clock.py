@@ -162,3 +162,17 @@ class ManualClock:
         """Let time run again from where it stands, at the speed of real time."""
         self._store.save(self._state().resumed(system_now()))
         return self.now()
+
+
+def wait(clock: Clock, seconds: float) -> None:
+    """Let `seconds` pass on `clock`: a ManualClock moves forward at once, a real clock waits.
+
+    For simulated delays (a slow bank login, a retry backoff) so that tests on a ManualClock
+    never wait in real time.
+    """
+    if seconds <= 0:
+        return
+    if isinstance(clock, ManualClock):
+        clock.advance(seconds)
+    else:
+        threading.Event().wait(seconds)
