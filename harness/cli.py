@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from sqlalchemy.exc import OperationalError
 
+from harness.rotate import RotateOptions, run_rotator
 from harness.serve import ServeOptions, run_servers
 from simkit.settings import ConfigError
 
@@ -29,9 +31,9 @@ def main() -> None:
 @click.option("--cms-port", default=8720, show_default=True, help="Port of sim_cms.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on (0.0.0.0 to let phones on the LAN reach it).")
-@click.option("--public-url", default=None,
+@click.option("--public-url", envvar="SCANPAY_TRUSTLY_PUBLIC_URL", default=None,
               help="Base URL phones use to reach sim_trustly (goes into every QR). "
-                   "Default: http://HOST:TRUSTLY_PORT.")
+                   "Default: http://HOST:TRUSTLY_PORT. [env: SCANPAY_TRUSTLY_PUBLIC_URL]")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("data"), show_default=True,
               help="Where the SQLite databases live when no database URL is given.")
@@ -43,8 +45,9 @@ def main() -> None:
 @click.option("--config", "config_file", envvar="SCANPAY_CONFIG", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML configuration (merchants, keys, lifetimes). [env: SCANPAY_CONFIG]")
-@click.option("--controllable-clock", is_flag=True,
-              help="Start with a manual clock that POST /_sim/clock moves (needs an admin token).")
+@click.option("--controllable-clock", is_flag=True, envvar="SCANPAY_CONTROLLABLE_CLOCK",
+              help="Start with a manual clock that POST /_sim/clock moves (needs an admin "
+                   "token). [env: SCANPAY_CONTROLLABLE_CLOCK]")
 @click.option("--admin-token", envvar="SCANPAY_ADMIN_TOKEN", default=None,
               help="Enables the /_sim control API, taken as 'Authorization: Bearer TOKEN'. "
                    "[env: SCANPAY_ADMIN_TOKEN]")
@@ -58,6 +61,33 @@ def serve(**options: object) -> None:
         sys.exit(2)
     except OSError as exc:
         console.print(f"[red]scanpay serve: cannot listen:[/red] {exc}")
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--config", "config_file", envvar="SCANPAY_CONFIG", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML configuration of the CMS (EGMs, Trustly link). [env: SCANPAY_CONFIG]")
+@click.option("--interval", "interval_s", type=float, default=1.0, show_default=True,
+              help="Seconds between rotation passes.")
+@click.option("--heartbeat", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File touched after every pass, for container health checks.")
+def rotate(**options: object) -> None:
+    """Rotate the EGMs' QR codes of a sim_cms served elsewhere (e.g. by gunicorn).
+
+    Builds sim_cms from the same environment as `sim_cms.wsgi` (SCANPAY_CMS_DATABASE_URL,
+    SCANPAY_CMS_TRUSTLY_URL, SCANPAY_CONFIG, SCANPAY_CONTROLLABLE_CLOCK), then asks Trustly
+    for a new QR token for every EGM whose QR is due, printing a line per acquisition and
+    per failure, until Ctrl-C or SIGTERM. `scanpay serve` needs no rotator: it rotates itself.
+    """
+    opts = RotateOptions(**options)  # type: ignore[arg-type]
+    try:
+        run_rotator(opts, Console(soft_wrap=True))
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]scanpay rotate: cannot start:[/red] {exc}")
+        sys.exit(2)
+    except OperationalError as exc:
+        console.print(f"[red]scanpay rotate: cannot reach the database:[/red] {exc.orig}")
         sys.exit(2)
 
 
