@@ -29,6 +29,13 @@ NUMERIC_CODES: dict[str, int] = {
     "MERCHANT_NOT_ALLOWED": 310,
     "TOO_MANY_ATTEMPTS": 375,
     "ADMIN_TOKEN_REQUIRED": 300,
+    # The Pay (microsite, TPAS): our choice, the HTTP status as the numeric family.
+    "QR_CODE_UNKNOWN": 404,
+    "PAYMENT_NOT_FOUND": 404,
+    "QR_CODE_USED": 409,
+    "QR_CODE_EXPIRED": 410,
+    "QR_CODE_INVALID": 410,
+    "QR_CODE_WRONG_MERCHANT": 310,
 }
 
 
