@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from sim_cms.app import create_app as create_cms
 from sim_cms.qr_display import start_rotation_worker
 from sim_cms.settings import DEMO_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
+from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
+from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
 from simkit.db import sqlite_url
 
 
@@ -46,6 +48,9 @@ def build_trustly(options: ServeOptions) -> Flask:
     if options.admin_token:
         overrides["admin_token"] = options.admin_token
     settings = load_trustly_settings(config_path=options.config_file, **overrides)
+    if settings.cms == DEFAULT_CMS_PROFILE:  # not configured: TPAS pays into the CMS we run
+        local = replace(DEFAULT_CMS_PROFILE, base_url=_local_url(options.cms_port))
+        settings = replace(settings, cms=local)
     return create_trustly(settings)
 
 
@@ -112,6 +117,10 @@ def run_servers(options: ServeOptions, console: Console) -> None:
     servers = [_start(trustly, options.host, options.trustly_port),
                _start(cms, options.host, options.cms_port)]
     rotation = start_rotation_worker(cms)
+    finished = run_recovery_at_startup(trustly)  # payments a crash left open, now the CMS is up
+    if finished:
+        console.print(f"recovered {finished} payment(s) left open by an earlier run")
+    recovery = start_recovery_worker(trustly)
     _banner(console, options, f"http://{options.host}:{options.trustly_port}",
             f"http://{options.host}:{options.cms_port}")
     try:
@@ -120,5 +129,6 @@ def run_servers(options: ServeOptions, console: Console) -> None:
         console.print("stopping")
     finally:
         rotation.stop()
+        recovery.stop()
         for server in servers:
             server.shutdown()

@@ -1,5 +1,5 @@
 """sim_cms's additions to the `/_sim` control API: EGM registry and states, QR display and
-rotation, dump.
+rotation, decided fundings (for reconciliation), dump.
 
 The routes are added to the guarded control blueprint (`add_admin_routes`), so they share its
 admin-token check. Each change is validated in full before anything is written, and audited
@@ -8,9 +8,11 @@ in the same transaction (see `egms.change_egm`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
 
 from sim_cms.context import CmsContext, cms
 from sim_cms.egms import (
@@ -23,7 +25,7 @@ from sim_cms.egms import (
     parse_definition,
 )
 from sim_cms.ledger import ledger_summary
-from sim_cms.models import Egm
+from sim_cms.models import Egm, FundingRecord
 from sim_cms.qr_display import (
     display_json,
     parse_display,
@@ -31,6 +33,8 @@ from sim_cms.qr_display import (
     register_display,
     rotate_due,
 )
+from simkit.clock import format_instant, parse_instant
+from simkit.errors import BadRequest
 from simkit.http import read_json_body
 
 
@@ -57,8 +61,36 @@ def state_dump() -> dict[str, Any]:
             "egms": egms_dump(ctx), "ledger": ledger}
 
 
+def _since_arg() -> datetime | None:
+    text = request.args.get("since")
+    if not text:
+        return None
+    try:
+        return parse_instant(text[:64])
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest("since must be an ISO-8601 instant", field="since") from exc
+
+
+def fundings_dump(ctx: CmsContext, since: datetime | None) -> list[dict[str, Any]]:
+    """Every decided funding (oldest first, optionally from `since` on), for reconciliation
+    against Trustly's payments: `{transactionId, egmId, amount, currency, outcome, ...}`."""
+    statement = select(FundingRecord).order_by(FundingRecord.created_at)
+    if since is not None:
+        statement = statement.where(FundingRecord.created_at >= since)
+    with ctx.db.read() as session:
+        return [{"transactionId": r.transaction_id, "egmId": r.egm_id, "amount": r.amount,
+                 "currency": r.currency, "outcome": r.outcome, "httpStatus": r.http_status,
+                 "code": r.error_code, "ubai": r.ubai, "qrTokenId": r.qr_token_id,
+                 "decidedAt": format_instant(r.created_at)}
+                for r in session.scalars(statement)]
+
+
 def add_admin_routes(bp: Blueprint) -> None:
     """Add the EGM and QR routes to the control blueprint (before it is registered)."""
+
+    @bp.get("/fundings")
+    def admin_list_fundings() -> Response:
+        return jsonify({"fundings": fundings_dump(cms(), _since_arg())})
 
     @bp.get("/egms")
     def admin_list_egms() -> Response:

@@ -56,12 +56,18 @@ def lock_egm(session: Session, egm_id: str) -> Egm | None:
     PostgreSQL takes a row lock (`FOR UPDATE`) so racing fundings serialise on the meter;
     on SQLite the clause is dropped and `Database.write()`'s BEGIN IMMEDIATE does the job.
     """
+    if not _EGM_ID.fullmatch(egm_id):
+        return None
     return session.get(Egm, egm_id, with_for_update=True)
 
 
 def get_egm(session: Session, egm_id: str) -> Egm:
-    """The EGM, or `EgmNotFound` (404 EGM_NOT_FOUND) for views that must answer one."""
-    egm = session.get(Egm, egm_id)
+    """The EGM, or `EgmNotFound` (404 EGM_NOT_FOUND) for views that must answer one.
+
+    An id without the EGM id form names no machine and never reaches the query: taken from a
+    URL it may hold a NUL byte, which PostgreSQL refuses with an error instead of a miss.
+    """
+    egm = session.get(Egm, egm_id) if _EGM_ID.fullmatch(egm_id) else None
     if egm is None:
         raise EgmNotFound(egm_id)
     return egm
@@ -110,7 +116,7 @@ def parse_change(body: Any) -> EgmChange:
 
 def parse_definition(egm_id: str, body: Any) -> EgmDefinition:
     """Validate an EGM id and `{"name"?, "creditLimit"?}` for create-or-replace."""
-    if not _EGM_ID.match(egm_id):
+    if not _EGM_ID.fullmatch(egm_id):
         raise BadRequest("an EGM id is 1-64 letters, digits or ._:- characters",
                          code="INVALID_EGM_ID", field="id")
     fields = _object(body, {"name", "creditLimit"})

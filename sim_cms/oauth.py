@@ -57,7 +57,10 @@ def issue_access_token() -> Response:
 def _token_params() -> dict[str, str]:
     """The request's parameters, each present at most once and a string (RFC 6749 §3.2)."""
     if request.mimetype == "application/json":
-        body = read_json_body(request, cms().settings.max_body_bytes)
+        try:
+            body = read_json_body(request, cms().settings.max_body_bytes)
+        except BadRequest as exc:  # malformed JSON: still an RFC 6749 invalid_request
+            raise invalid_request(exc.message) from exc
         if not isinstance(body, dict):
             raise invalid_request("the body must be a JSON object")
         for name, value in body.items():

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sim_cms.egms import EgmNotFound, get_egm, lock_egm
@@ -264,12 +265,15 @@ def register_display(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay
     if got.expires_at <= now:
         raise BadRequest(f"expiresAt must be after the CMS's now ({format_instant(now)})",
                          field="expiresAt")
-    with ctx.db.write() as session:
-        if session.get(QrDisplay, got.qr_token_id) is not None:
-            raise SimError("QR_TOKEN_ID_TAKEN", 409,
-                           f"QR token {got.qr_token_id} was already displayed",
-                           qrTokenId=got.qr_token_id)
-        return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+    taken = SimError("QR_TOKEN_ID_TAKEN", 409, f"QR token {got.qr_token_id} was already "
+                     "displayed", qrTokenId=got.qr_token_id)
+    try:
+        with ctx.db.write() as session:
+            if session.get(QrDisplay, got.qr_token_id) is not None:
+                raise taken
+            return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+    except IntegrityError as exc:  # the same id registered by a racing call: same answer
+        raise taken from exc
 
 
 def _record_failure(ctx: CmsContext, egm_id: str, exc: TrustlyUnavailable) -> None:

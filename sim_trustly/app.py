@@ -7,11 +7,13 @@ from typing import Any
 
 from flask import Flask
 
-from sim_trustly import admin, auth_service, openapi
+from sim_trustly import admin, auth_service, openapi, tpas_admin
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.errors import render_trustly_error
 from sim_trustly.keys import ensure_signing_keys, validate_configured
 from sim_trustly.merchants import reset_state, seed_merchants
+from sim_trustly.microsite import api as microsite_api
+from sim_trustly.microsite import views as microsite_views
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import Clock, ManualClock, SystemClock
 from simkit.clock_store import DatabaseClockStore
@@ -52,6 +54,7 @@ def _install_control(app: Flask, ctx: TrustlyContext) -> None:
         journal=Journal(ctx.db, ctx.clock), faults=faults, hooks=ControlHooks(reset=reset),
     )
     admin.add_admin_routes(bp)
+    tpas_admin.add_tpas_admin_routes(bp)
     app.register_blueprint(bp)
 
 
@@ -80,5 +83,7 @@ def create_app(
         _install_control(app, ctx)
     app.register_blueprint(auth_service.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(microsite_views.bp)
+    app.register_blueprint(microsite_api.bp)
     db.dispose()  # no pooled connection may cross a fork into gunicorn workers
     return app

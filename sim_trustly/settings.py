@@ -27,10 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile, cms_profile_values
 from simkit.settings import ConfigError, env_flag, load_toml, require_type, section
 
 ExpiresAtFormat = Literal["iso", "epoch_ms"]
 DEFAULT_PORT = 8710
+TPAS_KEYS = (
+    "tpas_lease_s", "tpas_stale_after_s", "tpas_give_up_after_s", "tpas_recovery_interval_s",
+    "tpas_currency",
+)
 MAX_LEEWAY_S = 30
 
 
@@ -83,7 +88,16 @@ class TrustlySettings:
     lockout_threshold: int = 5
     lockout_window_s: int = 60
     lockout_s: int = 60
+    # TPAS tuning (funding attempts and backoff are per CMS: the partner profile's retries):
+    # how long a worker holds a payment, when a CREATED one is stale, when to give up, sweep.
+    tpas_lease_s: int = 60
+    tpas_stale_after_s: int = 120
+    tpas_give_up_after_s: int = 900
+    tpas_recovery_interval_s: float = 5.0
+    tpas_currency: str = "USD"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    cms: CmsProfile = DEFAULT_CMS_PROFILE  # the CMS of every merchant without its own profile
+    cms_profiles: Mapping[str, CmsProfile] = field(default_factory=dict)  # by merchant id
 
     def __post_init__(self) -> None:
         if not 1 <= self.token_lifetime_s <= 86_400:
@@ -92,6 +106,8 @@ class TrustlySettings:
             raise ConfigError(f"leeway_s must be between 0 and {MAX_LEEWAY_S} seconds")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ConfigError("the admin token must be at least 8 characters")
+        if min(self.tpas_lease_s, self.tpas_stale_after_s, self.tpas_give_up_after_s) < 1:
+            raise ConfigError("tpas_lease_s, tpas_stale_after_s, tpas_give_up_after_s must be >= 1")
 
     @property
     def control_enabled(self) -> bool:
@@ -147,6 +163,7 @@ def load_trustly_settings(
         key: raw[key] for key in (
             "public_base_url", "issuer", "token_lifetime_s", "expires_at_format", "leeway_s",
             "max_body_bytes", "lockout_threshold", "lockout_window_s", "lockout_s", "journal",
+            *TPAS_KEYS,
         ) if key in raw
     }
     if "merchants" in raw:
@@ -166,5 +183,6 @@ def load_trustly_settings(
     values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
     if env.get("SCANPAY_TRUSTLY_PUBLIC_URL"):
         values["public_base_url"] = env["SCANPAY_TRUSTLY_PUBLIC_URL"]
+    values.update(cms_profile_values(raw, env, base))  # [trustly.cms*], SCANPAY_TRUSTLY_CMS_URL
     values.update(overrides)
     return TrustlySettings(**values)

@@ -1,18 +1,36 @@
-"""WSGI entry point for production servers: `gunicorn --preload 'sim_trustly.wsgi:create()'`.
+"""WSGI entry point for production servers.
+
+    gunicorn --preload -c python:sim_trustly.gunicorn_hooks 'sim_trustly.wsgi:create()'
 
 Settings come from the environment (`SCANPAY_TRUSTLY_DATABASE_URL`, `SCANPAY_CONFIG`,
-`SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`). With `--preload` the migrations and
-seeding run once in the master before the workers fork.
+`SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`, `SCANPAY_TRUSTLY_PUBLIC_URL`,
+`SCANPAY_TRUSTLY_CMS_URL`). With `--preload` the migrations, seeding and the start-up
+recovery sweep (payments a crash left in FUNDING) run once in the master before the workers
+fork; the hooks module starts the periodic sweep in every worker.
 """
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 
 from sim_trustly.app import create_app
+from sim_trustly.cms_client import close_adapters
+from sim_trustly.context import EXTENSION
 from sim_trustly.settings import load_trustly_settings
+from sim_trustly.tpas import run_recovery_at_startup
+
+log = logging.getLogger(__name__)
 
 
 def create() -> Flask:
-    """Build sim_trustly from the environment."""
-    return create_app(load_trustly_settings())
+    """Build sim_trustly from the environment and finish what a crash left open."""
+    app = create_app(load_trustly_settings())
+    finished = run_recovery_at_startup(app)
+    if finished:
+        log.warning("recovery at start-up finished %d open payments", finished)
+    ctx = app.extensions[EXTENSION]
+    close_adapters(ctx)  # no HTTP or database connection may cross the fork
+    ctx.db.dispose()
+    return app

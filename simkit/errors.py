@@ -111,7 +111,7 @@ def install_error_handler(app: Flask, render: Callable[[SimError], Response]) ->
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        if app.config.get("PROPAGATE_EXCEPTIONS"):
+        if app.testing or app.config.get("PROPAGATE_EXCEPTIONS"):
             raise error
         log.exception("unhandled error")
         return _respond(SimError("INTERNAL_ERROR", 500, "internal error"))

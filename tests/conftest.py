@@ -179,3 +179,50 @@ def cms_bearer(client: FlaskClient) -> dict[str, str]:
                            headers={"Authorization": CMS_AUTH})
     assert response.status_code == 200, response.get_data(as_text=True)
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+class LateWSGITransport:
+    """An httpx transport to a WSGI app set after the transport is made.
+
+    The two sims need each other (TPAS calls the CMS, the CMS asks Trustly for QR codes), so
+    one of them must be given its transport before the other app exists.
+    """
+
+    def __init__(self) -> None:
+        self.app: Flask | None = None
+
+    def handle_request(self, request: Any) -> Any:
+        import httpx
+
+        assert self.app is not None, "LateWSGITransport used before its app was set"
+        return httpx.WSGITransport(app=self.app).handle_request(request)
+
+    def __enter__(self) -> LateWSGITransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: each request gets its own WSGITransport."""
+
+
+@pytest.fixture
+def pay_pair(databases: DatabaseFactory, clock: ManualClock) -> Iterator[tuple[Flask, Flask]]:
+    """`(trustly, cms)` wired both ways in-process on the test clock, control APIs on."""
+    import httpx
+
+    from sim_cms.app import create_app as create_cms
+    from sim_cms.settings import CmsSettings
+
+    to_cms = LateWSGITransport()
+    trustly_app = create_app(TrustlySettings(database_url=databases.new("trustly"),
+                                             admin_token=ADMIN_TOKEN),
+                             clock=clock, cms_transport=to_cms)
+    cms_app = create_cms(CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN),
+                         clock=clock, trustly_transport=httpx.WSGITransport(app=trustly_app))
+    to_cms.app = cms_app
+    trustly_app.testing = cms_app.testing = True
+    yield trustly_app, cms_app
+    for app, key in ((trustly_app, "sim_trustly"), (cms_app, "sim_cms")):
+        app.extensions[key].db.dispose()

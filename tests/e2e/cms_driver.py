@@ -6,8 +6,7 @@ the server's database. Every call asserts its status and shows the body when it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -16,6 +15,9 @@ from simkit.clock import format_instant, parse_instant
 
 TPAS = ("tpas-client", "tpas-secret")
 TIMEOUT_S = 30.0
+# Drop a pooled connection after 1 s idle: gunicorn closes idle keep-alive connections after
+# 2 s (`--keep-alive`), and a request sent on one just as the server closes it is reset.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=1.0)
 
 
 def _ok(response: httpx.Response, *statuses: int) -> Any:
@@ -23,35 +25,42 @@ def _ok(response: httpx.Response, *statuses: int) -> Any:
     return response.json()
 
 
-@dataclass
 class CmsDriver:
-    """The base URL of one sim_cms and its admin token; each call uses a short-lived client."""
+    """One sim_cms (base URL and admin token) behind one keep-alive client; close() when done.
 
-    base: str
-    admin_token: str
+    One client for every call: building an httpx client costs tens of milliseconds (its TLS
+    context), more than a call to a local server. Not for use from several threads at once.
+    """
+
+    def __init__(self, base: str, admin_token: str) -> None:
+        self.base = base
+        self.admin_token = admin_token
+        self._client = httpx.Client(base_url=base, timeout=TIMEOUT_S, limits=KEEP_ALIVE)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
 
     def _call(self, method: str, path: str, *, admin: bool = False, token: str | None = None,
               **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.admin_token if admin else token}"} \
-            if admin or token else {}
-        with httpx.Client(base_url=self.base, timeout=TIMEOUT_S) as client:
-            return client.request(method, path, headers=headers, **kwargs)
+        bearer = self.admin_token if admin else token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        return self._client.request(method, path, headers=headers, **kwargs)
 
     def token(self) -> str:
         """A fresh TPAS access token (client credentials)."""
-        with httpx.Client(base_url=self.base, timeout=TIMEOUT_S) as client:
-            response = client.post("/cws/v1/oauth/token", auth=TPAS,
-                                   data={"grant_type": "client_credentials"})
+        response = self._client.post("/cws/v1/oauth/token", auth=TPAS,
+                                     data={"grant_type": "client_credentials"})
         return str(_ok(response, 200)["access_token"])
 
     def now(self) -> datetime:
         """The CMS's own now (a controllable clock stays frozen unless moved)."""
         return parse_instant(_ok(self._call("GET", "/_sim/clock", admin=True), 200)["now"])
 
-    def show_qr(self, egm_id: str, code: str, *, lifetime_s: int = 3600) -> str:
+    def show_qr(self, egm_id: str, code: str, expires_at: datetime) -> str:
         """Put a QR on the EGM's screen through the control API; returns its qrTokenId."""
         body = {"url": f"https://trustly.invalid/scan/{code}", "qrTokenId": code,
-                "expiresAt": format_instant(self.now() + timedelta(seconds=lifetime_s))}
+                "expiresAt": format_instant(expires_at)}
         response = self._call("POST", f"/_sim/egms/{egm_id}/qr-display", admin=True, json=body)
         return str(_ok(response, 201)["qrTokenId"])
 
@@ -71,6 +80,10 @@ class CmsDriver:
         """The EGM's credit meter as the CWS API reports it."""
         return int(_ok(self._call("GET", f"/cws/v1/egms/{egm_id}", token=token), 200)
                    ["creditMeter"])
+
+    def fund(self, token: str, body: dict[str, Any]) -> httpx.Response:
+        """POST one funding and return the answer as it came."""
+        return self._call("POST", "/cws/v1/fundings", token=token, json=body)
 
     def funding_status(self, token: str, transaction_id: str) -> dict[str, Any]:
         """The status inquiry for a transactionId (404 FUNDING_NOT_FOUND is returned as is)."""

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, process: subprocess.Popen[str], deadline_s: float = 30.0) -> None:
+def wait_until_up(url: str, process: Process, deadline_s: float = 60.0) -> None:
     """Poll `url` until it answers, the process dies, or the deadline passes."""
     end = monotonic() + deadline_s
     while monotonic() < end:
@@ -41,25 +42,60 @@ def wait_until_up(url: str, process: subprocess.Popen[str], deadline_s: float = 
     raise AssertionError(f"{url} did not come up within {deadline_s}s")
 
 
+class Process:
+    """A running command whose output goes to files (a pipe nobody reads would block it)."""
+
+    def __init__(self, popen: subprocess.Popen[str], out: Path, err: Path) -> None:
+        self.popen = popen
+        self._out, self._err = out, err
+        self._final: tuple[str, str] | None = None
+
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs."""
+        return self.popen.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it ended."""
+        return self.popen.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to the process."""
+        self.popen.send_signal(sig)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait (at most `timeout` seconds) for the end and return (stdout, stderr)."""
+        self.popen.wait(timeout)
+        if self._final is None:
+            self._final = (self._out.read_text(errors="replace"),
+                           self._err.read_text(errors="replace"))
+        return self._final
+
+
 @contextmanager
 def running(args: Sequence[str], ready_url: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen[str]]:
+            cwd: Path | None = None) -> Iterator[Process]:
     """Run `args` until the block ends, then interrupt it (Ctrl-C) and reap it."""
-    process = subprocess.Popen(
-        list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})}, cwd=cwd,
-    )
-    try:
-        wait_until_up(ready_url, process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with tempfile.TemporaryDirectory(prefix="scanpay-proc-") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with out.open("w") as out_file, err.open("w") as err_file:
+            popen = subprocess.Popen(
+                list(args), stdout=out_file, stderr=err_file, text=True,
+                env={**os.environ, **(env or {})}, cwd=cwd,
+            )
+        process = Process(popen, out, err)
+        try:
+            wait_until_up(ready_url, process)
+            yield process
+        finally:
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGINT)
+                try:
+                    popen.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    popen.kill()
+                    popen.wait()
+            process.communicate()
 
 
 @contextmanager

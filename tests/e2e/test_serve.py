@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +14,7 @@ import zxingcpp
 from PIL import Image
 
 from simkit import qr
+from simkit.clock import monotonic
 from tests.e2e.processes import SCANPAY, free_port, running
 
 pytestmark = pytest.mark.slow
@@ -43,12 +46,23 @@ def test_serve_issues_tokens_with_the_demo_credentials(tmp_path: Path) -> None:
     assert base in err and "demo-access-key" in err  # the banner names URL and credentials
 
 
+def _status_with_qr(cms_url: str, egm_id: str) -> dict[str, Any]:
+    """The screen's status once it shows a QR (the rotator may be acquiring it right now)."""
+    end = monotonic() + 20
+    while monotonic() < end:
+        status: dict[str, Any] = httpx.get(f"{cms_url}/egm/{egm_id}/status.json").json()
+        if status.get("url"):
+            return status
+        threading.Event().wait(0.1)  # poll interval, as the EGM screen itself polls
+    raise AssertionError(f"no QR on {egm_id} within 20 s: {status}")
+
+
 def test_egm_screen_shows_a_scannable_qr_from_the_running_trustly(tmp_path: Path) -> None:
     args, trustly_url, cms_url = serve_args(tmp_path)
     with running(args, f"{cms_url}/openapi.json"):
         page = httpx.get(f"{cms_url}/egm/EGM-001")
         assert page.status_code == 200 and "qr.png" in page.text
-        status = httpx.get(f"{cms_url}/egm/EGM-001/status.json").json()
+        status = _status_with_qr(cms_url, "EGM-001")
         png = httpx.get(f"{cms_url}/egm/EGM-001/qr.png")
         assert png.status_code == 200
         decoded = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))]

@@ -51,7 +51,7 @@ def read_usage(session: Session, ubai: str, day: date) -> LimitUsage:
              .execution_options(populate_existing=True))
     row = session.scalars(query).one_or_none()
     if row is None:
-        limits._insert_if_missing(  # noqa: SLF001 - the product's own upsert, minus the lock
+        limits._insert_if_missing(  # the product's own upsert, minus the lock
             session, LimitUsage, ["ubai", "gaming_day"], {"ubai": ubai, "gaming_day": day,
                                                           "used": 0})
         row = session.scalars(query).one()

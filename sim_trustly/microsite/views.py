@@ -1,0 +1,131 @@
+"""The microsite's pages: the scan page with its payment form, state pages, the receipt.
+
+Plain server-rendered HTML that works without JavaScript: the form POSTs to the scan page and
+is redirected (303) to the payment's receipt, so a reload never pays twice. Every page answers
+with the status its situation deserves (410 expired, 409 used, 404 unknown, 403 wrong
+merchant, 400 for a form that does not validate) and is never cached, because a code's state
+changes within minutes. Only POST changes state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from sim_trustly import tpas
+from sim_trustly.context import trustly
+from sim_trustly.microsite.forms import payment_body
+from sim_trustly.microsite.wording import money_text, outcome_headline, reason_text
+from sim_trustly.tpas import PaymentView, ScanView
+from simkit.errors import SimError
+
+bp = Blueprint("microsite", __name__, template_folder="templates")
+
+NO_STORE = {"Cache-Control": "no-store"}
+STATE_STATUS = {"ACTIVE": 200, "EXPIRED": 410, "USED": 409, "UNKNOWN": 404,
+                "WRONG_MERCHANT": 403}
+QR_ERRORS = (tpas.QrCodeUnknown, tpas.QrCodeExpired, tpas.QrCodeInvalid, tpas.QrCodeUsed,
+             tpas.QrCodeWrongMerchant)
+KEYPHRASES = ("NotEnoughFunds", "LoginError", "AccountLocked", "Unavailable", "TimeoutError")
+RECEIPT_REFRESH_S = 2  # how often a receipt still waiting for the casino reloads itself
+
+Page = tuple[str, int, dict[str, str]]
+
+
+@bp.get("/scan/<code>")
+def scan_page(code: str) -> Page:
+    """The page the QR opens: the payment form, or the page for the code's state."""
+    scan = tpas.describe_scan(trustly(), code)
+    if scan.state != "ACTIVE":
+        return _state_page(scan)
+    return _form_page(scan, {}, None)
+
+
+@bp.post("/scan/<code>")
+def scan_pay(code: str) -> Page | Response:
+    """Pay from the form: 303 to the receipt, or the form again (4xx) saying what is wrong."""
+    ctx = trustly()
+    scan = tpas.describe_scan(ctx, code)
+    if scan.state != "ACTIVE":
+        return _state_page(scan)
+    try:
+        payment_request = tpas.parse_payment_request(payment_body(request.form, scan.currency))
+        payment = tpas.pay_with_qr(ctx, code, payment_request)
+    except QR_ERRORS as error:  # another phone or the clock got there between our two reads
+        return _state_page(tpas.describe_scan(ctx, code), error.http_status)
+    except SimError as error:
+        if error.http_status >= 500:
+            raise
+        return _form_page(scan, request.form, error)
+    response = redirect(url_for(".receipt_page", payment_id=payment.payment_id), 303)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@bp.get("/payments/<payment_id>")
+def receipt_page(payment_id: str) -> Page:
+    """How a payment ended (or that it is still on its way, reloading until it is not)."""
+    try:
+        payment = tpas.get_payment(trustly(), payment_id)
+    except SimError as error:
+        if error.http_status != 404:
+            raise
+        page = render_template("scan_state.html", state="PAYMENT_UNKNOWN", casino=None,
+                               egm_id=None, outcome=None)
+        return page, 404, NO_STORE
+    page = render_template("scan_receipt.html", outcome=outcome(payment),
+                           refresh_s=None if payment.definite else RECEIPT_REFRESH_S)
+    return page, 200, NO_STORE
+
+
+def outcome(payment: PaymentView) -> dict[str, object]:
+    """What the pages show of a payment: headline, plain-words reason, amount, status."""
+    amount = money_text(payment.amount, payment.currency)
+    failed = payment.status in ("REJECTED_VOIDED", "FAILED_VOIDED")
+    meter = payment.credit_meter
+    return {
+        "status": payment.status,
+        "paymentId": payment.payment_id,
+        "egmId": payment.egm_id,
+        "amount": amount,
+        "headline": outcome_headline(payment.status, amount, payment.egm_id),
+        "reason": reason_text(payment.reason) if failed else None,
+        "reasonCode": payment.reason if failed else None,
+        "pending": not payment.definite,
+        "meter": money_text(meter, payment.currency) if meter is not None else None,
+    }
+
+
+def _state_page(scan: ScanView, status: int | None = None) -> Page:
+    """The page for a code that cannot pay (expired, used, unknown, wrong merchant)."""
+    paid = outcome(scan.payment) if scan.payment is not None else None
+    page = render_template("scan_state.html", state=scan.state, casino=scan.merchant_name,
+                           egm_id=scan.egm_id, outcome=paid)
+    return page, STATE_STATUS.get(scan.state, status or 400), NO_STORE
+
+
+def _form_page(scan: ScanView, form: Mapping[str, str], error: SimError | None) -> Page:
+    """The payment form, filled with what was sent (never the password) and any error."""
+    remaining = 0
+    if scan.expires_at is not None:
+        remaining = max(0, int((scan.expires_at - trustly().clock.now()).total_seconds()))
+    typed = form.get("custom_amount", "")
+    choice = "" if typed else form.get("amount", "")
+    page = render_template(
+        "scan_form.html", code=scan.code, casino=scan.merchant_name, egm_id=scan.egm_id,
+        currency=scan.currency, chosen=choice, typed=typed, username=form.get("username", ""),
+        amounts=[(str(a), money_text(a, scan.currency)) for a in scan.suggested_amounts],
+        remaining_s=remaining, keyphrases=KEYPHRASES,
+        error=error.message if error else None, error_field=_field(error),
+    )
+    return page, error.http_status if error else 200, NO_STORE
+
+
+def _field(error: SimError | None) -> str | None:
+    """Which form field an error is about (`bank.username` -> `username`)."""
+    if error is None:
+        return None
+    field = str(error.extra.get("field", ""))
+    return field.rsplit(".", 1)[-1] or None

@@ -1,0 +1,151 @@
+"""Redeeming a scanned QR code: look it up, check its JWT, and claim it once, ever.
+
+The claim is one conditional UPDATE (`used_at` set only where it is still NULL and the token
+has not expired), committed in the same transaction as the payment it pays for. Whatever the
+number of phones, workers or restarts, one UPDATE matches the row; every other claim
+matches nothing and is told why (used, expired, unknown).
+
+Expiry: the claim honours the token's `exp` exactly. The JWT check allows the configured
+leeway because a verifier's clock may differ from the issuer's; here the issuer and the
+redeemer are one service on one clock, so a token is paid only strictly before its `exp`.
+
+A token whose JWT no longer verifies (its signing key was removed, or the stored token was
+tampered with) cannot be paid: 410 QR_CODE_INVALID, the same family as an expired code,
+because the player's remedy is the same (scan the EGM's fresh QR).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from sim_trustly.context import TrustlyContext
+from sim_trustly.models import Merchant, QrTokenRow
+from sim_trustly.tokens import ExpiredQrToken, InvalidQrToken
+from sim_trustly.verifier import verify_presented_token
+from simkit.errors import SimError
+
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class QrCodeUnknown(SimError):
+    """Raised when a scanned code was never issued (or has been forgotten by a reset)."""
+
+    def __init__(self) -> None:
+        super().__init__("QR_CODE_UNKNOWN", 404, "this QR code is not known")
+
+
+class QrCodeExpired(SimError):
+    """Raised when a scanned code is past its expiry: the EGM shows a fresh one."""
+
+    def __init__(self) -> None:
+        super().__init__("QR_CODE_EXPIRED", 410, "this QR code has expired; scan the new one")
+
+
+class QrCodeInvalid(SimError):
+    """Raised when a code's JWT no longer verifies (e.g. its signing key was removed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("QR_CODE_INVALID", 410, "this QR code can no longer be used",
+                         check=reason)
+
+
+class QrCodeUsed(SimError):
+    """Raised when a scanned code has already paid (or started paying) once."""
+
+    def __init__(self) -> None:
+        super().__init__("QR_CODE_USED", 409, "this QR code has already been used")
+
+
+class QrCodeWrongMerchant(SimError):
+    """Raised when a code's merchant is gone or its JWT names another merchant."""
+
+    def __init__(self) -> None:
+        super().__init__("QR_CODE_WRONG_MERCHANT", 403,
+                         "this QR code does not belong to a merchant that may take payments")
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """A stored QR token as redemption sees it, with its merchant's display name."""
+
+    code: str
+    merchant_id: str
+    merchant_name: str | None
+    egm_id: str
+    token: str
+    expires_at: datetime
+    used_at: datetime | None
+
+
+def lookup(session: Session, code: str) -> PresentedToken | None:
+    """The token a code names, or None (odd codes are not even looked up)."""
+    if not _CODE.fullmatch(code):
+        return None
+    row = session.execute(
+        select(QrTokenRow, Merchant.name)
+        .outerjoin(Merchant, Merchant.id == QrTokenRow.merchant_id)
+        .where(QrTokenRow.code == code)
+    ).first()
+    if row is None:
+        return None
+    token, name = row
+    return PresentedToken(token.code, token.merchant_id, name, token.egm_id, token.token,
+                          token.expires_at, token.used_at)
+
+
+def refuse_if_unpayable(token: PresentedToken | None, now: datetime) -> PresentedToken:
+    """Raise the player-facing error for a code that cannot pay now; used beats expired."""
+    if token is None:
+        raise QrCodeUnknown()
+    if token.merchant_name is None:
+        raise QrCodeWrongMerchant()
+    if token.used_at is not None:
+        raise QrCodeUsed()
+    if token.expires_at <= now:
+        raise QrCodeExpired()
+    return token
+
+
+def verify(ctx: TrustlyContext, token: PresentedToken) -> None:
+    """Check the stored JWT against the live keys, its merchant and its EGM."""
+    try:
+        verify_presented_token(ctx.db, ctx.settings, ctx.clock, token.token,
+                               merchant_id=token.merchant_id, egm_id=token.egm_id)
+    except ExpiredQrToken as exc:
+        raise QrCodeExpired() from exc
+    except InvalidQrToken as exc:
+        if exc.reason == "audience":
+            raise QrCodeWrongMerchant() from exc
+        raise QrCodeInvalid(exc.reason) from exc
+
+
+def presentable(ctx: TrustlyContext, code: str, now: datetime) -> PresentedToken:
+    """The token behind `code` if it could be paid now (nothing is claimed yet)."""
+    with ctx.db.read() as session:
+        token = refuse_if_unpayable(lookup(session, code), now)
+    verify(ctx, token)
+    return token
+
+
+def claim(session: Session, code: str, now: datetime) -> None:
+    """Mark the code used inside the caller's transaction, or raise why it cannot be.
+
+    The caller commits the claim together with the payment it creates, so a claimed code
+    always has its payment and a failed transaction leaves the code unused.
+    """
+    statement = (update(QrTokenRow)
+                 .where(QrTokenRow.code == code, QrTokenRow.used_at.is_(None),
+                        QrTokenRow.expires_at > now)
+                 .values(used_at=now)
+                 .execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], session.execute(statement))
+    if result.rowcount == 1:
+        return
+    refuse_if_unpayable(lookup(session, code), now)
+    raise QrCodeUsed()  # unreachable unless the row changed under us: fail closed

@@ -1,0 +1,241 @@
+"""TPAS, the Pay: redeem the QR, approve at the demo bank, check the limit, fund the EGM.
+
+A payment is a state machine stored in `payments` (see `sim_trustly.payments`):
+
+    CREATED --bank ok--> AUTHORIZED --limit ok--> FUNDING --APPLIED--> CREDITED
+       |                     |                       |------REJECTED--> REJECTED_VOIDED (void)
+       +--bank refused--> FAILED_VOIDED              +--gave up-------> FAILED_VOIDED (void)
+                             +--limit too low--> REJECTED_VOIDED (void)
+
+Rules that keep crediting exactly-once:
+
+- The QR claim and the CREATED payment, with its fresh `transactionId`, commit together
+  before anything is sent, so every send, retry and recovery uses one id and the CMS can
+  apply it at most once.
+- A payment is voided only on a decided answer: the CMS rejected that id, or (giving up) the
+  CMS says it never saw it and no request of ours can still be in flight. A timeout, a
+  dropped connection, a 5xx or garbage (outcome UNKNOWN) is never taken as a "no": TPAS asks
+  `GET fundings/{id}`, resends the same request when the CMS says NOT_FOUND, and after
+  `tpas_funding_attempts` tries leaves the payment in FUNDING for the recovery sweep.
+- Giving up (FAILED_VOIDED, reason CMS_UNREACHABLE) needs all three: the payment is older
+  than `tpas_give_up_after_s`, the last send is older than `tpas_lease_s` (longer than any
+  request's timeout, so nothing is still in flight), and the CMS answers NOT_FOUND.
+- A limits answer of UNKNOWN does not stop the payment: the Funding API enforces the daily
+  limit atomically anyway; the limits call only spares the CMS a request it would refuse.
+
+The funding driver and the recovery sweep live in `sim_trustly.tpas_funding`; this module
+holds the entry points the microsite and the control API call.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sim_trustly import demo_bank, payments, redemption
+from sim_trustly.context import TrustlyContext
+from sim_trustly.models import Payment
+from sim_trustly.payments import Event, PaymentView
+from sim_trustly.redemption import (
+    QrCodeExpired,
+    QrCodeInvalid,
+    QrCodeUnknown,
+    QrCodeUsed,
+    QrCodeWrongMerchant,
+)
+from sim_trustly.tpas_funding import (
+    RecoveryWorker,
+    fund_authorized,
+    recover_payments,
+    run_recovery_at_startup,
+    start_recovery_worker,
+)
+from simkit.clock import format_instant
+from simkit.errors import BadRequest, NotFound
+from simkit.money import parse_currency, parse_minor
+
+__all__ = [
+    "PaymentNotFound", "PaymentRequest", "PaymentView", "QrCodeExpired", "QrCodeInvalid",
+    "QrCodeUnknown", "QrCodeUsed", "QrCodeWrongMerchant", "RecoveryWorker", "ScanView",
+    "describe_scan", "get_payment", "parse_payment_request", "pay_with_qr", "recover_payments",
+    "run_recovery_at_startup", "start_recovery_worker",
+]
+
+SUGGESTED_AMOUNTS = (2000, 5000, 10000, 20000)
+MAX_CREDENTIAL_CHARS = 128
+_PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
+_SCAN_STATES = {"QR_CODE_UNKNOWN": "UNKNOWN", "QR_CODE_WRONG_MERCHANT": "WRONG_MERCHANT",
+                "QR_CODE_USED": "USED", "QR_CODE_EXPIRED": "EXPIRED",
+                "QR_CODE_INVALID": "EXPIRED"}
+
+
+class PaymentNotFound(NotFound):
+    """Raised when a payment id names no payment."""
+
+    def __init__(self) -> None:
+        super().__init__("no such payment", code="PAYMENT_NOT_FOUND")
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """A validated payment body: amount, currency and the demo-bank login."""
+
+    amount: int
+    currency: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"PaymentRequest(amount={self.amount}, currency={self.currency!r}, ...)"
+
+
+def _required(body: dict[str, Any], name: str, field: str) -> Any:
+    if body.get(name) is None:
+        raise BadRequest(f"{field} is required", code="MISSING_FIELD", field=field)
+    return body[name]
+
+
+def _credential(bank: dict[str, Any], name: str) -> str:
+    value = _required(bank, name, f"bank.{name}")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_CHARS \
+            or not value.isprintable():
+        raise BadRequest(f"bank.{name} must be 1-{MAX_CREDENTIAL_CHARS} printable characters",
+                         code="INVALID_FIELD", field=f"bank.{name}")
+    return value
+
+
+def parse_payment_request(body: Any) -> PaymentRequest:
+    """Validate `{"amount", "currency", "bank": {"username", "password"}}` or raise 400.
+
+    Checked before the QR is claimed, so a typo never uses up the player's QR.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="INVALID_REQUEST")
+    amount = parse_minor(_required(body, "amount", "amount"))
+    currency = parse_currency(_required(body, "currency", "currency"))
+    bank = _required(body, "bank", "bank")
+    if not isinstance(bank, dict):
+        raise BadRequest("bank must be an object with username and password",
+                         code="INVALID_FIELD", field="bank")
+    return PaymentRequest(amount, currency, _credential(bank, "username"),
+                          _credential(bank, "password"))
+
+
+def pay_with_qr(ctx: TrustlyContext, code: str, request: PaymentRequest) -> PaymentView:
+    """Pay `request.amount` onto the EGM of a scanned QR; the answer is the payment's state.
+
+    Raises QrCodeUnknown (404), QrCodeUsed (409), QrCodeExpired or QrCodeInvalid (410),
+    QrCodeWrongMerchant (403). Otherwise the payment ends CREDITED, REJECTED_VOIDED or
+    FAILED_VOIDED, or, when the CMS could not be reached, stays FUNDING for the sweep.
+    """
+    now = ctx.clock.now()
+    token = redemption.presentable(ctx, code, now)
+    row = _create(ctx, token, request, now)
+    return _authorize_and_fund(ctx, row, request)
+
+
+def _create(
+    ctx: TrustlyContext, token: redemption.PresentedToken, request: PaymentRequest,
+    now: datetime,
+) -> Payment:
+    """Claim the QR and store the CREATED payment with its transactionId, in one commit."""
+    # The bank may legitimately take up to MAX_SLEEP_S; the sweep must not take over sooner.
+    lease = ctx.settings.tpas_stale_after_s + demo_bank.MAX_SLEEP_S
+    row = Payment(
+        id=uuid.uuid4().hex, qr_code=token.code, merchant_id=token.merchant_id,
+        egm_id=token.egm_id, amount=request.amount, currency=request.currency,
+        status=payments.CREATED, transaction_id=uuid.uuid4().hex, attempts=0,
+        created_at=now, updated_at=now, next_attempt_at=now + timedelta(seconds=lease),
+    )
+    with ctx.db.write() as session:
+        redemption.claim(session, token.code, now)
+        session.add(row)
+        session.flush()
+        payments.add_events(session, row.id, now, [Event("CREATED", {
+            "qrCode": token.code, "transactionId": row.transaction_id,
+            "amount": row.amount, "currency": row.currency})])
+    return row
+
+
+def _authorize_and_fund(
+    ctx: TrustlyContext, row: Payment, request: PaymentRequest
+) -> PaymentView:
+    """The demo bank step, then the CMS steps (`tpas_funding.fund_authorized`)."""
+    bank = demo_bank.authorize(request.username, request.password, request.amount, ctx.clock)
+    now = ctx.clock.now()
+    if not bank.ok:
+        done = payments.advance(
+            ctx.db, row.id, payments.CREATED, now, [Event("BANK_REFUSED", {"reason": bank.reason})],
+            status=payments.FAILED_VOIDED, reason=bank.reason, next_attempt_at=None)
+        return PaymentView.of(done) if done else get_payment(ctx, row.id)
+    authorized = payments.advance(
+        ctx.db, row.id, payments.CREATED, now,
+        [Event("BANK_AUTHORIZED", {"account": bank.account_id, "ubai": bank.ubai})],
+        status=payments.AUTHORIZED, ubai=bank.ubai, bank_account=bank.account_id,
+        next_attempt_at=now + timedelta(seconds=ctx.settings.tpas_lease_s))
+    if authorized is None:  # the sweep took over a bank step it thought had died
+        return get_payment(ctx, row.id)
+    return fund_authorized(ctx, authorized)
+
+
+def get_payment(ctx: TrustlyContext, payment_id: str) -> PaymentView:
+    """The payment as it stands now, or 404 PAYMENT_NOT_FOUND."""
+    row = payments.get(ctx.db, payment_id) if _PAYMENT_ID.fullmatch(payment_id) else None
+    if row is None:
+        raise PaymentNotFound()
+    return PaymentView.of(row)
+
+
+@dataclass(frozen=True)
+class ScanView:
+    """What the microsite shows for a scanned code before (or after) paying."""
+
+    code: str
+    state: str  # ACTIVE | EXPIRED | USED | UNKNOWN | WRONG_MERCHANT
+    egm_id: str | None
+    merchant_id: str | None
+    merchant_name: str | None
+    expires_at: datetime | None
+    payment: PaymentView | None
+    currency: str
+    suggested_amounts: tuple[int, ...] = SUGGESTED_AMOUNTS
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON twin of the scan page."""
+        return {
+            "code": self.code, "state": self.state, "egmId": self.egm_id,
+            "merchantId": self.merchant_id, "casino": self.merchant_name,
+            "expiresAt": format_instant(self.expires_at) if self.expires_at else None,
+            "payment": self.payment.to_json() if self.payment else None,
+            "currency": self.currency, "suggestedAmounts": list(self.suggested_amounts),
+        }
+
+
+def _scan_state(ctx: TrustlyContext, token: redemption.PresentedToken | None,
+                now: datetime) -> str:
+    try:
+        redemption.verify(ctx, redemption.refuse_if_unpayable(token, now))
+    except (QrCodeUnknown, QrCodeWrongMerchant, QrCodeUsed, QrCodeExpired,
+            QrCodeInvalid) as refusal:
+        return _SCAN_STATES[refusal.code]
+    return "ACTIVE"
+
+
+def describe_scan(ctx: TrustlyContext, code: str) -> ScanView:
+    """Everything the scan page needs about a code; never raises for a bad code.
+
+    A code whose JWT no longer verifies shows as EXPIRED: the player's remedy is the same.
+    """
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        token = redemption.lookup(session, code)
+        paid = payments.by_qr_code(session, code) if token and token.used_at else None
+    state = _scan_state(ctx, token, now)
+    currency = paid.currency if paid else ctx.settings.tpas_currency
+    if token is None:
+        return ScanView(code, state, None, None, None, None, None, currency)
+    return ScanView(code, state, token.egm_id, token.merchant_id, token.merchant_name,
+                    token.expires_at, PaymentView.of(paid) if paid else None, currency)
