@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import click
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
 
+from harness.embedded import embedded_sims
+from harness.flow import FlowOptions, FlowResult, FlowTarget, render_result, run_flow
 from harness.rotate import RotateOptions, run_rotator
 from harness.serve import ServeOptions, run_servers
 from simkit.settings import ConfigError
@@ -89,6 +92,65 @@ def rotate(**options: object) -> None:
     except OperationalError as exc:
         console.print(f"[red]scanpay rotate: cannot reach the database:[/red] {exc.orig}")
         sys.exit(2)
+
+
+@main.command()
+@click.option("--trustly-url", default=None, metavar="URL",
+              help="Base URL of a running sim_trustly (with --cms-url). Default: run both "
+                   "sims in this process.")
+@click.option("--cms-url", default=None, metavar="URL",
+              help="Base URL of a running CMS (with --trustly-url).")
+@click.option("--admin-token", envvar="SCANPAY_ADMIN_TOKEN", default=None,
+              help="The running sims' admin token, to read their journals for the message "
+                   "sequence (embedded sims make their own). [env: SCANPAY_ADMIN_TOKEN]")
+@click.option("--egm", "egm_id", default="EGM-001", show_default=True, help="EGM to fund.")
+@click.option("--amount", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Amount in minor units (2000 = $20.00).")
+@click.option("--currency", default="USD", show_default=True)
+@click.option("--username", default="demo-player", show_default=True,
+              help="Demo bank username (the UBAI, hence the daily limit, follows it).")
+@click.option("--password", default="demo-password", show_default=True,
+              help="Demo bank password; a keyphrase forces an outcome (e.g. NotEnoughFunds).")
+@click.option("--client-id", default="tpas-client", show_default=True,
+              help="OAuth2 client the EGM uses at its CMS.")
+@click.option("--client-secret", default="tpas-secret", show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Seconds to wait for each answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def flow(trustly_url: str | None, cms_url: str | None, admin_token: str | None,
+         as_json: bool, **options: object) -> None:
+    """Run one scan-then-pay and print the numbered message sequence and the EGM's meter.
+
+    As the EGM, asks the CMS for a QR (POST /cws/v1/egms/EGM/qr); as the player's phone,
+    opens the QR's url (GET /api/v1/scan/CODE) and pays at the demo bank (POST
+    .../payments); then reads the EGM's meter. The sequence (CMS -> Trustly for the QR token,
+    the phone's calls, TPAS -> CMS for OAuth, limits and funding) is rebuilt from both sims'
+    journals, which needs the admin token. Exit code 0 when the payment is CREDITED, 1 when
+    it is not, 2 when the sims cannot be reached.
+    """
+    if (trustly_url is None) != (cms_url is None):
+        raise click.UsageError("give both --trustly-url and --cms-url, or neither for "
+                               "embedded sims")
+    flow_options = FlowOptions(**options)  # type: ignore[arg-type]
+    out = Console(soft_wrap=True)
+    if trustly_url is not None and cms_url is not None:
+        result = run_flow(FlowTarget.over_http(trustly_url, cms_url, admin_token), flow_options)
+    else:
+        with embedded_sims() as sims:
+            result = run_flow(FlowTarget.in_process(sims), flow_options)
+    _report_flow(out, result, as_json)
+
+
+def _report_flow(out: Console, result: FlowResult, as_json: bool) -> None:
+    """Print the result (rich or JSON) and exit 2 if unreachable, 1 if not credited."""
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render_result(out, result)
+    if result.error is not None and result.error.unreachable:
+        sys.exit(2)
+    if not result.credited:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

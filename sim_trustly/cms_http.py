@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from flask import has_request_context
 
 from sim_trustly.partner_profiles import CmsProfile
 from simkit.clock import Clock, SystemClock
+from simkit.journal import CORRELATION_HEADER, current_correlation_id
 
 USER_AGENT = "scanpay-sim-tpas/0.1"
 # A token is refreshed when this share of its lifetime (at most 30 s) is left, so a call
@@ -57,12 +59,24 @@ class InProcessTransport(httpx.BaseTransport):
         self._inner.close()
 
 
+def propagate_correlation_id(request: httpx.Request) -> None:
+    """Send the correlation id of the request being served along with a call to the CMS.
+
+    An httpx request hook: when TPAS calls the CMS while serving a player's payment, the
+    CMS's journal then files the call under the payment's id, so one id follows the payment
+    end to end. Outside a request (the recovery sweep) the CMS makes up its own id.
+    """
+    if has_request_context() and CORRELATION_HEADER not in request.headers:
+        request.headers[CORRELATION_HEADER] = current_correlation_id()
+
+
 def make_http_client(profile: CmsProfile, transport: httpx.BaseTransport | None) -> httpx.Client:
-    """A keep-alive client for one profile: base URL, connect/read timeouts, transport."""
+    """A keep-alive client for one profile: base URL, timeouts, transport, correlation ids."""
     timeout = httpx.Timeout(profile.read_timeout_s, connect=profile.connect_timeout_s)
     wrapped = InProcessTransport(transport) if transport is not None else None
     return httpx.Client(base_url=profile.base_url, timeout=timeout, transport=wrapped,
-                        headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+                        headers={"User-Agent": USER_AGENT}, follow_redirects=False,
+                        event_hooks={"request": [propagate_correlation_id]})
 
 
 def problem_code(response: httpx.Response) -> str | None:

@@ -1,0 +1,151 @@
+"""Both sims in this process, wired to each other without sockets.
+
+`embedded_sims()` builds sim_trustly and sim_cms on SQLite files in a temporary directory,
+with the control API and the journal on (a generated admin token), and connects them through
+`httpx.WSGITransport` both ways: TPAS pays into this CMS, the CMS gets its QR codes from this
+Trustly. The harness then drives them over HTTP exactly as it drives running sims, only
+through the transports instead of base URLs.
+
+This is the one harness module that imports the sims, and only to build them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from flask import Flask
+
+from sim_cms.app import create_app as create_cms
+from sim_cms.settings import CmsSettings, TrustlyLink
+from sim_trustly.app import create_app as create_trustly
+from sim_trustly.cms_client import close_adapters
+from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
+from sim_trustly.settings import TrustlySettings
+from simkit.clock import Clock
+from simkit.db import sqlite_url
+
+# Names, not addresses: nothing listens there. They appear in the QR urls and journals, and
+# say plainly that the sims run in-process.
+TRUSTLY_URL = "http://trustly.embedded"
+CMS_URL = "http://cms.embedded"
+
+
+class LateWSGITransport(httpx.BaseTransport):
+    """An httpx transport to a WSGI app that is bound after the transport is handed out.
+
+    The two sims need each other at build time (TPAS calls the CMS, the CMS asks Trustly for
+    QR codes), so one of them gets its transport before the other app exists. Until `bind`,
+    a request fails as a refused connection would (`httpx.ConnectError`), which is what a
+    sim that is not up yet looks like over a network, and what every client already handles.
+    """
+
+    def __init__(self, app: Any = None, *, raise_app_exceptions: bool = True) -> None:
+        self._raise = raise_app_exceptions
+        self._lock = threading.Lock()
+        self._inner: httpx.WSGITransport | None = None
+        if app is not None:
+            self.bind(app)
+
+    @property
+    def bound(self) -> bool:
+        """Whether requests reach an app yet."""
+        return self._inner is not None
+
+    def bind(self, app: Any) -> None:
+        """Route every later request to `app` (a WSGI callable); binding twice is a bug."""
+        with self._lock:
+            if self._inner is not None:
+                raise RuntimeError("this transport is already bound to an app")
+            self._inner = httpx.WSGITransport(app=app, raise_app_exceptions=self._raise)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Serve `request` through the bound app (a ConnectError before `bind`)."""
+        inner = self._inner
+        if inner is None:
+            raise httpx.ConnectError("the in-process app is not bound yet", request=request)
+        return inner.handle_request(request)
+
+    def close(self) -> None:
+        """Close the inner transport, if bound (WSGI transports hold no connections)."""
+        if self._inner is not None:
+            self._inner.close()
+
+
+@dataclass(frozen=True)
+class EmbeddedSims:
+    """The two in-process sims, how to reach each, and the admin token of their control APIs."""
+
+    trustly: Flask
+    cms: Flask
+    admin_token: str
+    trustly_transport: httpx.BaseTransport
+    cms_transport: httpx.BaseTransport
+    data_dir: Path
+    trustly_url: str = TRUSTLY_URL
+    cms_url: str = CMS_URL
+
+
+def _trustly_settings(data_dir: Path, admin_token: str, cms_url: str) -> TrustlySettings:
+    return TrustlySettings(
+        database_url=sqlite_url(str(data_dir / "trustly.db")), public_base_url=TRUSTLY_URL,
+        admin_token=admin_token, journal=True,
+        cms=replace(DEFAULT_CMS_PROFILE, base_url=cms_url),
+    )
+
+
+def _cms_settings(data_dir: Path, admin_token: str) -> CmsSettings:
+    return CmsSettings(database_url=sqlite_url(str(data_dir / "cms.db")),
+                       admin_token=admin_token, journal=True,
+                       trustly=TrustlyLink(base_url=TRUSTLY_URL))
+
+
+def build_pair(
+    data_dir: Path, *, admin_token: str | None = None, clock: Clock | None = None,
+) -> EmbeddedSims:
+    """Build both sims on SQLite files in `data_dir`, each reaching the other in-process.
+
+    Without `admin_token` a random one is made. `clock` (e.g. a ManualClock) is given to
+    both; by default each runs on the system clock. The caller closes them with `close_pair`.
+    """
+    token = admin_token or secrets.token_urlsafe(24)
+    to_cms = LateWSGITransport()
+    trustly = create_trustly(_trustly_settings(data_dir, token, CMS_URL), clock=clock,
+                             cms_transport=to_cms)
+    to_trustly = LateWSGITransport(trustly)
+    cms = create_cms(_cms_settings(data_dir, token), clock=clock, trustly_transport=to_trustly)
+    to_cms.bind(cms)
+    return EmbeddedSims(trustly=trustly, cms=cms, admin_token=token,
+                        trustly_transport=LateWSGITransport(trustly),
+                        cms_transport=LateWSGITransport(cms), data_dir=data_dir)
+
+
+def close_pair(sims: EmbeddedSims) -> None:
+    """Release what the sims hold: TPAS's CMS clients and both connection pools."""
+    close_adapters(sims.trustly.extensions["sim_trustly"])
+    sims.trustly.extensions["sim_trustly"].db.dispose()
+    sims.cms.extensions["sim_cms"].db.dispose()
+
+
+@contextmanager
+def embedded_sims(
+    *, data_dir: Path | None = None, admin_token: str | None = None, clock: Clock | None = None,
+) -> Iterator[EmbeddedSims]:
+    """Both sims for the length of the block, on a temporary directory unless `data_dir`.
+
+    The temporary directory (and so every record of the run) is deleted afterwards.
+    """
+    with ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="scanpay-embedded-")))
+        sims = build_pair(data_dir, admin_token=admin_token, clock=clock)
+        stack.callback(close_pair, sims)
+        yield sims

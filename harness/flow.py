@@ -1,0 +1,377 @@
+"""One scan-then-pay, as plain functions over HTTP (the `scanpay flow` command and the tests).
+
+The harness plays two parts: the EGM, which asks its CMS for a QR (`POST /cws/v1/egms/<id>/qr`,
+with the CMS's OAuth2 client credentials) and reads its meter, and the player's phone, which
+opens the QR's url (`GET /api/v1/scan/<code>`) and pays (`POST /api/v1/scan/<code>/payments`).
+Every request carries one `X-Correlation-Id` for the run. Before each request the harness
+notes how far both journals go (`Marks`), so the sequence can be rebuilt step by step from
+the journals afterwards (`harness.sequence`), which needs the control API's admin token.
+
+The sims are reached only over HTTP: by base URL, or in-process through transports
+(`FlowTarget.in_process`); nothing here imports a sim.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+
+from harness.sequence import (
+    Journals,
+    JournalUnavailable,
+    Marks,
+    Message,
+    build_sequence,
+    render_sequence,
+)
+from simkit.clock import monotonic
+from simkit.errors import SimError
+from simkit.journal import CORRELATION_HEADER
+from simkit.money import Money
+
+if TYPE_CHECKING:
+    from harness.embedded import EmbeddedSims
+
+USER_AGENT = "scanpay-flow/0.1"
+DEFINITE = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
+POLL_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one sim: its base URL, and a transport when it runs in this process."""
+
+    base_url: str
+    transport: httpx.BaseTransport | None = None
+
+
+@dataclass(frozen=True)
+class FlowTarget:
+    """The two systems a flow drives, and the admin token that opens their journals."""
+
+    trustly: Endpoint
+    cms: Endpoint
+    admin_token: str | None = None
+
+    @classmethod
+    def over_http(cls, trustly_url: str, cms_url: str, admin_token: str | None) -> FlowTarget:
+        """Running sims (e.g. `scanpay serve`), by base URL."""
+        return cls(Endpoint(trustly_url.rstrip("/")), Endpoint(cms_url.rstrip("/")), admin_token)
+
+    @classmethod
+    def in_process(cls, sims: EmbeddedSims) -> FlowTarget:
+        """The embedded sims (`harness.embedded`), through their WSGI transports."""
+        return cls(Endpoint(sims.trustly_url, sims.trustly_transport),
+                   Endpoint(sims.cms_url, sims.cms_transport), sims.admin_token)
+
+    def phone_transport(self) -> httpx.BaseTransport | None:
+        """What a phone opening a QR url uses: the network, or in-process Trustly."""
+        return self.trustly.transport
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """What to pay onto which EGM, and the credentials of the EGM's CMS client."""
+
+    egm_id: str = "EGM-001"
+    amount: int = 2000
+    currency: str = "USD"
+    username: str = "demo-player"
+    password: str = "demo-password"  # noqa: S105 - the demo bank approves any other phrase
+    client_id: str = "tpas-client"
+    client_secret: str = "tpas-secret"  # noqa: S105 - the published demo credential
+    timeout_s: float = 30.0
+    settle_s: float = 10.0  # how long to wait for a payment answered 202 to settle
+
+    def __repr__(self) -> str:  # never print the secrets
+        return f"FlowOptions(egm_id={self.egm_id!r}, amount={self.amount}, ...)"
+
+
+class FlowError(Exception):
+    """A step could not be completed; `unreachable` when a sim could not be reached at all."""
+
+    def __init__(self, step: str, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.unreachable = unreachable
+
+
+@dataclass
+class FlowResult:
+    """What a run did: each step's answer, the meter before and after, and the sequence."""
+
+    correlation_id: str
+    egm_id: str
+    currency: str = "USD"
+    meter_before: int | None = None
+    meter_after: int | None = None
+    qr: dict[str, Any] | None = None
+    scan: dict[str, Any] | None = None
+    payment: dict[str, Any] | None = None
+    error: FlowError | None = None
+    sequence: list[Message] = field(default_factory=list)
+    sequence_note: str | None = None  # why the sequence is missing or partial
+
+    @property
+    def credited(self) -> bool:
+        """The payment ended CREDITED."""
+        return self.payment is not None and self.payment.get("status") == "CREDITED"
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable result `scanpay flow --json` prints."""
+        return {
+            "correlationId": self.correlation_id, "egmId": self.egm_id,
+            "credited": self.credited, "qr": self.qr, "scan": self.scan,
+            "payment": self.payment,
+            "meter": {"before": self.meter_before, "after": self.meter_after,
+                      "currency": self.currency},
+            "error": str(self.error) if self.error else None,
+            "sequence": [message.to_json() for message in self.sequence],
+            "sequenceNote": self.sequence_note,
+        }
+
+
+def _describe(response: httpx.Response) -> str:
+    """`HTTP 409 QR_CODE_USED: ...` from a problem+json or Trustly-dialect error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code} {response.reason_phrase}"
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            body = {"code": first.get("reason") or first.get("code"),
+                    "detail": first.get("message")}
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}"
+    code, detail = body.get("code"), body.get("detail") or body.get("title")
+    return " ".join(str(p) for p in (f"HTTP {response.status_code}", code, detail) if p)
+
+
+def _send(client: httpx.Client, step: str, method: str, url: str, *, expect: tuple[int, ...],
+          **kwargs: Any) -> dict[str, Any]:
+    """One request of a step; anything but an `expect`ed status with a JSON object fails it."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.ConnectError as exc:
+        where = f"{client.base_url}" if client.base_url else url
+        raise FlowError(step, f"cannot reach {where.rstrip('/')} ({exc})",
+                        unreachable=True) from exc
+    except httpx.HTTPError as exc:
+        raise FlowError(step, f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code not in expect:
+        raise FlowError(step, _describe(response))
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise FlowError(step, "the answer is not JSON") from exc
+    if not isinstance(body, dict):
+        raise FlowError(step, "the answer is not a JSON object")
+    return body
+
+
+def cms_token(egm: httpx.Client, options: FlowOptions) -> str:
+    """An access token of the CMS's OAuth2 client (client credentials)."""
+    body = _send(egm, "CMS access token", "POST", "/cws/v1/oauth/token", expect=(200,),
+                 data={"grant_type": "client_credentials"},
+                 auth=(options.client_id, options.client_secret))
+    return str(body.get("access_token", ""))
+
+
+def read_egm(egm: httpx.Client, token: str, egm_id: str) -> dict[str, Any]:
+    """The EGM as its CMS sees it: state, `creditMeter`, `currency`."""
+    return _send(egm, "read the EGM", "GET", f"/cws/v1/egms/{egm_id}", expect=(200,),
+                 headers={"Authorization": f"Bearer {token}"})
+
+
+def acquire_qr(egm: httpx.Client, token: str, egm_id: str) -> dict[str, Any]:
+    """Make the CMS get a QR from Trustly for the EGM now: `{url, qrTokenId, expiresAt}`."""
+    return _send(egm, "acquire a QR", "POST", f"/cws/v1/egms/{egm_id}/qr", expect=(200,),
+                 headers={"Authorization": f"Bearer {token}"})
+
+
+def scan_api_url(qr_url: str) -> str:
+    """The JSON twin of a QR's page: `<base>/scan/<code>` -> `<base>/api/v1/scan/<code>`."""
+    parts = urlsplit(qr_url)
+    base, marker, code = parts.path.rpartition("/scan/")
+    if not marker or not code or "/" in code:
+        raise FlowError("scan", f"the QR url {qr_url!r} does not end in /scan/<code>")
+    return f"{parts.scheme}://{parts.netloc}{base}/api/v1/scan/{code}"
+
+
+def scan(phone: httpx.Client, qr_url: str) -> dict[str, Any]:
+    """What the phone learns by opening the QR: state, EGM, casino, suggested amounts."""
+    return _send(phone, "scan", "GET", scan_api_url(qr_url), expect=(200,))
+
+
+def pay(phone: httpx.Client, qr_url: str, options: FlowOptions) -> dict[str, Any]:
+    """Pay with the scanned QR at the demo bank: the payment (201 definite, 202 on its way)."""
+    body = {"amount": options.amount, "currency": options.currency,
+            "bank": {"username": options.username, "password": options.password}}
+    return _send(phone, "pay", "POST", f"{scan_api_url(qr_url)}/payments", expect=(201, 202),
+                 json=body)
+
+
+def payment_url(qr_url: str, payment_id: str) -> str:
+    """`GET /api/v1/payments/<id>` on the Trustly that issued the QR."""
+    api = scan_api_url(qr_url)
+    return f"{api.rpartition('/scan/')[0]}/payments/{payment_id}"
+
+
+@dataclass
+class _Clients:
+    egm: httpx.Client
+    phone: httpx.Client
+    journals: Journals | None
+
+
+@contextmanager
+def _clients(target: FlowTarget, correlation_id: str, timeout_s: float) -> Iterator[_Clients]:
+    def client(endpoint: Endpoint | None, headers: dict[str, str]) -> httpx.Client:
+        kwargs: dict[str, Any] = {"base_url": endpoint.base_url} if endpoint else {}
+        transport = endpoint.transport if endpoint else target.phone_transport()
+        return stack.enter_context(httpx.Client(transport=transport, headers=headers,
+                                                timeout=timeout_s, **kwargs))
+
+    own = {CORRELATION_HEADER: correlation_id}
+    with ExitStack() as stack:
+        journals = None
+        if target.admin_token:
+            admin = {"Authorization": f"Bearer {target.admin_token}", "User-Agent": USER_AGENT}
+            journals = Journals(client(target.trustly, admin), client(target.cms, admin))
+        yield _Clients(egm=client(target.cms, {**own, "User-Agent": f"{USER_AGENT} (egm)"}),
+                       phone=client(None, {**own, "User-Agent": f"{USER_AGENT} (phone)"}),
+                       journals=journals)
+
+
+class _Run:
+    """One flow in progress: its clients, its result, and the journal marks of its steps."""
+
+    def __init__(self, clients: _Clients, result: FlowResult, options: FlowOptions) -> None:
+        self.clients = clients
+        self.result = result
+        self.options = options
+        self.marks: list[Marks] = []
+
+    def mark(self) -> None:
+        """Note the journals' ends before a step (skipped without journal access)."""
+        if self.clients.journals is None or self.result.sequence_note:
+            return
+        try:
+            self.marks.append(self.clients.journals.mark())
+        except JournalUnavailable as exc:
+            self.result.sequence_note = str(exc)
+
+    def steps(self) -> None:
+        """Setup (token, meter before), then QR, scan, pay, settle, meter after."""
+        egm, phone, result = self.clients.egm, self.clients.phone, self.result
+        token = cms_token(egm, self.options)
+        before = read_egm(egm, token, result.egm_id)
+        result.meter_before, result.currency = before.get("creditMeter"), before.get(
+            "currency", result.currency)
+        self.mark()
+        result.qr = acquire_qr(egm, token, result.egm_id)
+        url = str(result.qr.get("url", ""))
+        self.mark()
+        result.scan = scan(phone, url)
+        self.mark()
+        result.payment = pay(phone, url, self.options)
+        self.settle(url)
+        self.mark()
+        result.meter_after = read_egm(egm, token, result.egm_id).get("creditMeter")
+
+    def settle(self, url: str) -> None:
+        """Poll a payment answered 202 until it has a definite outcome (bounded)."""
+        deadline = monotonic() + self.options.settle_s
+        payment = self.result.payment or {}
+        while payment.get("status") not in DEFINITE and monotonic() < deadline:
+            threading.Event().wait(POLL_INTERVAL_S)  # a deadline-bound poll of a remote
+            self.mark()
+            payment = _send(self.clients.phone, "payment status", "GET",
+                            payment_url(url, str(payment.get("paymentId"))), expect=(200,))
+            self.result.payment = payment
+
+    def sequence(self) -> None:
+        """Rebuild the run's message sequence from both journals."""
+        journals = self.clients.journals
+        if journals is None:
+            self.result.sequence_note = ("the message sequence needs the sims' admin token "
+                                         "(--admin-token, as given to `scanpay serve`)")
+            return
+        if not self.marks or self.result.sequence_note:
+            self.result.sequence_note = self.result.sequence_note or "no step was taken"
+            return
+        self.mark()
+        try:
+            first = self.marks[0]
+            trustly = journals.since("trustly", first.trustly)
+            cms = journals.since("cms", first.cms)
+        except JournalUnavailable as exc:
+            self.result.sequence_note = str(exc)
+            return
+        self.result.sequence = build_sequence(trustly, cms, boundaries=self.marks,
+                                              correlation_id=self.result.correlation_id)
+
+
+def run_flow(target: FlowTarget, options: FlowOptions | None = None) -> FlowResult:
+    """Run one scan-then-pay against `target` and rebuild its message sequence.
+
+    Never raises for a failed step: the result records the error (and the sequence up to
+    it), so a caller can show what was said on the wire before things went wrong.
+    """
+    options = options or FlowOptions()
+    result = FlowResult(correlation_id=f"flow-{uuid.uuid4().hex[:16]}", egm_id=options.egm_id,
+                        currency=options.currency)
+    with _clients(target, result.correlation_id, options.timeout_s) as clients:
+        run = _Run(clients, result, options)
+        try:
+            run.steps()
+        except FlowError as exc:
+            result.error = exc
+        run.sequence()
+    return result
+
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+
+
+def format_money(minor: int | None, currency: str) -> str:
+    """`$20.00` for USD (and EUR, GBP), `SEK 20.00` otherwise; `?` when unknown."""
+    if minor is None:
+        return "?"
+    try:
+        shown = Money(minor, currency).display()
+    except (SimError, TypeError):
+        return f"{minor} {currency} minor units"
+    symbol = _SYMBOLS.get(currency)
+    return shown.replace(f"{currency} ", symbol, 1) if symbol else shown
+
+
+def render_result(console: Console, result: FlowResult) -> None:
+    """Print the sequence, the payment's outcome and the EGM's meter after and before."""
+    if result.sequence:
+        console.print(f"[bold]Message sequence[/] (correlation id {result.correlation_id})")
+        render_sequence(console, result.sequence)
+    if result.sequence_note:
+        console.print(f"[yellow]no message sequence:[/] {result.sequence_note}")
+    if result.error is not None:
+        console.print(f"[red]flow stopped at {escape(str(result.error))}[/]")
+    if result.payment is not None:
+        payment = result.payment
+        reason = f" ({payment['reason']})" if payment.get("reason") else ""
+        style = "green" if result.credited else "red"
+        console.print(f"payment {payment.get('paymentId')}: [{style}]{payment.get('status')}"
+                      f"{escape(reason)}[/]")
+    if result.meter_after is not None or result.meter_before is not None:
+        console.print(f"[bold]{result.egm_id} meter: "
+                      f"{format_money(result.meter_after, result.currency)}[/] "
+                      f"(was {format_money(result.meter_before, result.currency)})")
