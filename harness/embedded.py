@@ -109,18 +109,22 @@ def _cms_settings(data_dir: Path, admin_token: str) -> CmsSettings:
 
 def build_pair(
     data_dir: Path, *, admin_token: str | None = None, clock: Clock | None = None,
+    trustly_clock: Clock | None = None, cms_clock: Clock | None = None,
 ) -> EmbeddedSims:
     """Build both sims on SQLite files in `data_dir`, each reaching the other in-process.
 
     Without `admin_token` a random one is made. `clock` (e.g. a ManualClock) is given to
-    both; by default each runs on the system clock. The caller closes them with `close_pair`.
+    both; `trustly_clock` and `cms_clock` give each sim its own (two systems, two clocks,
+    as the certification harness runs them). By default each runs on the system clock. The
+    caller closes them with `close_pair`.
     """
     token = admin_token or secrets.token_urlsafe(24)
     to_cms = LateWSGITransport()
-    trustly = create_trustly(_trustly_settings(data_dir, token, CMS_URL), clock=clock,
-                             cms_transport=to_cms)
+    trustly = create_trustly(_trustly_settings(data_dir, token, CMS_URL),
+                             clock=trustly_clock or clock, cms_transport=to_cms)
     to_trustly = LateWSGITransport(trustly)
-    cms = create_cms(_cms_settings(data_dir, token), clock=clock, trustly_transport=to_trustly)
+    cms = create_cms(_cms_settings(data_dir, token), clock=cms_clock or clock,
+                     trustly_transport=to_trustly)
     to_cms.bind(cms)
     return EmbeddedSims(trustly=trustly, cms=cms, admin_token=token,
                         trustly_transport=LateWSGITransport(trustly),
@@ -137,15 +141,18 @@ def close_pair(sims: EmbeddedSims) -> None:
 @contextmanager
 def embedded_sims(
     *, data_dir: Path | None = None, admin_token: str | None = None, clock: Clock | None = None,
+    trustly_clock: Clock | None = None, cms_clock: Clock | None = None,
 ) -> Iterator[EmbeddedSims]:
     """Both sims for the length of the block, on a temporary directory unless `data_dir`.
 
-    The temporary directory (and so every record of the run) is deleted afterwards.
+    Clocks as in `build_pair`. The temporary directory (and so every record of the run) is
+    deleted afterwards.
     """
     with ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="scanpay-embedded-")))
-        sims = build_pair(data_dir, admin_token=admin_token, clock=clock)
+        sims = build_pair(data_dir, admin_token=admin_token, clock=clock,
+                          trustly_clock=trustly_clock, cms_clock=cms_clock)
         stack.callback(close_pair, sims)
         yield sims

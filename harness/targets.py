@@ -1,0 +1,297 @@
+"""What is under test: embedded sims, sims running locally, or a partner's CMS.
+
+`load_target(path)` parses a target (embedded when no file; see `harness.target_config` for
+the TOML) without starting anything; `open_target(spec)` brings up what the target needs for
+the length of a block and yields a `Target`: how to reach Trustly, the CMS and their control
+APIs, which hooks the CMS offers, which EGMs the harness may use, and two clocks to move.
+
+- **embedded**: both sims in this process (`harness.embedded`), each on its own frozen
+  `ManualClock`, reached through WSGI transports. Every hook.
+- **local**: both sims already running (`scanpay serve --controllable-clock --admin-token T`),
+  by base URL. Every hook the control API answers (the clock only when controllable).
+- **partner**: the partner's CMS by base URL and its configured auth; the harness runs its
+  own sim_trustly as a real HTTP server (werkzeug, threaded, on the configured host/port)
+  with a partner profile pointing TPAS at the partner's CMS, and plays the player. Hooks are
+  the ones the TOML declares.
+
+Scenarios use only what a `Target` exposes, so the same catalogue runs against all three.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from werkzeug.serving import make_server
+
+from harness.flow import Endpoint
+from harness.target_config import (
+    HOOKS,
+    ControlConfig,
+    EgmPaths,
+    MerchantCredentials,
+    TargetKind,
+    TargetSpec,
+    embedded_spec,
+    load_target,
+    local_spec,
+)
+from sim_trustly.partner_profiles import CmsProfile
+from simkit.clock import format_instant, parse_instant
+from simkit.settings import ConfigError
+
+__all__ = ["HOOKS", "ControlApi", "Target", "TargetError", "TargetSpec", "embedded_spec",
+           "load_target", "local_spec", "open_target"]
+USER_AGENT = "scanpay-certify/0.1"
+TIMEOUT_S = 30.0
+ALIGN_TOLERANCE_S = 5.0
+
+
+class TargetError(Exception):
+    """The target cannot be used: unreachable, refuses the admin token, or will not start."""
+
+
+@dataclass(frozen=True)
+class ControlApi:
+    """One sim's `/_sim` control API: base URL, admin token, and the in-process transport."""
+
+    base_url: str
+    admin_token: str
+    transport: httpx.BaseTransport | None = None
+
+    def client(self, timeout_s: float = TIMEOUT_S) -> httpx.Client:
+        """An httpx client that sends the admin token (the caller closes it)."""
+        return httpx.Client(base_url=self.base_url, transport=self.transport,
+                            timeout=timeout_s,
+                            headers={"Authorization": f"Bearer {self.admin_token}",
+                                     "User-Agent": USER_AGENT})
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One control call (a short-lived client)."""
+        with self.client() as client:
+            return client.request(method, path, **kwargs)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target brought up: endpoints, credentials, hooks and EGMs of one certification run.
+
+    `trustly_control` is always there: on the partner target the harness runs that Trustly
+    itself. `cms_control` is there when the CMS offers any hook.
+    """
+
+    kind: TargetKind
+    name: str
+    trustly: Endpoint
+    cms: Endpoint
+    cms_profile: CmsProfile
+    egm_paths: EgmPaths
+    egm_ids: tuple[str, ...]
+    hooks: frozenset[str]
+    merchant: MerchantCredentials
+    trustly_control: ControlApi
+    cms_control: ControlApi | None
+
+    def has(self, hook: str) -> bool:
+        """Whether the CMS offers `hook` (one of `HOOKS`)."""
+        return hook in self.hooks
+
+    def missing(self, needs: Iterable[str]) -> list[str]:
+        """The hooks of `needs` this target does not offer, in order."""
+        return [need for need in needs if need not in self.hooks]
+
+    def cms_client(self, **headers: str) -> httpx.Client:
+        """A client to the CMS's API, as TPAS or the EGM (no credentials attached)."""
+        return httpx.Client(base_url=self.cms.base_url, transport=self.cms.transport,
+                            timeout=TIMEOUT_S, headers={"User-Agent": USER_AGENT, **headers})
+
+    def trustly_client(self, **headers: str) -> httpx.Client:
+        """A client to Trustly (the QR Code API, the microsite's JSON API)."""
+        return httpx.Client(base_url=self.trustly.base_url, transport=self.trustly.transport,
+                            timeout=TIMEOUT_S, headers={"User-Agent": USER_AGENT, **headers})
+
+    def phone_client(self, **headers: str) -> httpx.Client:
+        """What a phone opening a QR url uses: absolute urls, in-process Trustly if embedded."""
+        return httpx.Client(transport=self.trustly.transport, timeout=TIMEOUT_S,
+                            headers={"User-Agent": f"{USER_AGENT} (phone)", **headers})
+
+    def now(self) -> datetime:
+        """The CMS's now (with the clock hook), else Trustly's: the run's reference time."""
+        control = self.cms_control if self.has("clock") else self.trustly_control
+        assert control is not None
+        return _read_clock(control)
+
+    def advance(self, seconds: float) -> None:
+        """Move both systems' clocks by `seconds` (needs the clock hook)."""
+        if not self.has("clock") or self.cms_control is None:
+            raise TargetError("this target's CMS offers no clock hook")
+        for control in (self.cms_control, self.trustly_control):
+            _move_clock(control, {"advance": seconds})
+
+
+def _read_clock(control: ControlApi) -> datetime:
+    response = control.call("GET", "/_sim/clock")
+    if response.status_code != 200:
+        raise TargetError(f"{control.base_url}/_sim/clock answered {response.status_code}")
+    return parse_instant(str(response.json()["now"]))
+
+
+def _move_clock(control: ControlApi, body: dict[str, Any]) -> None:
+    response = control.call("POST", "/_sim/clock", json=body)
+    if response.status_code != 200:
+        raise TargetError(f"{control.base_url}/_sim/clock refused {body}: "
+                          f"HTTP {response.status_code} {response.text[:200]}")
+
+
+def _align_clocks(target: Target) -> None:
+    """Start Trustly's clock where the CMS's is (two systems, but one moment)."""
+    if target.cms_control is None or not target.has("clock"):
+        return
+    cms_now, trustly_now = _read_clock(target.cms_control), _read_clock(target.trustly_control)
+    if abs((cms_now - trustly_now).total_seconds()) > ALIGN_TOLERANCE_S:
+        _move_clock(target.trustly_control, {"set": format_instant(cms_now)})
+
+
+@contextmanager
+def open_target(spec: TargetSpec) -> Iterator[Target]:
+    """Bring up what `spec` needs for the block; raises TargetError when it cannot be used."""
+    with ExitStack() as stack:
+        if spec.kind == "embedded":
+            target = _open_embedded(stack, spec)
+        elif spec.kind == "local":
+            target = _open_local(spec)
+        else:
+            target = _open_partner(stack, spec)
+        _align_clocks(target)
+        yield target
+
+
+def _open_embedded(stack: ExitStack, spec: TargetSpec) -> Target:
+    from harness.embedded import embedded_sims  # builds the sims: imported only when asked
+    from simkit.clock import ManualClock, system_now
+
+    start = system_now()
+    sims = stack.enter_context(embedded_sims(trustly_clock=ManualClock(start),
+                                             cms_clock=ManualClock(start)))
+    token = sims.admin_token
+    profile = CmsProfile(name="default", base_url=sims.cms_url, auth=spec.cms_profile.auth)
+    return Target(
+        kind="embedded", name=spec.name,
+        trustly=Endpoint(sims.trustly_url, sims.trustly_transport),
+        cms=Endpoint(sims.cms_url, sims.cms_transport), cms_profile=profile,
+        egm_paths=spec.egm_paths, egm_ids=spec.egm_ids, hooks=frozenset(HOOKS),
+        merchant=spec.merchant,
+        trustly_control=ControlApi(sims.trustly_url, token, sims.trustly_transport),
+        cms_control=ControlApi(sims.cms_url, token, sims.cms_transport))
+
+
+def _probe(control: ControlApi, who: str) -> dict[str, Any]:
+    """The control API's clock, or a TargetError that says why it cannot be used."""
+    try:
+        response = control.call("GET", "/_sim/clock")
+    except httpx.HTTPError as exc:
+        raise TargetError(f"cannot reach {who} at {control.base_url} ({exc})") from exc
+    if response.status_code in (401, 403):
+        raise TargetError(f"{who} at {control.base_url} refused the admin token")
+    if response.status_code == 404:
+        raise TargetError(f"{who} at {control.base_url} serves no control API "
+                          "(started without --admin-token?)")
+    if response.status_code != 200:
+        raise TargetError(f"{who} at {control.base_url}: HTTP {response.status_code}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _open_local(spec: TargetSpec) -> Target:
+    assert spec.trustly_url is not None and spec.admin_token is not None
+    cms_url = spec.cms_profile.base_url
+    trustly_control = ControlApi(spec.trustly_url, spec.admin_token)
+    cms_control = ControlApi(cms_url, spec.admin_token)
+    clocks = [_probe(trustly_control, "sim_trustly"), _probe(cms_control, "the CMS")]
+    hooks = set(HOOKS)
+    if not all(clock.get("controllable") for clock in clocks):
+        hooks.discard("clock")  # not started with --controllable-clock
+    return Target(
+        kind="local", name=spec.name, trustly=Endpoint(spec.trustly_url),
+        cms=Endpoint(cms_url), cms_profile=spec.cms_profile, egm_paths=spec.egm_paths,
+        egm_ids=spec.egm_ids, hooks=frozenset(hooks), merchant=spec.merchant,
+        trustly_control=trustly_control, cms_control=cms_control)
+
+
+def _partner_trustly(stack: ExitStack, spec: TargetSpec, admin_token: str, clock: Any) -> Any:
+    """The harness's own sim_trustly, paying into the partner's CMS (not served yet)."""
+    from sim_trustly.app import create_app
+    from sim_trustly.settings import MerchantConfig, TrustlySettings
+    from simkit.db import sqlite_url
+
+    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scanpay-cert-")))
+    merchant = spec.merchant
+    settings = TrustlySettings(
+        database_url=sqlite_url(str(data_dir / "trustly.db")),
+        public_base_url=spec.trustly.base_url, admin_token=admin_token, journal=True,
+        merchants=(MerchantConfig(merchant.merchant_id, merchant.access_id,
+                                  merchant.access_key, name=merchant.name,
+                                  token_lifetime_s=merchant.token_lifetime_s),),
+        cms=spec.cms_profile)
+    return create_app(settings, clock=clock)
+
+
+def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
+    from sim_trustly.cms_client import close_adapters
+    from simkit.clock import ManualClock, system_now
+
+    control = spec.control
+    clock = ManualClock(system_now())
+    if control is None or "clock" not in control.hooks:
+        clock.resume()  # the partner's CMS runs on real time: so does our Trustly
+    admin_token = secrets.token_urlsafe(24)
+    try:
+        app = _partner_trustly(stack, spec, admin_token, clock)
+        server = make_server(spec.trustly.host, spec.trustly.port, app, threaded=True)
+    except (ConfigError, OSError) as exc:
+        raise TargetError(f"cannot start the harness's sim_trustly on "
+                          f"{spec.trustly.host}:{spec.trustly.port}: {exc}") from exc
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="certify-trustly")
+    thread.start()
+    stack.callback(app.extensions["sim_trustly"].db.dispose)
+    stack.callback(close_adapters, app.extensions["sim_trustly"])
+    stack.callback(server.shutdown)
+    local = f"http://{_connect_host(spec.trustly.host)}:{spec.trustly.port}"
+    cms_control = _partner_control(control)
+    target = Target(
+        kind="partner", name=spec.name, trustly=Endpoint(local),
+        cms=Endpoint(spec.cms_profile.base_url), cms_profile=spec.cms_profile,
+        egm_paths=spec.egm_paths, egm_ids=spec.egm_ids,
+        hooks=control.hooks if control else frozenset(), merchant=spec.merchant,
+        trustly_control=ControlApi(local, admin_token), cms_control=cms_control)
+    _check_cms_reachable(target)
+    return target
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+def _partner_control(control: ControlConfig | None) -> ControlApi | None:
+    if control is None:
+        return None
+    api = ControlApi(control.base_url, control.admin_token)
+    _probe(api, "the partner's control API")
+    return api
+
+
+def _check_cms_reachable(target: Target) -> None:
+    """Fail fast (exit 2) when the partner's CMS does not answer at all."""
+    try:
+        with target.cms_client() as client:
+            client.get(target.egm_paths.of(target.egm_paths.read, target.egm_ids[0]))
+    except httpx.HTTPError as exc:
+        raise TargetError(f"cannot reach the CMS at {target.cms.base_url} ({exc})") from exc
