@@ -117,8 +117,23 @@ def rotate(**options: object) -> None:
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0,
               show_default=True, help="Seconds to wait for each answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def flow(trustly_url: str | None, cms_url: str | None, admin_token: str | None,
-         as_json: bool, **options: object) -> None:
+@click.option("--browser", is_flag=True,
+              help="Do it in a real headless Chromium: screenshot the EGM screen, decode its "
+                   "QR from the pixels, pay on a phone-sized page by clicking, and wait for "
+                   "the screen's meter. Needs Debian's chromium and chromium-driver.")
+@click.option("--screenshots", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/flow-browser"), show_default=True,
+              help="With --browser: where the screenshots of each step go.")
+@click.option("--chromium", "chromium_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="SCANPAY_CHROMIUM", default=Path("/usr/bin/chromium"), show_default=True,
+              help="With --browser: the Chromium binary. [env: SCANPAY_CHROMIUM]")
+@click.option("--chromedriver", "chromedriver_path",
+              type=click.Path(dir_okay=False, path_type=Path), envvar="SCANPAY_CHROMEDRIVER",
+              default=Path("/usr/bin/chromedriver"), show_default=True,
+              help="With --browser: the chromedriver binary. [env: SCANPAY_CHROMEDRIVER]")
+def flow(*, trustly_url: str | None, cms_url: str | None, admin_token: str | None,
+         as_json: bool, browser: bool, screenshots: Path, chromium_path: Path,
+         chromedriver_path: Path, **options: object) -> None:
     """Run one scan-then-pay and print the numbered message sequence and the EGM's meter.
 
     As the EGM, asks the CMS for a QR (POST /cws/v1/egms/EGM/qr); as the player's phone,
@@ -127,10 +142,18 @@ def flow(trustly_url: str | None, cms_url: str | None, admin_token: str | None,
     the phone's calls, TPAS -> CMS for OAuth, limits and funding) is rebuilt from both sims'
     journals, which needs the admin token. Exit code 0 when the payment is CREDITED, 1 when
     it is not, 2 when the sims cannot be reached.
+
+    With --browser a headless Chromium does the same as a person would, with screenshots
+    (embedded sims are then served on free 127.0.0.1 ports so the browser can open them).
+    Exit code 0 when the EGM screen shows the credit, 1 when a step fails, 2 when the sims
+    cannot be reached or Chromium/chromedriver is missing.
     """
     if (trustly_url is None) != (cms_url is None):
         raise click.UsageError("give both --trustly-url and --cms-url, or neither for "
                                "embedded sims")
+    if browser:
+        _flow_in_browser(trustly_url, cms_url, as_json=as_json, screenshots=screenshots,
+                         binaries=(chromium_path, chromedriver_path), options=options)
     flow_options = FlowOptions(**options)  # type: ignore[arg-type]
     out = Console(soft_wrap=True)
     if trustly_url is not None and cms_url is not None:
@@ -139,6 +162,27 @@ def flow(trustly_url: str | None, cms_url: str | None, admin_token: str | None,
         with embedded_sims() as sims:
             result = run_flow(FlowTarget.in_process(sims), flow_options)
     _report_flow(out, result, as_json)
+
+
+def _flow_in_browser(trustly_url: str | None, cms_url: str | None, *, as_json: bool,
+                     screenshots: Path, binaries: tuple[Path, Path],
+                     options: dict[str, object]) -> None:
+    """`scanpay flow --browser`; Selenium is imported only here (the `browser` extra)."""
+    try:
+        from harness.browser import BrowserPaths
+        from harness.browser_command import run_browser_command
+        from harness.browser_flow import BrowserFlowOptions
+    except ImportError as exc:
+        console.print(f"[red]scanpay flow --browser needs Selenium:[/red] {exc}; "
+                      "pip install 'scanpay-sim[browser]'")
+        sys.exit(2)
+    flow_options = BrowserFlowOptions(
+        egm_id=str(options["egm_id"]), amount=int(str(options["amount"])),
+        currency=str(options["currency"]), username=str(options["username"]),
+        password=str(options["password"]), timeout_s=float(str(options["timeout_s"])),
+        screenshots=screenshots)
+    sys.exit(run_browser_command(trustly_url, cms_url, flow_options, BrowserPaths(*binaries),
+                                 as_json))
 
 
 def _report_flow(out: Console, result: FlowResult, as_json: bool) -> None:

@@ -1,0 +1,85 @@
+"""The `--browser` side of `scanpay flow`: sims to point at, a Chromium, rich output, exit code.
+
+Kept apart from `harness.cli` so Selenium is imported only when `--browser` is asked for
+(it is the `browser` extra, not a core dependency), and apart from `harness.browser_flow` so
+the flow stays free of presentation.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from harness.browser import BrowserPaths, BrowserUnavailable, chromium
+from harness.browser_flow import (
+    BrowserFlowOptions,
+    BrowserFlowResult,
+    BrowserStep,
+    run_browser_flow,
+    served_sims,
+)
+from harness.flow import format_money
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+def print_step(console: Console, step: BrowserStep) -> None:
+    """One numbered line per step, with the screenshot it saved."""
+    shot = f"  [dim]{escape(str(step.screenshot))}[/]" if step.screenshot else ""
+    console.print(f"[bold cyan]{step.number}.[/] [bold]{escape(step.title)}[/]: "
+                  f"{escape(step.detail)}{shot}")
+
+
+def render_browser_result(console: Console, result: BrowserFlowResult) -> None:
+    """The outcome line: credited and seen on the screen, or where the flow stopped."""
+    if result.error is not None:
+        console.print(f"[red]browser flow stopped at {escape(str(result.error))}[/]")
+        return
+    before = format_money(result.meter_before, result.currency)
+    after = format_money(result.meter_after, result.currency)
+    style = "green" if result.ok else "red"
+    console.print(f"[{style}]{result.payment_status}[/]: [bold]{result.egm_id} meter {after}[/] "
+                  f"(was {before}), shown on the EGM screen without a reload")
+
+
+def run_browser_command(trustly_url: str | None, cms_url: str | None,
+                        options: BrowserFlowOptions, paths: BrowserPaths,
+                        as_json: bool) -> int:
+    """Run the browser flow against running sims (by URL) or sims served here; the exit code.
+
+    0 when credited and shown on the EGM screen, 1 when a step failed, 2 when it could not
+    run at all (no Chromium or chromedriver, or the CMS unreachable).
+    """
+    out = Console(soft_wrap=True, stderr=as_json)  # with --json, stdout is the JSON alone
+    try:
+        paths.check()
+    except BrowserUnavailable as exc:
+        Console(stderr=True).print(f"[red]scanpay flow --browser: {escape(str(exc))}[/]")
+        return EXIT_CANNOT_RUN
+    with ExitStack() as stack:
+        if cms_url is None:
+            sims = stack.enter_context(served_sims())
+            cms_url = sims.cms_url
+            out.print(f"sims served here: Trustly {sims.trustly_url}, CMS {sims.cms_url}")
+        try:
+            driver = stack.enter_context(chromium(paths))
+        except BrowserUnavailable as exc:
+            Console(stderr=True).print(f"[red]scanpay flow --browser: {escape(str(exc))}[/]")
+            return EXIT_CANNOT_RUN
+        if trustly_url is not None:
+            out.print(f"running sims: CMS {cms_url} (the QR names the Trustly; "
+                      f"given {trustly_url})")
+        out.print(f"headless Chromium; screenshots in {escape(str(options.screenshots))}")
+        result = run_browser_flow(driver, cms_url, options,
+                                  on_step=lambda step: print_step(out, step))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    render_browser_result(out, result)
+    if result.error is not None and result.error.unreachable:
+        return EXIT_CANNOT_RUN
+    return EXIT_OK if result.ok else EXIT_FAILED
+
