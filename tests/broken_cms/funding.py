@@ -1,0 +1,155 @@
+"""The broken Funding API: the product's own funding steps, recomposed with defects switched in.
+
+`sim_cms.ledger.post_transaction` decides a funding in one unit of work built from small
+steps (state and QR checks, limit checks, store a rejection, apply). This module composes
+the very same steps, changing only the decision a defect is about, so a failure the harness
+reports can only come from that defect:
+
+- `no-idempotency`: the transactionId is never looked up. A request whose id was already
+  decided is decided again and stored under a derived key (`<id>~again-<hex>`, because the
+  product's unique keys would refuse the same one), answered under the original id, so a
+  retry credits again (a new ledger transaction each time) and no answer is a replay.
+- `limit-no-lock`: the daily-limit check uses the usage read *before* the unit of work takes
+  its locks (and held for RACE_WINDOW_S, so racers really overlap); the application still
+  adds to the locked row. Racing fundings each see room and all pass: usage ends over the
+  limit. This is the check-then-act bug of `tests/e2e/unlocked_cms.py` made to bite on
+  SQLite too: there, a deferred BEGIN only turns stale writers into 500s (SQLITE_BUSY), never
+  into a second credit, while a read taken before BEGIN IMMEDIATE is stale on both backends.
+- `wrong-error-codes`: the EGM-state refusals (EGM_OFFLINE, EGM_BUSY, EGM_DOOR_OPEN,
+  EGM_TILT) are all answered 422 FUNDING_REJECTED.
+- `credits-offline-egm`: the state check sees an OFFLINE EGM as IDLE, so its funding applies.
+
+The view replaces `cms_funding_api.post_funding` in one app's view table (see
+`tests.broken_cms.app`), so other apps in the same process stay correct.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date, datetime
+
+from flask import Response, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sim_cms import egms, ledger, limits
+from sim_cms.context import cms
+from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
+from sim_cms.funding_api import REPLAY_HEADER
+from sim_cms.models import Egm, LimitUsage
+from sim_cms.settings import CmsSettings
+from simkit.db import Database
+from simkit.errors import SimError
+from simkit.http import read_json_body
+from tests.broken_cms.defects import Defect
+
+RACE_WINDOW_S = 0.05
+GENERIC_CODE = "FUNDING_REJECTED"
+STATE_CODES = frozenset(code for _, code, _ in ledger._STATE_REFUSALS.values())
+AGAIN_MARK = "~again-"
+
+Defects = frozenset[Defect]
+
+
+def post_transaction(db: Database, funding: FundingRequest, settings: CmsSettings,
+                     now: datetime, defects: Defects) -> FundingOutcome:
+    """`ledger.post_transaction` with `defects` (with none it decides exactly as the product)."""
+    if Defect.NO_IDEMPOTENCY not in defects:
+        with db.read() as session:
+            known = ledger.get_funding(session, funding.transaction_id)
+        if known is not None and known.fingerprint == funding.fingerprint():
+            return FundingOutcome.from_record(known, replayed=True)
+    try:
+        return _decide(db, funding, settings, now, defects)
+    except IntegrityError:  # a racing twin stored the id first: decide again, as the product
+        return _decide(db, funding, settings, now, defects)
+
+
+def _decide(db: Database, funding: FundingRequest, settings: CmsSettings, now: datetime,
+            defects: Defects) -> FundingOutcome:
+    day = limits.gaming_day(now, settings)
+    stale = _usage_before_lock(db, funding.ubai, day) \
+        if Defect.LIMIT_NO_LOCK in defects else None
+    stored_as = funding
+    with db.write() as session:
+        egm = egms.lock_egm(session, funding.egm_id)
+        known = ledger.get_funding(session, funding.transaction_id)
+        if known is not None:
+            if Defect.NO_IDEMPOTENCY not in defects:
+                return ledger._replay_or_refuse_reuse(session, known, funding, now)
+            stored_as = replace(funding, transaction_id=_another_key(funding.transaction_id))
+        outcome = _decide_locked(session, egm, stored_as, settings, day, now, defects, stale)
+    return outcome if stored_as is funding else _answered_as(outcome, funding)
+
+
+def _decide_locked(session: Session, egm: Egm | None, funding: FundingRequest,
+                   settings: CmsSettings, day: date, now: datetime, defects: Defects,
+                   stale: LimitUsage | None) -> FundingOutcome:
+    """The product's checks in the product's order, then store the rejection or apply."""
+    refusal = _refusal_before_limits(session, egm, funding, defects)
+    if refusal is not None or egm is None:
+        return ledger._store_rejection(session, funding, refusal, day, now)
+    usage = limits.lock_usage(session, funding.ubai, day)
+    refusal = ledger._refusal_by_limits(session, egm, stale or usage, funding, settings)
+    if refusal is not None:
+        return ledger._store_rejection(session, funding, refusal, day, now)
+    return ledger._apply(session, egm, usage, funding, day=day, now=now)
+
+
+def _refusal_before_limits(session: Session, egm: Egm | None, funding: FundingRequest,
+                           defects: Defects) -> SimError | None:
+    seen = egm
+    if egm is not None and egm.state == "OFFLINE" and Defect.CREDITS_OFFLINE_EGM in defects:
+        seen = _idle_copy(egm)
+    refusal = ledger._refusal_before_limits(session, seen, funding)
+    if refusal is None or refusal.code not in STATE_CODES \
+            or Defect.WRONG_ERROR_CODES not in defects:
+        return refusal
+    return SimError(GENERIC_CODE, 422, f"EGM {funding.egm_id} cannot take credit now",
+                    transactionId=funding.transaction_id)
+
+
+def _idle_copy(egm: Egm) -> Egm:
+    """A transient (never added) copy of `egm` in state IDLE, for the state check alone."""
+    return Egm(id=egm.id, name=egm.name, state="IDLE", credit_meter=egm.credit_meter,
+               credit_limit=egm.credit_limit, currency=egm.currency, updated_at=egm.updated_at)
+
+
+def _usage_before_lock(db: Database, ubai: str, day: date) -> LimitUsage:
+    """What the limit check will believe `ubai` used today: read unlocked, then kept a while."""
+    with db.read() as session:
+        used = limits.used_on(session, ubai, day)
+    threading.Event().wait(RACE_WINDOW_S)  # the window between check and act, made wide
+    return LimitUsage(ubai=ubai, gaming_day=day, used=used)  # transient: never added
+
+
+def _another_key(transaction_id: str) -> str:
+    """A fresh storage key for a transactionId decided before (fits the 128-character id)."""
+    return f"{transaction_id[:100]}{AGAIN_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def _answered_as(outcome: FundingOutcome, funding: FundingRequest) -> FundingOutcome:
+    """The outcome of a re-keyed decision, answered under the id the caller sent."""
+    body = json.loads(outcome.body)
+    body["transactionId"] = funding.transaction_id
+    return FundingOutcome(outcome.http_status, json.dumps(body), outcome.code, outcome.replayed)
+
+
+def make_funding_view(defects: Defects) -> Callable[[], Response]:
+    """A `POST /cws/v1/fundings` view like `funding_api.post_funding`, deciding with `defects`."""
+
+    def post_funding() -> Response:
+        ctx = cms()
+        funding = parse_funding_request(read_json_body(request, ctx.settings.max_body_bytes))
+        outcome = post_transaction(ctx.db, funding, ctx.settings, ctx.clock.now(), defects)
+        response = Response(outcome.body, status=outcome.http_status,
+                            mimetype=outcome.media_type)
+        if outcome.replayed:
+            response.headers[REPLAY_HEADER] = "true"
+        return response
+
+    return post_funding
