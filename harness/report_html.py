@@ -104,8 +104,14 @@ def _status_class(status: int | None) -> str:
     return "redirect" if status < 400 else "bad"
 
 
-def _row(exchange: Exchange) -> RowView:
-    call = "" if exchange.kind == "response" else f"{exchange.method} {exchange.path}"
+def _row(exchange: Exchange, opened: list[int]) -> RowView:
+    """`opened` holds the numbers of the request lines still waiting for their response."""
+    if exchange.kind == "response":
+        call = f"response to #{opened.pop()}" if opened else "response"
+    else:
+        call = f"{exchange.method} {exchange.path}"
+        if exchange.kind == "request":
+            opened.append(exchange.n)
     return RowView(
         n=exchange.n, kind=exchange.kind, sender=clean_text(exchange.sender),
         receiver=clean_text(exchange.receiver), call=clean_text(call),
@@ -115,6 +121,11 @@ def _row(exchange: Exchange) -> RowView:
         depth=min(max(exchange.depth, 0), MAX_DEPTH_CLASS),
         request=clean_text(exchange.request_excerpt),
         response=clean_text(exchange.response_excerpt))
+
+
+def _rows(sequence: list[Exchange]) -> list[RowView]:
+    opened: list[int] = []
+    return [_row(exchange, opened) for exchange in sequence]
 
 
 def _check(check: Check) -> CheckView:
@@ -132,7 +143,7 @@ def _scenario(result: ScenarioResult, index: int) -> ScenarioView:
         duration=format_seconds(result.duration_s), reason=clean_text(result.reason),
         checks=tuple(_check(check) for check in result.checks),
         checks_passed=sum(check.passed for check in result.checks),
-        rows=tuple(_row(exchange) for exchange in result.sequence),
+        rows=tuple(_rows(result.sequence)),
         sequence_note=clean_text(result.sequence_note))
 
 

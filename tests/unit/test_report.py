@@ -205,7 +205,8 @@ def test_html_shows_the_sequence_rows() -> None:
     rows = {n: text.split() for (scenario, n), text in page.rows.items() if scenario == "QR-001"}
     assert sorted(rows, key=int) == ["1", "2", "3", "4", "5"]
     assert " ".join(rows["4"]) == "4 Phone → Trustly GET /api/v1/scan/abc 200 ACTIVE 3 ms"
-    assert " ".join(rows["3"]).startswith("3 CMS → EGM response")
+    assert " ".join(rows["3"]).startswith("3 CMS → EGM response to #1 Request (empty)")
+    assert " ".join(rows["3"]).endswith("201 12 ms")
     assert "d1" in page.row_classes[("QR-001", "2")].split()
     assert "d0" in page.row_classes[("QR-001", "4")].split()
     assert '{"status": "CREDITED"}' in " ".join(rows["5"])  # the expandable excerpt
