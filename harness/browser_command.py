@@ -1,4 +1,4 @@
-"""The `--browser` side of `scanpay flow`: sims to point at, a Chromium, rich output, exit code.
+"""The `--browser` side of `scanpay flow`: sims on sockets, a Chromium, rich output, exit code.
 
 Kept apart from `harness.cli` so Selenium is imported only when `--browser` is asked for
 (it is the `browser` extra, not a core dependency), and apart from `harness.browser_flow` so
@@ -8,11 +8,20 @@ the flow stays free of presentation.
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+import secrets
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
+from flask import Flask
 from rich.console import Console
 from rich.markup import escape
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from harness.browser import BrowserPaths, BrowserUnavailable, chromium
 from harness.browser_flow import (
@@ -20,9 +29,9 @@ from harness.browser_flow import (
     BrowserFlowResult,
     BrowserStep,
     run_browser_flow,
-    served_sims,
 )
 from harness.flow import format_money
+from harness.serve import ServeOptions, build_cms, build_trustly
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -83,3 +92,61 @@ def run_browser_command(trustly_url: str | None, cms_url: str | None,
         return EXIT_CANNOT_RUN
     return EXIT_OK if result.ok else EXIT_FAILED
 
+
+# -- in-process sims on real sockets -------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServedSims:
+    """Sims running in this process on 127.0.0.1 sockets a browser can open."""
+
+    trustly_url: str
+    cms_url: str
+    admin_token: str
+
+
+def _listening_socket() -> socket.socket:
+    """A socket bound to a free 127.0.0.1 port and listening (no race for the port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: the flow prints its own steps, and the sims' lines would bury them."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log nothing (errors are still logged by `log_error`)."""
+
+
+def _serve(app: Flask, sock: socket.socket) -> BaseWSGIServer:
+    host, port = sock.getsockname()
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno(),
+                         request_handler=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"flow-{port}").start()
+    return server
+
+
+@contextmanager
+def served_sims(data_dir: Path | None = None) -> Iterator[ServedSims]:
+    """Both sims, as `scanpay serve` builds them, on free 127.0.0.1 ports for the block.
+
+    The embedded sims have no sockets, and a browser needs real HTTP; the ports are bound
+    before the sims are built, so the QR urls name ports that are already ours.
+    """
+    with ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="scanpay-browser-")))
+        socks = [stack.enter_context(_listening_socket()) for _ in range(2)]
+        trustly_port, cms_port = (s.getsockname()[1] for s in socks)
+        token = secrets.token_urlsafe(24)
+        options = ServeOptions(trustly_port=trustly_port, cms_port=cms_port,
+                               data_dir=data_dir, admin_token=token)
+        trustly, cms = build_trustly(options), build_cms(options)
+        for app, sock in ((trustly, socks[0]), (cms, socks[1])):
+            server = _serve(app, sock)
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+        yield ServedSims(f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}",
+                         token)

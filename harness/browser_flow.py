@@ -10,32 +10,24 @@ cannot pass for the live update.
 
 The steps are separate methods of `BrowserFlow` so the browser tests can assert between
 them; `run_browser_flow` chains them and turns a failed step into a result, never a raise.
-The sims are reached by URL only; `served_sims` puts in-process sims on real sockets first.
+The sims are reached by URL only (`harness.browser_command` serves in-process ones first).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-import socket
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from flask import Flask
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from harness.browser import as_phone, decode_qr, open_window, save_screenshot, wait_until
 from harness.flow import DEFINITE, format_money
-from harness.serve import ServeOptions, build_cms, build_trustly
 from simkit.money import MINOR_DIGITS
 
 DEFAULT_SCREENSHOTS = Path("reports/flow-browser")
@@ -339,62 +331,3 @@ def run_browser_flow(driver: Chrome, cms_url: str, options: BrowserFlowOptions,
         result.error = exc
         return result
     return BrowserFlow(driver, cms_url, options, on_step).run()
-
-
-# -- in-process sims on real sockets -------------------------------------------------------
-
-@dataclass(frozen=True)
-class ServedSims:
-    """Sims running in this process on 127.0.0.1 sockets a browser can open."""
-
-    trustly_url: str
-    cms_url: str
-    admin_token: str
-
-
-def _listening_socket() -> socket.socket:
-    """A socket bound to a free 127.0.0.1 port and listening (no race for the port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    return sock
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: the flow prints its own steps, and the sims' lines would bury them."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log nothing (errors are still logged by `log_error`)."""
-
-
-def _serve(app: Flask, sock: socket.socket) -> BaseWSGIServer:
-    host, port = sock.getsockname()
-    server = make_server(host, port, app, threaded=True, fd=sock.fileno(),
-                         request_handler=_QuietHandler)
-    threading.Thread(target=server.serve_forever, daemon=True, name=f"flow-{port}").start()
-    return server
-
-
-@contextmanager
-def served_sims(data_dir: Path | None = None) -> Iterator[ServedSims]:
-    """Both sims, as `scanpay serve` builds them, on free 127.0.0.1 ports for the block.
-
-    The embedded sims have no sockets, and a browser needs real HTTP; the ports are bound
-    before the sims are built, so the QR urls name ports that are already ours.
-    """
-    with ExitStack() as stack:
-        if data_dir is None:
-            data_dir = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="scanpay-browser-")))
-        socks = [stack.enter_context(_listening_socket()) for _ in range(2)]
-        trustly_port, cms_port = (s.getsockname()[1] for s in socks)
-        token = secrets.token_urlsafe(24)
-        options = ServeOptions(trustly_port=trustly_port, cms_port=cms_port,
-                               data_dir=data_dir, admin_token=token)
-        trustly, cms = build_trustly(options), build_cms(options)
-        for app, sock in ((trustly, socks[0]), (cms, socks[1])):
-            server = _serve(app, sock)
-            stack.callback(server.server_close)
-            stack.callback(server.shutdown)
-        yield ServedSims(f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}",
-                         token)
