@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit db-tests bench install clean
+.PHONY: run test lint typecheck unit db-tests bench install clean browser-tests flow-browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ unit: $(STAMP)
 ## db-tests: the database-backed tests only (CI runs them again on PostgreSQL)
 db-tests: $(STAMP)
 	$(BIN)/pytest -q -m db
+
+## browser-tests: the real-browser tests only (Debian chromium + chromium-driver; skipped without)
+browser-tests: $(STAMP)
+	$(BIN)/pytest -q -m browser tests/browser
+
+## flow-browser: one scan-then-pay in headless Chromium, screenshots in reports/flow-browser
+flow-browser: $(STAMP)
+	$(BIN)/scanpay flow --browser
 
 ## bench: the benchmarks (not part of the test suite)
 bench: $(STAMP)
