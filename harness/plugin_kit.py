@@ -1,0 +1,356 @@
+"""What the pytest plugin's fixtures hand to a partner's tests (see `harness.pytest_plugin`).
+
+Everything here talks HTTP to a `harness.targets.Target`, so the same test runs against the
+embedded sims, sims served locally, and a partner's CMS:
+
+- `CmsAuth`: the CMS credentials of the target's partner profile (OAuth2 client credentials
+  with a cached, refreshed token; Basic; an API key header), as an `httpx.Auth`.
+- `CmsApi`: the CMS's Funding and Daily Limits APIs as TPAS calls them (`scanpay_cms`).
+- `FlowDriver`: one scan-then-pay on an EGM, playing the EGM and the player's phone
+  (`scanpay_flow`), returning a `FlowRun` with the meter before and after.
+- `CleanState`: a fresh player (username, UBAI) per test, after a reset when the target
+  offers one (`scanpay_clean`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from harness.flow import (
+    DEFINITE,
+    POLL_INTERVAL_S,
+    FlowError,
+    FlowOptions,
+    FlowResult,
+    FlowTarget,
+    pay,
+    payment_url,
+    run_flow,
+    scan,
+    scan_api_url,
+)
+from harness.targets import Target
+from sim_trustly.demo_bank import ubai_for
+from sim_trustly.partner_profiles import AuthConfig
+from simkit.clock import monotonic
+
+USER_AGENT = "scanpay-pytest/0.1"
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo bank approves any non-keyphrase
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+class CmsAuth(httpx.Auth):
+    """Authenticates requests to a CMS as its partner profile says.
+
+    For OAuth2 it fetches a client-credentials token from the profile's token path on first
+    use, keeps it, and on a 401 fetches a new one and repeats the request once, which is how
+    TPAS itself survives a token's TTL.
+    """
+
+    requires_response_body = True
+
+    def __init__(self, config: AuthConfig, token_path: str) -> None:
+        self._config = config
+        self._token_path = token_path
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Attach credentials; for OAuth2, (re)fetch the bearer token when needed."""
+        config = self._config
+        if config.kind == "basic":
+            request.headers["Authorization"] = _basic(config.username, config.password)
+            yield request
+            return
+        if config.kind == "api_key":
+            request.headers[config.header] = config.key
+            yield request
+            return
+        if self._token is None:
+            yield from self._fetch(request)
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            yield from self._fetch(request)
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+    def _fetch(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token_request = httpx.Request(
+            "POST", request.url.copy_with(path=self._token_path, query=None),
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": _basic(self._config.client_id, self._config.client_secret),
+                     "User-Agent": USER_AGENT})
+        response = yield token_request
+        if response.status_code != 200:
+            raise FlowError("CMS access token", f"HTTP {response.status_code}: "
+                                                f"{response.text[:200]}")
+        with self._lock:
+            self._token = str(response.json().get("access_token", ""))
+
+
+def cms_http(target: Target) -> httpx.Client:
+    """A client to the target's CMS with the partner profile's credentials attached."""
+    profile = target.cms_profile
+    return httpx.Client(base_url=target.cms.base_url, transport=target.cms.transport,
+                        auth=CmsAuth(profile.auth, profile.paths.token), timeout=30.0,
+                        headers={"User-Agent": USER_AGENT})
+
+
+def encode_json(body: Any) -> bytes:
+    """JSON text of any value, NaN and infinities written as such (strict parsers refuse them)."""
+    return json.dumps(body, allow_nan=True).encode("utf-8")
+
+
+@dataclass
+class CmsApi:
+    """The CMS's Funding and Daily Limits APIs, called as TPAS calls them (its credentials,
+    its paths). Every method returns the raw `httpx.Response`: asserting is the test's job.
+    """
+
+    target: Target
+    http: httpx.Client
+
+    def post_funding(self, body: Any) -> httpx.Response:
+        """POST any JSON value to the Funding API (see `harness.strategies`)."""
+        return self.post_raw(self.target.cms_profile.paths.fundings, encode_json(body))
+
+    def post_raw(self, path: str, content: bytes,
+                 content_type: str = "application/json") -> httpx.Response:
+        """POST bytes as they are (malformed JSON, wrong content types)."""
+        return self.http.post(path, content=content, headers={"Content-Type": content_type})
+
+    def get_funding(self, transaction_id: str) -> httpx.Response:
+        """The status inquiry of one transactionId."""
+        return self.http.get(self.target.cms_profile.paths.status(transaction_id))
+
+    def get_limit(self, ubai: str) -> httpx.Response:
+        """The daily limit of a UBAI."""
+        return self.http.get(self.target.cms_profile.paths.limit(ubai))
+
+    def put_limit(self, ubai: str, body: Any) -> httpx.Response:
+        """Set a UBAI's daily limit (any JSON value as the body)."""
+        return self.http.put(self.target.cms_profile.paths.limit(ubai),
+                             content=encode_json(body), headers=JSON_HEADERS)
+
+    def delete_limit(self, ubai: str) -> httpx.Response:
+        """Remove a UBAI's limit (back to the casino's default)."""
+        return self.http.delete(self.target.cms_profile.paths.limit(ubai))
+
+
+@dataclass
+class CleanState:
+    """A test's own player: a username no other test uses, and the UBAI TPAS derives from it.
+
+    `reset` says whether the target's state was reset before the test; when it was not
+    (a partner without the reset hook), tests stay apart through fresh players and by
+    comparing meters before and after, never absolute counts.
+    """
+
+    run_id: str
+    reset: bool
+    _count: int = 0
+
+    @property
+    def username(self) -> str:
+        """The test's demo-bank username (the first one `new_username` made)."""
+        return f"player-{self.run_id}-0"
+
+    @property
+    def ubai(self) -> str:
+        """The UBAI the demo bank derives for `username`."""
+        return ubai_for(self.username)
+
+    def new_username(self) -> str:
+        """Another fresh username of this test (a second player, a second UBAI)."""
+        self._count += 1
+        return f"player-{self.run_id}-{self._count}"
+
+    @staticmethod
+    def ubai_of(username: str) -> str:
+        """The UBAI of any demo-bank username."""
+        return ubai_for(username)
+
+
+def reset_target(target: Target) -> bool:
+    """Reset through the control API if the target offers it; whether it did.
+
+    On the sims both are reset (journals, faults, payments, meters, limits; clocks stay); on
+    a partner target only its CMS, through its declared reset hook.
+    """
+    if not target.has("reset") or target.cms_control is None:
+        return False
+    controls = [target.cms_control]
+    if target.kind != "partner":
+        controls.insert(0, target.trustly_control)
+    for control in controls:
+        response = control.call("POST", "/_sim/reset")
+        if response.status_code != 200:
+            raise FlowError("reset", f"{control.base_url}/_sim/reset answered "
+                                     f"HTTP {response.status_code}")
+    return True
+
+
+def new_clean_state(target: Target) -> CleanState:
+    """Reset if possible, then a fresh run id for the test's players."""
+    return CleanState(run_id=uuid.uuid4().hex[:12], reset=reset_target(target))
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """One scan-then-pay: the flow's result and what was asked of it."""
+
+    result: FlowResult
+    amount: int
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def egm_id(self) -> str:
+        """The EGM paid onto."""
+        return self.result.egm_id
+
+    @property
+    def status(self) -> str | None:
+        """CREDITED, REJECTED_VOIDED, FAILED_VOIDED; None when no payment was made."""
+        return None if self.result.payment is None else self.result.payment.get("status")
+
+    @property
+    def reason(self) -> str | None:
+        """Why a payment was not credited (e.g. EGM_BUSY, BANK_NOT_ENOUGH_FUNDS)."""
+        return None if self.result.payment is None else self.result.payment.get("reason")
+
+    @property
+    def credited(self) -> bool:
+        """The payment ended CREDITED."""
+        return self.result.credited
+
+    @property
+    def meter_before(self) -> int | None:
+        """The EGM's credit meter before the QR was acquired."""
+        return self.result.meter_before
+
+    @property
+    def meter_after(self) -> int | None:
+        """The EGM's credit meter after the payment settled."""
+        return self.result.meter_after
+
+    @property
+    def qr_url(self) -> str | None:
+        """The url of the QR the EGM showed (what the phone scanned)."""
+        return None if self.result.qr is None else self.result.qr.get("url")
+
+    @property
+    def error(self) -> FlowError | None:
+        """The step that could not be completed, if any."""
+        return self.result.error
+
+
+class FlowDriver:
+    """Runs scan-then-pay flows on the target for one test (the `scanpay_flow` fixture)."""
+
+    def __init__(self, target: Target, clean: CleanState, cms: httpx.Client) -> None:
+        self.target = target
+        self.clean = clean
+        self._cms = cms
+        self.runs: list[FlowRun] = []
+
+    @property
+    def default_egm(self) -> str:
+        """The first EGM the target lets the harness use."""
+        return self.target.egm_ids[0]
+
+    def run(self, *, egm_id: str | None = None, amount: int = 2000,
+            username: str | None = None, password: str = DEMO_PASSWORD) -> FlowRun:
+        """One scan-then-pay of `amount` minor units on `egm_id` (default: the first EGM) as
+        `username` (default: the test's own player). Never raises for a failed step: look
+        at `.error`, `.status` and the meters."""
+        options = FlowOptions(egm_id=egm_id or self.default_egm, amount=amount,
+                              username=username or self.clean.username, password=password)
+        if self.target.kind == "partner":
+            result = self._partner_flow(options)
+        else:  # our own sims: the shared flow, with the message sequence from both journals
+            auth = self.target.cms_profile.auth
+            result = run_flow(FlowTarget(self.target.trustly, self.target.cms,
+                                         self.target.trustly_control.admin_token),
+                              replace(options, client_id=auth.client_id,
+                                      client_secret=auth.client_secret))
+        run = FlowRun(result, amount, options.username, password)
+        self.runs.append(run)
+        return run
+
+    def pay_again(self, run: FlowRun, *, username: str | None = None) -> httpx.Response:
+        """Pay once more with the QR `run` already paid with (a replayed QR): the answer."""
+        if run.qr_url is None:
+            raise FlowError("replay", "that run never got a QR to replay")
+        body = {"amount": run.amount, "currency": run.result.currency,
+                "bank": {"username": username or run.username, "password": run.password}}
+        with self.target.phone_client() as phone:
+            return phone.post(f"{scan_api_url(run.qr_url)}/payments", json=body)
+
+    def egm(self, egm_id: str | None = None) -> dict[str, Any]:
+        """The EGM as its CMS shows it (`creditMeter`, `state`, ...)."""
+        paths = self.target.egm_paths
+        response = self._cms.get(paths.of(paths.read, egm_id or self.default_egm))
+        if response.status_code != 200:
+            raise FlowError("read the EGM", f"HTTP {response.status_code}: {response.text[:200]}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    def meter(self, egm_id: str | None = None) -> int:
+        """The EGM's credit meter now, in minor units."""
+        return int(self.egm(egm_id)["creditMeter"])
+
+    def _partner_flow(self, options: FlowOptions) -> FlowResult:
+        """The same steps as `harness.flow.run_flow`, on the partner's EGM paths and auth
+        (no message sequence: a partner CMS's journal is not ours to read)."""
+        result = FlowResult(correlation_id=f"pytest-{uuid.uuid4().hex[:16]}",
+                            egm_id=options.egm_id, currency=options.currency,
+                            sequence_note="no message sequence on a partner target")
+        try:
+            self._partner_steps(options, result)
+        except FlowError as exc:
+            result.error = exc
+        except httpx.HTTPError as exc:
+            result.error = FlowError("request", f"{type(exc).__name__}: {exc}")
+        return result
+
+    def _partner_steps(self, options: FlowOptions, result: FlowResult) -> None:
+        paths = self.target.egm_paths
+        if paths.acquire_qr is None:
+            raise FlowError("acquire a QR", "the target's CMS names no cms.egm.acquire_qr "
+                                            "path, which the flow fixture needs")
+        result.meter_before = self.egm(options.egm_id).get("creditMeter")
+        answer = self._cms.post(paths.of(paths.acquire_qr, options.egm_id))
+        if answer.status_code != 200:
+            raise FlowError("acquire a QR", f"HTTP {answer.status_code}: {answer.text[:200]}")
+        result.qr = answer.json()
+        url = str((result.qr or {}).get("url", ""))
+        with self.target.phone_client() as phone:
+            result.scan = scan(phone, url)
+            result.payment = self._settle(phone, url, pay(phone, url, options), options)
+        result.meter_after = self.egm(options.egm_id).get("creditMeter")
+
+    @staticmethod
+    def _settle(phone: httpx.Client, url: str, payment: dict[str, Any],
+                options: FlowOptions) -> dict[str, Any]:
+        """Poll a payment answered 202 until it has a definite outcome (bounded)."""
+        deadline = monotonic() + options.settle_s
+        while payment.get("status") not in DEFINITE and monotonic() < deadline:
+            threading.Event().wait(POLL_INTERVAL_S)  # a deadline-bound poll of a remote
+            response = phone.get(payment_url(url, str(payment.get("paymentId"))))
+            if response.status_code == 200:
+                payment = response.json()
+        return payment
