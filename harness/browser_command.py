@@ -25,10 +25,12 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from harness.browser import BrowserPaths, BrowserUnavailable, chromium
 from harness.browser_flow import (
+    BrowserFlow,
+    BrowserFlowError,
     BrowserFlowOptions,
     BrowserFlowResult,
     BrowserStep,
-    run_browser_flow,
+    check_screen_reachable,
 )
 from harness.flow import format_money
 from harness.serve import ServeOptions, build_cms, build_trustly
@@ -55,36 +57,46 @@ def render_browser_result(console: Console, result: BrowserFlowResult) -> None:
                   f"(was {before}), shown on the EGM screen without a reload")
 
 
+def _refuse(message: str) -> int:
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]scanpay flow --browser: {escape(message)}[/]")
+    return EXIT_CANNOT_RUN
+
+
 def run_browser_command(trustly_url: str | None, cms_url: str | None,
                         options: BrowserFlowOptions, paths: BrowserPaths,
                         as_json: bool) -> int:
     """Run the browser flow against running sims (by URL) or sims served here; the exit code.
 
     0 when credited and shown on the EGM screen, 1 when a step failed, 2 when it could not
-    run at all (no Chromium or chromedriver, or the CMS unreachable).
+    run at all (no Chromium or chromedriver, or the CMS unreachable). The CMS is checked
+    before a browser is started, so a wrong URL fails in milliseconds.
     """
     out = Console(soft_wrap=True, stderr=as_json)  # with --json, stdout is the JSON alone
     try:
         paths.check()
     except BrowserUnavailable as exc:
-        Console(stderr=True).print(f"[red]scanpay flow --browser: {escape(str(exc))}[/]")
-        return EXIT_CANNOT_RUN
+        return _refuse(str(exc))
     with ExitStack() as stack:
         if cms_url is None:
             sims = stack.enter_context(served_sims())
             cms_url = sims.cms_url
             out.print(f"sims served here: Trustly {sims.trustly_url}, CMS {sims.cms_url}")
-        try:
-            driver = stack.enter_context(chromium(paths))
-        except BrowserUnavailable as exc:
-            Console(stderr=True).print(f"[red]scanpay flow --browser: {escape(str(exc))}[/]")
-            return EXIT_CANNOT_RUN
-        if trustly_url is not None:
+        else:
             out.print(f"running sims: CMS {cms_url} (the QR names the Trustly; "
                       f"given {trustly_url})")
-        out.print(f"headless Chromium; screenshots in {escape(str(options.screenshots))}")
-        result = run_browser_flow(driver, cms_url, options,
-                                  on_step=lambda step: print_step(out, step))
+        result = BrowserFlowResult(options.egm_id, options.amount, options.currency)
+        try:
+            check_screen_reachable(cms_url, options.egm_id, options.timeout_s)
+            driver = stack.enter_context(chromium(paths))
+        except BrowserUnavailable as exc:
+            return _refuse(str(exc))
+        except BrowserFlowError as exc:
+            result.error = exc
+        else:
+            out.print(f"headless Chromium; screenshots in {escape(str(options.screenshots))}")
+            result = BrowserFlow(driver, cms_url, options,
+                                 on_step=lambda step: print_step(out, step)).run()
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     render_browser_result(out, result)

@@ -287,6 +287,11 @@ class BrowserFlow:
             raise BrowserFlowError("browser", "that window was never opened")
         self.driver.switch_to.window(window)
 
+    def _receipt_reason(self) -> str:
+        """The receipt's plain-words reason (its first paragraph), or `no reason shown`."""
+        lines = self.driver.find_elements(By.CSS_SELECTOR, "section.result p")
+        return " ".join(lines[0].text.split()) if lines else "no reason shown"
+
     def _heading(self) -> str:
         headings = self.driver.find_elements(By.TAG_NAME, "h1")
         return " ".join(headings[0].text.split()) if headings else (self.driver.title or "?")
@@ -297,8 +302,10 @@ class BrowserFlow:
             before = self.open_egm_screen()
             self.open_on_phone(self.scan_qr())
             self.approve()
-            if self.wait_for_receipt() != "CREDITED":
-                raise BrowserFlowError("result", f"the payment ended {self.result.headline}")
+            status = self.wait_for_receipt()
+            if status != "CREDITED":
+                raise BrowserFlowError("result", f"the payment ended {status}: "
+                                       f"{self.result.headline}; {self._receipt_reason()}")
             self.wait_for_meter(before + self.options.amount)
         except BrowserFlowError as exc:
             self.result.error = exc
