@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from harness.embedded import embedded_sims
 from harness.flow import FlowOptions, FlowResult, FlowTarget, render_result, run_flow
+from harness.load import load
 from harness.rotate import RotateOptions, run_rotator
 from harness.serve import ServeOptions, run_servers
 from simkit.settings import ConfigError
@@ -196,6 +197,8 @@ def _report_flow(out: Console, result: FlowResult, as_json: bool) -> None:
     if not result.credited:
         sys.exit(1)
 
+
+main.add_command(load)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
