@@ -84,6 +84,7 @@ def _spec(config: pytest.Config) -> TargetSpec:
     return config.stash[_SPEC]
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixtures: a skipped test starts no target
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip `sim_only` tests on a partner target, saying which target and why."""
     marker = item.get_closest_marker("sim_only")

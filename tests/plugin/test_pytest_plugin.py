@@ -1,0 +1,109 @@
+"""The scanpay pytest plugin, as a partner's CI uses it: inner pytest runs of partner files.
+
+The example file (examples/partner_ci/test_partner_cms.py) is run as it is shipped: on the
+embedded sims from a directory outside this project, and on a partner target (our reference
+CMS served over HTTP as a stand-in), where the `sim_only` test is skipped with its reason.
+Runs that must not see this process's imports are subprocesses; the others run in-process
+(`pytester.runpytest`), which saves an interpreter start each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.partner_cms import serve_partner_cms
+
+# `pytester` is opt-in; a non-root conftest may not declare plugins, a test module may.
+pytest_plugins = ["pytester"]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "partner_ci" / "test_partner_cms.py"
+EXAMPLE_TESTS = 6
+SIM_ONLY_REASON = "puts an EGM into a game through the simulator's control API"
+
+
+def _isolated_env() -> dict[str, str]:
+    """The environment of a partner's shell: no target chosen, nothing of ours on the path."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SCANPAY_", "PYTEST_", "PYTHONPATH"))}
+    return env
+
+
+def test_example_passes_from_a_separate_directory_with_only_the_installed_package(
+    tmp_path: Path,
+) -> None:
+    """Acceptance: only `pip install` of the project and the example's test file."""
+    (tmp_path / EXAMPLE.name).write_text(EXAMPLE.read_text())
+
+    run = subprocess.run([sys.executable, "-m", "pytest", "-rs", EXAMPLE.name],
+                         cwd=tmp_path, env=_isolated_env(), capture_output=True, text=True,
+                         timeout=120, check=False)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{EXAMPLE_TESTS} passed" in run.stdout, run.stdout
+    assert f"rootdir: {tmp_path}" in run.stdout  # neither our pyproject nor our conftest
+
+
+def test_example_on_a_partner_target_skips_sim_only_with_its_reason(
+    pytester: pytest.Pytester, tmp_path: Path,
+) -> None:
+    pytester.makepyfile(test_partner_cms=EXAMPLE.read_text())
+    with serve_partner_cms(tmp_path) as cms:
+        target = pytester.makefile(".toml", partner_target=cms.target_toml())
+        result = pytester.runpytest("-rs", "-p", "no:cacheprovider",
+                                               "--scanpay-target", str(target))
+
+    result.assert_outcomes(passed=EXAMPLE_TESTS - 1, skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED*sim_only: {SIM_ONLY_REASON}; the target "
+                                 "'Stand-in partner CMS' is a partner system"])
+
+
+def test_unused_plugin_starts_nothing_and_imports_no_harness(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import sys
+
+        def test_nothing_of_the_harness_is_loaded():
+            loaded = [name for name in sys.modules
+                      if name.startswith(("harness.", "sim_cms", "sim_trustly"))
+                      and name != "harness.pytest_plugin"]
+            assert loaded == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+
+
+def test_a_bad_target_file_stops_the_run_before_any_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_never_runs(scanpay_target): pass")
+    target = pytester.makefile(".toml", bad='kind = "partner"\nname = "no cms table"\n')
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "--scanpay-target", str(target))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--scanpay-target*needs a [[]cms[]] table*"])
+
+
+def test_failed_flow_test_reports_the_flow_and_writes_it_to_the_report_dir(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("""
+        def test_expects_too_much(scanpay_flow):
+            run = scanpay_flow.run(amount=1234)
+            assert run.meter_after == 0
+    """)
+    reports = pytester.path / "flows"
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "--scanpay-report-dir", str(reports))
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*- scanpay flows -*", "flow 1: 1234 on EGM-001 as player-*",
+                                 "*Message sequence*", "*CREDITED*"])
+    written = json.loads(next(reports.glob("*.json")).read_text())
+    assert written["credited"] is True
+    assert written["meter"]["after"] - written["meter"]["before"] == 1234
+    assert written["sequence"], "the embedded sims' journals give the message sequence"
