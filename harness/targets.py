@@ -129,6 +129,13 @@ class Target:
         assert control is not None
         return _read_clock(control)
 
+    def earliest_now(self) -> datetime:
+        """The earlier of both systems' nows (where a run's records start)."""
+        controls = [self.trustly_control]
+        if self.cms_control is not None and self.has("clock"):
+            controls.append(self.cms_control)
+        return min(_read_clock(control) for control in controls)
+
     def advance(self, seconds: float) -> None:
         """Move both systems' clocks by `seconds` (needs the clock hook)."""
         if not self.has("clock") or self.cms_control is None:

@@ -1,0 +1,153 @@
+"""`scanpay certify`: run the conformance catalogue against a target and judge each scenario.
+
+`run_catalogue` runs scenarios one after the other against an open `Target` and returns the
+`RunResult` the reports are drawn from. A scenario's outcome is decided here, never by the
+scenario: *skipped* when the target lacks a hook it needs (or it raised `ScenarioSkipped`),
+*failed* when any of its checks failed, *error* when it raised anything else (the run goes
+on), *passed* otherwise, and only if it recorded at least one check.
+
+`certify` is the command's body: load and open the target, run, print, write the reports,
+and return the exit code (0 all passed or skipped, 1 any failure or error, 2 the target
+cannot be used).
+"""
+
+from __future__ import annotations
+
+import secrets
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from harness.certify_sequence import SequenceRecorder, target_secrets
+from harness.results import Check, RunResult, ScenarioResult
+from harness.scenarios import UnknownScenario, select
+from harness.scenarios.context import Context, RunState
+from harness.scenarios.model import CheckFailed, Scenario, ScenarioSkipped
+from harness.targets import Target, TargetError, TargetSpec, load_target, open_target
+from simkit.clock import format_instant, monotonic, system_now
+from simkit.settings import ConfigError
+
+Progress = Callable[[ScenarioResult], None]
+STYLES = {"passed": "green", "failed": "bold red", "error": "bold magenta", "skipped": "yellow"}
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    """The flags of `scanpay certify`."""
+
+    target_file: Path | None = None
+    report_dir: Path = Path("reports")
+    only: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+def _first_failure(checks: Sequence[Check]) -> str:
+    failed = next(check for check in checks if not check.passed)
+    return f"{failed.description}: expected {failed.expected}, observed {failed.observed}"
+
+
+def _judge(ctx: Context, raised: BaseException | None) -> tuple[str, str]:
+    """(outcome, reason) from what the scenario recorded and raised."""
+    if isinstance(raised, ScenarioSkipped):
+        return "skipped", str(raised)
+    if raised is not None and not isinstance(raised, CheckFailed):
+        where = traceback.extract_tb(raised.__traceback__)[-1]
+        return "error", (f"{type(raised).__name__}: {raised} "
+                         f"({Path(where.filename).name}:{where.lineno})")
+    if any(not check.passed for check in ctx.checks):
+        return "failed", _first_failure(ctx.checks)
+    if not ctx.checks:
+        return "error", "the scenario recorded no checks"
+    return "passed", ""
+
+
+def run_scenario(target: Target, item: Scenario, run: RunState) -> ScenarioResult:
+    """Run one scenario against `target` and judge it (never raises for the scenario's sake)."""
+    def result(outcome: str, reason: str, duration: float, **more: object) -> ScenarioResult:
+        return ScenarioResult(id=item.id, title=item.title, requirement=item.requirement,
+                              tags=item.tags, outcome=outcome,  # type: ignore[arg-type]
+                              duration_s=duration, reason=reason, **more)  # type: ignore[arg-type]
+
+    missing = target.missing(item.needs)
+    if missing:
+        return result("skipped", f"needs the {', '.join(missing)} hook(s), which this target "
+                      "does not offer", 0.0)
+    recorder = SequenceRecorder(target)
+    ctx = Context(target, run, item.id, on_request=recorder.mark)
+    started = monotonic()
+    raised: BaseException | None = None
+    try:
+        item.run(ctx)
+    except Exception as exc:  # a scenario's crash is its own outcome, not the run's
+        raised = exc
+    finally:
+        ctx.close()
+    duration = monotonic() - started
+    outcome, reason = _judge(ctx, raised)
+    sequence = recorder.sequence(ctx.correlation_id, target_secrets(target) | ctx.secrets)
+    recorder.close()
+    return result(outcome, reason, duration, checks=ctx.checks, sequence=sequence,
+                  sequence_note=recorder.note)
+
+
+def run_catalogue(target: Target, scenarios: Sequence[Scenario],
+                  progress: Progress | None = None) -> RunResult:
+    """Run `scenarios` in order against `target`; `progress` sees each result as it comes."""
+    state = RunState(secrets.token_hex(3), since=format_instant(target.earliest_now()))
+    run = RunResult(target=target.name, target_kind=target.kind,
+                    started_at=format_instant(system_now()), duration_s=0.0)
+    started = monotonic()
+    for item in scenarios:
+        outcome = run_scenario(target, item, state)
+        run.scenarios.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    run.duration_s = monotonic() - started
+    return run
+
+
+def progress_line(console: Console) -> Progress:
+    """One line per scenario: id, outcome, time, title (and why, if it did not pass)."""
+    def show(result: ScenarioResult) -> None:
+        line = Text(f"{result.id:<9} ")
+        line.append(f"{result.outcome.upper():<8}", style=STYLES.get(result.outcome, ""))
+        line.append(f"{result.duration_s:6.2f} s  {result.title}")
+        if result.reason:
+            line.append(f"\n          {result.reason[:300]}", style="dim")
+        console.print(line)
+    return show
+
+
+def certify(options: CertifyOptions, console: Console, *,
+            spec: TargetSpec | None = None) -> int:
+    """Run the command; returns its exit code (see the module docstring)."""
+    from harness.report import render_summary, write_reports
+
+    try:
+        scenarios = select(options.only, options.tags)
+        spec = spec if spec is not None else load_target(options.target_file)
+    except (ConfigError, UnknownScenario) as exc:
+        console.print(f"[red]scanpay certify:[/red] {exc}")
+        return 2
+    if not scenarios:
+        console.print("[red]scanpay certify:[/red] no scenario matches --only/--tag")
+        return 2
+    started = monotonic()
+    try:
+        with open_target(spec) as target:
+            console.print(f"Certifying [bold]{target.name}[/] ({target.kind}): "
+                          f"{len(scenarios)} scenario(s); hooks: "
+                          f"{', '.join(sorted(target.hooks)) or 'none'}")
+            run = run_catalogue(target, scenarios, progress_line(console))
+    except TargetError as exc:
+        console.print(f"[red]scanpay certify: the target cannot be used:[/red] {exc}")
+        return 2
+    render_summary(console, run)
+    paths = write_reports(run, options.report_dir)
+    console.print(f"Reports: {paths.json}  {paths.junit}  {paths.html}")
+    console.print(f"Wall time: {monotonic() - started:.2f} s")
+    return 0 if run.ok else 1

@@ -1,0 +1,158 @@
+"""The CMS as the harness calls it: as TPAS (fundings, limits) and as the EGM (meter, QR).
+
+Authentication follows the target's partner profile (OAuth2 client credentials with token
+refresh, Basic, or an API key), and the paths its `paths` table names, so the calls are the
+ones TPAS itself would make. Calls return the raw `httpx.Response`: scenarios judge status
+codes, bodies and headers themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from harness.targets import Target
+
+
+@dataclass(frozen=True)
+class ShownQr:
+    """The QR an EGM shows: its url, the token id a funding names, expiry if known."""
+
+    url: str
+    qr_token_id: str
+    expires_at: str | None = None
+    rotates_at: str | None = None
+
+
+def token_id_of(url: str) -> str:
+    """The QR's code: the last path segment of its url (what Trustly's scan url ends in)."""
+    return urlsplit(url).path.rstrip("/").rpartition("/")[2]
+
+
+def decode_qr_png(png: bytes) -> list[str]:
+    """Every QR code's text in a PNG (zxing-cpp; the `dev` or `browser` extra installs it)."""
+    try:
+        import zxingcpp
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise RuntimeError("decoding QR images needs zxing-cpp: "
+                           "pip install 'scanpay-sim[browser]'") from exc
+    return [hit.text for hit in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+
+class CmsApi:
+    """One authenticated session with the CMS (thread-safe: concurrent fundings share it)."""
+
+    def __init__(self, target: Target, client: httpx.Client) -> None:
+        self.target = target
+        self.profile = target.cms_profile
+        self.paths = target.cms_profile.paths
+        self.egm_paths = target.egm_paths
+        self.client = client
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    # --- authentication -----------------------------------------------------------------
+
+    def fetch_token(self) -> httpx.Response:
+        """`POST <token path>` with the OAuth2 client's credentials (client credentials)."""
+        auth = self.profile.auth
+        return self.client.post(self.paths.token, data={"grant_type": "client_credentials"},
+                                auth=(auth.client_id, auth.client_secret))
+
+    def token(self, *, fresh: bool = False) -> str:
+        """The current access token, fetched when there is none (or `fresh`)."""
+        with self._lock:
+            if self._token is None or fresh:
+                response = self.fetch_token()
+                response.raise_for_status()
+                self._token = str(response.json()["access_token"])
+            return self._token
+
+    def auth_headers(self, *, fresh: bool = False) -> dict[str, str]:
+        """The credentials of one call, as the profile's auth kind sends them."""
+        auth = self.profile.auth
+        if auth.kind == "oauth2_client_credentials":
+            return {"Authorization": f"Bearer {self.token(fresh=fresh)}"}
+        if auth.kind == "api_key":
+            return {auth.header: auth.key}
+        pair = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+
+    @property
+    def uses_oauth(self) -> bool:
+        """Whether the CMS hands out expiring access tokens (OAuth2 client credentials)."""
+        return self.profile.auth.kind == "oauth2_client_credentials"
+
+    def call(self, method: str, path: str, *, refresh: bool = True,
+             **kwargs: Any) -> httpx.Response:
+        """One authenticated call; on a 401 the token is fetched again and the call repeated
+        once (as TPAS does), unless `refresh` is False."""
+        headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
+        response = self.client.request(method, path, headers=headers, **kwargs)
+        if response.status_code == 401 and refresh and self.uses_oauth:
+            headers.update(self.auth_headers(fresh=True))
+            response = self.client.request(method, path, headers=headers, **kwargs)
+        return response
+
+    # --- as TPAS --------------------------------------------------------------------------
+
+    def post_funding(self, body: Any, **kwargs: Any) -> httpx.Response:
+        """`POST /cws/v1/fundings` with `body` (or the `json=`/`content=` given instead)."""
+        if "content" in kwargs or "json" in kwargs:
+            return self.call("POST", self.paths.fundings, **kwargs)
+        return self.call("POST", self.paths.fundings, json=body, **kwargs)
+
+    def get_funding(self, transaction_id: str) -> httpx.Response:
+        """The status inquiry: `GET /cws/v1/fundings/{transactionId}`."""
+        return self.call("GET", self.paths.status(transaction_id))
+
+    def limit(self, method: str, ubai: str, body: Any = None) -> httpx.Response:
+        """`GET|PUT|PATCH|DELETE /cws/v1/limits/{ubai}`."""
+        kwargs: dict[str, Any] = {"json": body} if body is not None else {}
+        return self.call(method, self.paths.limit(ubai), **kwargs)
+
+    # --- as the EGM -----------------------------------------------------------------------
+
+    def egm(self, egm_id: str) -> dict[str, Any]:
+        """The EGM as its CMS reports it (`creditMeter`, `creditLimit`, `state`...)."""
+        response = self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id))
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def meter(self, egm_id: str) -> int:
+        """The EGM's credit meter in minor units."""
+        return int(self.egm(egm_id)["creditMeter"])
+
+    def acquire_qr(self, egm_id: str) -> ShownQr:
+        """A fresh QR on the EGM: asked for when the CMS can be asked, else read from the
+        screen's image (decoded)."""
+        if self.egm_paths.acquire_qr is not None:
+            response = self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id))
+            response.raise_for_status()
+            body = response.json()
+            return ShownQr(str(body["url"]), str(body.get("qrTokenId") or
+                                                 token_id_of(str(body["url"]))),
+                           body.get("expiresAt"), body.get("rotatesAt"))
+        return self.shown_qr(egm_id)
+
+    def qr_png(self, egm_id: str) -> httpx.Response:
+        """The EGM's QR image as the screen serves it."""
+        assert self.egm_paths.qr_png is not None
+        return self.client.get(self.egm_paths.of(self.egm_paths.qr_png, egm_id))
+
+    def shown_qr(self, egm_id: str) -> ShownQr:
+        """What the EGM shows now, read from its QR image."""
+        response = self.qr_png(egm_id)
+        response.raise_for_status()
+        texts = decode_qr_png(response.content)
+        if len(texts) != 1:
+            raise AssertionError(f"the QR image of {egm_id} holds {len(texts)} codes")
+        return ShownQr(texts[0], token_id_of(texts[0]))
