@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
 
+from harness.certify_command import catalogue_command, certify_command
 from harness.embedded import embedded_sims
 from harness.flow import FlowOptions, FlowResult, FlowTarget, render_result, run_flow
 from harness.load import load
@@ -199,6 +200,8 @@ def _report_flow(out: Console, result: FlowResult, as_json: bool) -> None:
 
 
 main.add_command(load)
+main.add_command(certify_command)
+main.add_command(catalogue_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
