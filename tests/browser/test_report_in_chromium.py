@@ -38,8 +38,9 @@ def _section(chromium: Chrome, scenario_id: str) -> WebElement:
     return chromium.find_element(By.CSS_SELECTOR, f'section[data-scenario-id="{scenario_id}"]')
 
 
-def _close_to(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 24) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=False))
+def _close_to(pixel: object, colour: tuple[int, int, int], tolerance: int = 24) -> bool:
+    assert isinstance(pixel, tuple)  # an RGB image's colours are (r, g, b)
+    return all(abs(int(a) - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 
 
 def test_sequence_rows_are_visible_and_screenshot_has_content(
@@ -63,7 +64,7 @@ def test_sequence_rows_are_visible_and_screenshot_has_content(
     assert image.size[0] >= 1000 and image.size[1] >= 600
     colours = image.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 50, "the screenshot is (nearly) one colour"
-    green = sum(count for count, pixel in colours if _close_to(pixel, PASS_GREEN))
+    green = sum(int(count) for count, pixel in colours if _close_to(pixel, PASS_GREEN))
     assert green > 100, "no green status codes or badge drawn"
 
 
