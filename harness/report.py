@@ -65,13 +65,17 @@ def summary_table(run: RunResult) -> Table:
     table.add_column("Scenario")
     table.add_column("Outcome", no_wrap=True)
     table.add_column("Time", justify="right", no_wrap=True)
-    table.add_column("Reason", overflow="fold")
+    explain = any(result.outcome != "passed" for result in run.scenarios)
+    if explain:  # a column of blanks would only take width from the titles
+        table.add_column("Reason", overflow="fold")
     for result in ordered(run):
         style = OUTCOME_STYLES.get(result.outcome, "")
-        reason = "" if result.outcome == "passed" else one_line(result.reason, limit=160)
-        table.add_row(Text(clean_text(result.id)), Text(clean_text(result.title)),
-                      Text(result.outcome.upper(), style), format_seconds(result.duration_s),
-                      Text(reason))
+        cells = [Text(clean_text(result.id)), Text(clean_text(result.title)),
+                 Text(result.outcome.upper(), style), format_seconds(result.duration_s)]
+        if explain:
+            reason = "" if result.outcome == "passed" else one_line(result.reason, limit=160)
+            cells.append(Text(reason))
+        table.add_row(*cells)
     return table
 
 

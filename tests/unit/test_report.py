@@ -242,6 +242,16 @@ def test_summary_lists_scenarios_reasons_and_counts() -> None:
     assert "\x07" not in out
 
 
+def test_summary_of_a_clean_run_has_no_reason_column() -> None:
+    run = sample_run()
+    run.scenarios = [s for s in run.scenarios if s.outcome == "passed"]
+    console = Console(record=True, width=120, color_system=None)
+    render_summary(console, run)
+    out = console.export_text()
+    assert "QR-001" in out and "Reason" not in out
+    assert "1 scenarios: 1 passed, 0 failed, 0 skipped, 0 error in 2.50 s  PASSED" in out
+
+
 def test_exchange_line_matches_the_flow_wording() -> None:
     request, nested, response, scan, _ = happy_sequence()
     assert exchange_line(request) == "1. EGM -> CMS  POST /cws/v1/egms/EGM-001/qr"
