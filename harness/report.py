@@ -70,7 +70,7 @@ def summary_table(run: RunResult) -> Table:
         table.add_column("Reason", overflow="fold")
     for result in ordered(run):
         style = OUTCOME_STYLES.get(result.outcome, "")
-        cells = [Text(clean_text(result.id)), Text(clean_text(result.title)),
+        cells: list[Text | str] = [Text(clean_text(result.id)), Text(clean_text(result.title)),
                  Text(result.outcome.upper(), style), format_seconds(result.duration_s)]
         if explain:
             reason = "" if result.outcome == "passed" else one_line(result.reason, limit=160)
