@@ -71,7 +71,8 @@ def summary_table(run: RunResult) -> Table:
     for result in ordered(run):
         style = OUTCOME_STYLES.get(result.outcome, "")
         cells: list[Text | str] = [Text(clean_text(result.id)), Text(clean_text(result.title)),
-                 Text(result.outcome.upper(), style), format_seconds(result.duration_s)]
+                                   Text(result.outcome.upper(), style),
+                                   format_seconds(result.duration_s)]
         if explain:
             reason = "" if result.outcome == "passed" else one_line(result.reason, limit=160)
             cells.append(Text(reason))
