@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.load import JOURNEYS, LoadOptions, default_locustfile
 from tests.e2e.processes import SCANPAY, free_port, running
@@ -23,6 +25,7 @@ pytestmark = [pytest.mark.slow,
 
 RESERVED_PORTS = {5432, 6379, 5672, 1883, 4222, 3306, 8710, 8720}
 RUN_TIME_S = 5
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _port() -> int:
@@ -50,6 +53,18 @@ def test_load_command_is_bounded_and_names_the_journeys() -> None:
     assert command[command.index("--run-time") + 1] == "7s"
     assert "--headless" in command
     assert command[-1] == JOURNEYS["scan-pay"]
+
+
+def test_compose_load_services_pass_only_options_the_locustfile_reads() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    locustfile = default_locustfile().read_text()
+    read = set(re.findall(r'env_var="(SCANPAY_LOAD_\w+)"', locustfile))
+    assert {"SCANPAY_LOAD_TRUSTLY_URL", "SCANPAY_LOAD_CMS_URL"} <= read
+    for name in ("locust-master", "locust-worker"):
+        service = compose["services"][name]
+        given = {key for key in service["environment"] if key.startswith("SCANPAY_LOAD_")}
+        assert given and given <= read, (name, given - read)
+        assert service["command"][:3] == ["locust", "-f", "loadtests/locustfile.py"]
 
 
 def test_two_users_run_both_journeys_without_a_failure(
