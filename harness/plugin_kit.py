@@ -332,7 +332,10 @@ class FlowDriver:
         if paths.acquire_qr is None:
             raise FlowError("acquire a QR", "the target's CMS names no cms.egm.acquire_qr "
                                             "path, which the flow fixture needs")
-        result.meter_before = self.egm(options.egm_id).get("creditMeter")
+        before = self.egm(options.egm_id)
+        result.meter_before = before.get("creditMeter")
+        result.currency = str(before.get("currency") or options.currency)
+        options = replace(options, currency=result.currency)  # pay in the casino's currency
         answer = self._cms.post(paths.of(paths.acquire_qr, options.egm_id))
         if answer.status_code != 200:
             raise FlowError("acquire a QR", f"HTTP {answer.status_code}: {answer.text[:200]}")
