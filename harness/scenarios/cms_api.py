@@ -49,12 +49,16 @@ def decode_qr_png(png: bytes) -> list[str]:
 class CmsApi:
     """One authenticated session with the CMS (thread-safe: concurrent fundings share it)."""
 
-    def __init__(self, target: Target, client: httpx.Client) -> None:
+    def __init__(self, target: Target, client: httpx.Client,
+                 egm_client: httpx.Client | None = None) -> None:
+        """`client` speaks as TPAS; `egm_client` (default: the same) as the EGM, so the
+        observed sequence says who is calling."""
         self.target = target
         self.profile = target.cms_profile
         self.paths = target.cms_profile.paths
         self.egm_paths = target.egm_paths
         self.client = client
+        self.egm_client = egm_client or client
         self._token: str | None = None
         self._lock = threading.Lock()
 
@@ -90,15 +94,16 @@ class CmsApi:
         """Whether the CMS hands out expiring access tokens (OAuth2 client credentials)."""
         return self.profile.auth.kind == "oauth2_client_credentials"
 
-    def call(self, method: str, path: str, *, refresh: bool = True,
+    def call(self, method: str, path: str, *, refresh: bool = True, as_egm: bool = False,
              **kwargs: Any) -> httpx.Response:
         """One authenticated call; on a 401 the token is fetched again and the call repeated
         once (as TPAS does), unless `refresh` is False."""
+        client = self.egm_client if as_egm else self.client
         headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
-        response = self.client.request(method, path, headers=headers, **kwargs)
+        response = client.request(method, path, headers=headers, **kwargs)
         if response.status_code == 401 and refresh and self.uses_oauth:
             headers.update(self.auth_headers(fresh=True))
-            response = self.client.request(method, path, headers=headers, **kwargs)
+            response = client.request(method, path, headers=headers, **kwargs)
         return response
 
     # --- as TPAS --------------------------------------------------------------------------
@@ -122,7 +127,7 @@ class CmsApi:
 
     def egm(self, egm_id: str) -> dict[str, Any]:
         """The EGM as its CMS reports it (`creditMeter`, `creditLimit`, `state`...)."""
-        response = self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id))
+        response = self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id), as_egm=True)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
@@ -135,7 +140,8 @@ class CmsApi:
         """A fresh QR on the EGM: asked for when the CMS can be asked, else read from the
         screen's image (decoded)."""
         if self.egm_paths.acquire_qr is not None:
-            response = self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id))
+            response = self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id),
+                                 as_egm=True)
             response.raise_for_status()
             body = response.json()
             return ShownQr(str(body["url"]), str(body.get("qrTokenId") or
@@ -146,7 +152,7 @@ class CmsApi:
     def qr_png(self, egm_id: str) -> httpx.Response:
         """The EGM's QR image as the screen serves it."""
         assert self.egm_paths.qr_png is not None
-        return self.client.get(self.egm_paths.of(self.egm_paths.qr_png, egm_id))
+        return self.egm_client.get(self.egm_paths.of(self.egm_paths.qr_png, egm_id))
 
     def shown_qr(self, egm_id: str) -> ShownQr:
         """What the EGM shows now, read from its QR image."""

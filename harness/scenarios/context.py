@@ -74,7 +74,8 @@ class Context:
         self._on_request = on_request
         self._quiet = threading.local()
         self._stack = ExitStack()
-        self.cms = CmsApi(target, self._client(target.cms_client, "egm"))
+        self.cms = CmsApi(target, self._client(target.cms_client, "tpas"),
+                          self._client(target.cms_client, "egm"))
         self.trustly = self._client(target.trustly_client, "merchant")
 
     # --- lifecycle ------------------------------------------------------------------------
