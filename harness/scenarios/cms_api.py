@@ -36,13 +36,10 @@ def token_id_of(url: str) -> str:
 
 
 def decode_qr_png(png: bytes) -> list[str]:
-    """Every QR code's text in a PNG (zxing-cpp; the `dev` or `browser` extra installs it)."""
-    try:
-        import zxingcpp
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise RuntimeError("decoding QR images needs zxing-cpp: "
-                           "pip install 'scanpay-sim[browser]'") from exc
+    """Every QR code's text in a PNG (zxing-cpp, a dependency of the package)."""
+    import zxingcpp  # imported here: only the QR scenarios pay its import time
+    from PIL import Image
+
     return [hit.text for hit in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
 
 
