@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit db-tests bench install clean browser-tests flow-browser
+.PHONY: run serve test lint typecheck unit db-tests bench install clean browser-tests flow-browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: install, then serve the sims on 127.0.0.1 (SQLite under ./data) until Ctrl-C
+## run: install, then certify the embedded sims (the whole catalogue; reports in ./reports)
 run: $(STAMP)
+	$(BIN)/scanpay certify
+
+## serve: install, then serve the sims on 127.0.0.1 (SQLite under ./data) until Ctrl-C
+serve: $(STAMP)
 	$(BIN)/scanpay serve
 
 ## test: install, then lint, type-check and run the whole test suite
