@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.scenarios.context import Context
 from harness.scenarios.model import scenario
+from sim_trustly.reconciliation import PAGE_LIMIT, summarize
 
 REC_DUTY = ("Trustly Scan and Pay: settlement between Trustly and the casino; DESIGN §5 "
             "(double-entry ledger), §6 (Trustly total = CMS total = EGM meters)")
@@ -58,17 +59,20 @@ def rec_001(ctx: Context) -> None:
     "REC-002", "The whole run reconciles: every payment Trustly credited the CMS applied",
     requirement=REC_DUTY,
     tags=("reconciliation",), needs=("fundings",),
-    steps=("Ask Trustly to reconcile its payments of this run against the CMS's decided "
-           "fundings (GET /_sim/reconciliation?since=<run start> on sim_trustly; it reads "
-           "GET /_sim/fundings on the CMS).",
+    steps=("Read Trustly's payments of this run (GET /_sim/payments?since=<run start> on "
+           "the harness's Trustly) and the CMS's decided fundings (GET /_sim/fundings on the "
+           "CMS's control API, with the CMS's own token), and reconcile them "
+           "transactionId by transactionId.",
            "The only fundings no Trustly payment explains are the ones the harness posted "
            "itself, as TPAS, in the Funding API scenarios.",
            "Trustly's total plus the harness's own applied fundings equals the CMS's total.",
            "Where the CMS reports its ledger, it balances."))
 def rec_002(ctx: Context) -> None:
     params = {"since": ctx.run.since} if ctx.run.since else {}
-    report = ctx.trustly_admin("/_sim/reconciliation", **params)
-    ctx.expect("Trustly could read the CMS", [], report.get("errors"))
+    payments = ctx.trustly_admin("/_sim/payments", limit=PAGE_LIMIT, **params)["payments"]
+    answer = ctx.cms_control("GET", "/_sim/fundings", params=params)
+    ctx.require("the CMS's fundings can be read", 200, answer.status_code)
+    report = summarize(payments, answer.json().get("fundings") or [])
     direct = ctx.run.direct()
     differences = report.get("differences") or []
     mine = [d for d in differences
