@@ -2,8 +2,9 @@
 
 Reports and failing scenarios show "what was said on the wire"; the journal is where that
 comes from. Every request a sim serves (except its own control API under `/_sim/`) becomes
-one row, written with a single INSERT after the response is built. Secrets are removed on the
-way in (`redact_headers`, `redact_body`), so no query, dump or report can ever show them.
+one row, stored in batches by a background writer (simkit.journal_writer) so that the request
+path only captures what it saw. Secrets are removed before anything is stored
+(`redact_headers`, `redact_body`), so no query, dump or report can ever show them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from simkit.clock import Clock, format_instant, monotonic
 from simkit.db import Database
+from simkit.journal_writer import Exchange, writer_for
 from simkit.models import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -176,37 +178,56 @@ def current_correlation_id() -> str:
 
 
 class Journal:
-    """Stores and queries journal entries in a sim's `sim_journal` table."""
+    """Stores and queries journal entries in a sim's `sim_journal` table.
+
+    Entries are stored by a background writer (simkit.journal_writer), off the request path;
+    every read here first waits for what this process has queued.
+    """
 
     def __init__(self, db: Database, clock: Clock, *, max_body: int = 4096) -> None:
         self._db = db
         self._clock = clock
         self.max_body = max_body
+        self._writer = writer_for(db)
 
     def record(
         self, *, correlation_id: str, method: str, path: str, query: str, status: int,
         latency_ms: int, request_headers: Mapping[str, str] | Iterable[tuple[str, str]],
         request_body: bytes | str, response_headers: Mapping[str, str] | Iterable[tuple[str, str]],
         response_body: bytes | str, fault: str | None = None,
-    ) -> int:
-        """Store one exchange, redacting headers, bodies and query string; returns its id.
+    ) -> None:
+        """Queue one exchange for storage; it is redacted before it is stored.
 
-        Redaction happens here rather than in the caller so that no caller can forget it.
+        Redaction happens in the writer rather than in the caller so that no caller can
+        forget it, and off the request path so that a journaled sim stays cheap to call.
         """
-        req_headers = redact_headers(request_headers)
-        resp_headers = redact_headers(response_headers)
-        entry = JournalEntry(
-            correlation_id=correlation_id[:128], at=self._clock.now(), method=method[:16],
-            path=path[:512], query=redact_form(query) if query else "", status=status,
-            latency_ms=latency_ms, request_headers=json.dumps(req_headers),
-            request_body=self._body(request_body, req_headers),
-            response_headers=json.dumps(resp_headers),
-            response_body=self._body(response_body, resp_headers), fault=fault,
-        )
-        with self._db.write() as session:
-            session.add(entry)
-            session.flush()
-            return entry.id
+        self._writer.submit(Exchange(
+            correlation_id=correlation_id, at=self._clock.now(), method=method, path=path,
+            query=query, status=status, latency_ms=latency_ms,
+            request_headers=request_headers, request_body=request_body,
+            response_headers=response_headers, response_body=response_body, fault=fault,
+        ), self._row)
+
+    def flush(self) -> None:
+        """Wait until every exchange this process recorded so far is stored."""
+        if not self._writer.flush():
+            log.warning("journal: entries still queued after waiting; a query may miss them")
+
+    def _row(self, exchange: Exchange) -> dict[str, Any]:
+        """The stored row of one captured exchange, every secret masked."""
+        req_headers = redact_headers(exchange.request_headers)
+        resp_headers = redact_headers(exchange.response_headers)
+        return {
+            "correlation_id": exchange.correlation_id[:128], "at": exchange.at,
+            "method": exchange.method[:16], "path": exchange.path[:512],
+            "query": redact_form(exchange.query) if exchange.query else "",
+            "status": exchange.status, "latency_ms": exchange.latency_ms,
+            "request_headers": json.dumps(req_headers),
+            "request_body": self._body(exchange.request_body, req_headers),
+            "response_headers": json.dumps(resp_headers),
+            "response_body": self._body(exchange.response_body, resp_headers),
+            "fault": exchange.fault,
+        }
 
     def _body(self, body: bytes | str, headers: Mapping[str, str]) -> str:
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
@@ -221,6 +242,7 @@ class Journal:
         With `since_id`, the first `limit` entries after it (for paging forward or polling);
         without, the latest `limit` entries.
         """
+        self.flush()
         limit = max(1, min(limit, MAX_QUERY_LIMIT))
         statement = select(JournalEntry)
         if path:
@@ -237,6 +259,7 @@ class Journal:
 
     def clear(self) -> int:
         """Delete every entry; returns how many there were."""
+        self.flush()
         with self._db.write() as session:
             result = cast(CursorResult[Any], session.execute(delete(JournalEntry)))
             return result.rowcount
@@ -288,8 +311,8 @@ def _record_safely(journal: Journal, response: Response) -> None:
         journal.record(
             correlation_id=current_correlation_id(), method=request.method, path=request.path,
             query=request.query_string.decode("latin-1"), status=response.status_code,
-            latency_ms=latency, request_headers=request.headers.items(),
-            request_body=_request_body(), response_headers=response.headers.items(),
+            latency_ms=latency, request_headers=list(request.headers.items()),
+            request_body=_request_body(), response_headers=list(response.headers.items()),
             response_body=_response_body(response), fault=fault if isinstance(fault, str) else None,
         )
     except Exception:
