@@ -9,6 +9,8 @@ the views can record and show it instead of crashing.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,22 +60,65 @@ class TrustlyUnavailable(Exception):
         return f"{where}: {self.message}"
 
 
+class ClientPool:
+    """Pooled httpx clients to Trustly, one per (process, link, transport), made on first use.
+
+    Building an `httpx.Client` for the network builds an SSL context, which parses the CA
+    bundle: about 20 ms of CPU, most of what a QR acquisition used to cost. A pooled client
+    also keeps its TCP connection alive between calls. Clients are keyed by process id so a
+    gunicorn worker never reuses a connection its parent opened, and by the transport object
+    itself (tests swap in scripted transports) so a swap is never served by a stale client.
+    """
+
+    MAX_CLIENTS = 8  # links x transports in one process; more only happens in test suites
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[int, TrustlyLink, int], tuple[Any, httpx.Client]] = {}
+
+    def client(self, link: TrustlyLink, transport: Any = None) -> httpx.Client:
+        """The pooled client for `link` over `transport` (None: the network)."""
+        key = (os.getpid(), link, id(transport))
+        found = self._clients.get(key)
+        if found is not None and found[0] is transport:
+            return found[1]
+        with self._lock:
+            found = self._clients.get(key)
+            if found is not None and found[0] is transport:
+                return found[1]
+            if len(self._clients) >= self.MAX_CLIENTS:  # dropped, not closed: maybe in use
+                self._clients.pop(next(iter(self._clients)))
+            timeout = httpx.Timeout(link.read_timeout_s, connect=link.connect_timeout_s)
+            made = httpx.Client(base_url=link.base_url, timeout=timeout, transport=transport,
+                                auth=httpx.BasicAuth(link.access_id, link.access_key))
+            self._clients[key] = (transport, made)
+            return made
+
+
+POOL = ClientPool()
+# A kept-alive connection the server closed while idle fails like this before any answer.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 def request_qr_token(
     link: TrustlyLink, egm_id: str, *, location_id: str | None = None, transport: Any = None,
 ) -> AcquiredQr:
     """Ask Trustly for a QR token for one EGM (Basic accessId/accessKey, JSON body).
 
     `transport` (an httpx transport) reaches an in-process Trustly in tests and the embedded
-    harness; without it the call goes over the network to `link.base_url`.
+    harness; without it the call goes over the network to `link.base_url`. The call is tried
+    a second time only when a pooled connection turns out to be dead (an unused token just
+    expires at Trustly, so a duplicate request costs nothing).
     """
     body: dict[str, str] = {"merchantId": link.merchant_id, "egmId": egm_id}
     if location_id:
         body["locationId"] = location_id
-    timeout = httpx.Timeout(link.read_timeout_s, connect=link.connect_timeout_s)
+    client = POOL.client(link, transport)
     try:
-        with httpx.Client(base_url=link.base_url, timeout=timeout, transport=transport) as client:
-            response = client.post(TOKEN_PATH, json=body,
-                                   auth=httpx.BasicAuth(link.access_id, link.access_key))
+        try:
+            response = client.post(TOKEN_PATH, json=body)
+        except _STALE_CONNECTION:
+            response = client.post(TOKEN_PATH, json=body)
     except httpx.TimeoutException as exc:
         raise TrustlyUnavailable("timeout", f"no answer in time ({type(exc).__name__})") from exc
     except (httpx.HTTPError, ConnectionError) as exc:  # in-process drops raise ConnectionError
