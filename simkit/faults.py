@@ -181,6 +181,9 @@ def _live() -> Any:
     return or_(FaultRuleRow.remaining.is_(None), FaultRuleRow.remaining > 0)
 
 
+_LIVE_MATCHERS = select(FaultRuleRow.method, FaultRuleRow.path).where(_live())
+
+
 class FaultPlan:
     """The fault rules of one sim, kept in its database so every worker shares them."""
 
@@ -238,7 +241,7 @@ class FaultPlan:
         write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent
         workers never spend one budget twice.
         """
-        if not self._any_candidate(method, path):
+        if not self.may_fire(method, path):
             return None
         with self._db.write() as session:
             statement = select(FaultRuleRow).where(_live()).order_by(FaultRuleRow.id)
@@ -252,10 +255,19 @@ class FaultPlan:
                 return rule
         return None
 
-    def _any_candidate(self, method: str, path: str) -> bool:
-        with self._db.read() as session:
-            rows = session.scalars(select(FaultRuleRow).where(_live()))
-            return any(_rule(row).matches(method, path) for row in rows)
+    def may_fire(self, method: str, path: str) -> bool:
+        """True when some live rule matches this request (its probability not yet rolled).
+
+        Asked on every request, so it is one single-statement Core read of two columns.
+        """
+        with self._db.core_read() as connection:
+            rows = connection.execute(_LIVE_MATCHERS).all()
+        method = method.upper()
+        return any(
+            rule_method in ("*", method)
+            and (path.startswith(rule_path[:-1]) if rule_path.endswith("*") else path == rule_path)
+            for rule_method, rule_path in rows
+        )
 
     def _roll(self, probability: float) -> bool:
         if probability >= 1:

@@ -2,7 +2,7 @@
 
 Reports and failing scenarios show "what was said on the wire"; the journal is where that
 comes from. Every request a sim serves (except its own control API under `/_sim/`) becomes
-one row, stored in batches by a background writer (simkit.journal_writer) so that the request
+one row, stored in batches by a background writer (simkit.batch_writer) so that the request
 path only captures what it saw. Secrets are removed before anything is stored
 (`redact_headers`, `redact_body`), so no query, dump or report can ever show them.
 """
@@ -16,6 +16,9 @@ import re
 import uuid
 from base64 import b64decode
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,9 +26,9 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy import CursorResult, delete, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from simkit.batch_writer import writer_for
 from simkit.clock import Clock, format_instant, monotonic
 from simkit.db import Database
-from simkit.journal_writer import Exchange, writer_for
 from simkit.models import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -177,10 +180,28 @@ def current_correlation_id() -> str:
     return chosen
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its response as captured on the request path, not yet redacted."""
+
+    correlation_id: str
+    at: datetime
+    method: str
+    path: str
+    query: str
+    status: int
+    latency_ms: int
+    request_headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    request_body: bytes | str
+    response_headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    response_body: bytes | str
+    fault: str | None = None
+
+
 class Journal:
     """Stores and queries journal entries in a sim's `sim_journal` table.
 
-    Entries are stored by a background writer (simkit.journal_writer), off the request path;
+    Entries are stored by a background writer (simkit.batch_writer), off the request path;
     every read here first waits for what this process has queued.
     """
 
@@ -188,7 +209,7 @@ class Journal:
         self._db = db
         self._clock = clock
         self.max_body = max_body
-        self._writer = writer_for(db)
+        self._writer = writer_for(db, JournalEntry.__table__)  # type: ignore[arg-type]
 
     def record(
         self, *, correlation_id: str, method: str, path: str, query: str, status: int,
@@ -201,12 +222,12 @@ class Journal:
         Redaction happens in the writer rather than in the caller so that no caller can
         forget it, and off the request path so that a journaled sim stays cheap to call.
         """
-        self._writer.submit(Exchange(
+        self._writer.submit(partial(self._row, Exchange(
             correlation_id=correlation_id, at=self._clock.now(), method=method, path=path,
             query=query, status=status, latency_ms=latency_ms,
             request_headers=request_headers, request_body=request_body,
             response_headers=response_headers, response_body=response_body, fault=fault,
-        ), self._row)
+        )))
 
     def flush(self) -> None:
         """Wait until every exchange this process recorded so far is stored."""
