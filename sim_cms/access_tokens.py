@@ -3,8 +3,9 @@
 Tokens are 256 random bits handed out once and stored only as their SHA-256, so a database
 dump cannot be replayed against the API. Their expiry is on the injected clock. Expired tokens
 are kept a day before they are pruned, so a client that comes back late is told
-TOKEN_EXPIRED (refresh) rather than INVALID_TOKEN (something is wrong). This module knows
-nothing of Flask; `oauth` is its HTTP face.
+TOKEN_EXPIRED (refresh) rather than INVALID_TOKEN (something is wrong). Tokens found valid
+are remembered in a `TokenCache`, so the Bearer check of a hot API call reads no database.
+This module knows nothing of Flask; `oauth` is its HTTP face.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from sim_cms.errors import BEARER_CHALLENGE
@@ -101,15 +103,69 @@ def _prune(session: Session, now: datetime) -> None:
     session.execute(delete(AccessToken).where(AccessToken.expires_at < now - PRUNE_AFTER))
 
 
-def check_token(db: Database, token: str, now: datetime) -> str:
+@dataclass(frozen=True)
+class _Known:
+    client_id: str
+    expires_at: datetime
+    checked_at: datetime
+
+
+class TokenCache:
+    """Tokens this process found in the database, by hash, so checking them reads nothing.
+
+    Only tokens that exist are remembered (an unknown one is looked up every time: it may
+    have been issued by another process a moment ago). Expiry is judged on the clock from
+    the remembered `expires_at`, exactly as from the row. An entry is trusted for
+    `REVALIDATE` of clock time and then looked up again, which bounds how long a token that
+    another process's reset deleted stays usable here; this process's own reset clears the
+    cache at once (`clear`, wired to the control API's reset).
+    """
+
+    REVALIDATE = timedelta(seconds=5)
+    MAX_ENTRIES = 10_000  # issued tokens live 300 s; a full cache is simply emptied
+
+    def __init__(self) -> None:
+        self._known: dict[str, _Known] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, now: datetime) -> _Known | None:
+        """The remembered row, unless it is due for a fresh look (or the clock went back)."""
+        known = self._known.get(digest)
+        if known is None or not known.checked_at <= now < known.checked_at + self.REVALIDATE:
+            return None
+        return known
+
+    def put(self, digest: str, known: _Known) -> None:
+        """Remember a row just read from the database."""
+        with self._lock:
+            if len(self._known) >= self.MAX_ENTRIES:
+                self._known.clear()
+            self._known[digest] = known
+
+    def clear(self) -> None:
+        """Forget everything (the tokens were deleted)."""
+        with self._lock:
+            self._known.clear()
+
+
+def check_token(db: Database, token: str, now: datetime, cache: TokenCache | None = None) -> str:
     """The client id a Bearer token was issued to; 401 INVALID_TOKEN or TOKEN_EXPIRED if not.
 
     A token is valid while `now < expires_at`: at the expiry instant it is already expired.
     """
-    with db.read() as session:
-        row = session.get(AccessToken, token_hash(token))
-    if row is None:
-        raise bearer_error("INVALID_TOKEN", "the access token is not known")
-    if now >= row.expires_at:
+    digest = token_hash(token)
+    known = cache.get(digest, now) if cache is not None else None
+    if known is None:
+        with db.core_read() as connection:
+            row = connection.execute(
+                select(AccessToken.client_id, AccessToken.expires_at)
+                .where(AccessToken.token_hash == digest)
+            ).first()
+        if row is None:
+            raise bearer_error("INVALID_TOKEN", "the access token is not known")
+        known = _Known(row.client_id, row.expires_at, now)
+        if cache is not None:
+            cache.put(digest, known)
+    if now >= known.expires_at:
         raise bearer_error("TOKEN_EXPIRED", "the access token has expired")
-    return row.client_id
+    return known.client_id

@@ -28,6 +28,7 @@ def _install_control(app: Flask, ctx: CmsContext) -> None:
     def reset_all() -> None:
         with ctx.db.write() as session:
             reset(session, ctx.settings, ctx.clock.now())
+        ctx.tokens.clear()  # the reset deleted every issued token
 
     faults = FaultPlan(ctx.db)
     install_faults(app, faults)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
 
+from sim_cms.access_tokens import TokenCache
 from sim_cms.settings import CmsSettings
 from simkit.clock import Clock
 from simkit.db import Database
@@ -20,12 +21,14 @@ class CmsContext:
 
     `trustly_transport` is the httpx transport used to reach Trustly (None: real network),
     so tests and the embedded harness can wire sim_cms to an in-process sim_trustly.
+    `tokens` remembers valid Bearer tokens (see `access_tokens.TokenCache`).
     """
 
     settings: CmsSettings
     db: Database
     clock: Clock
     trustly_transport: Any = None
+    tokens: TokenCache = field(default_factory=TokenCache)
 
 
 def cms() -> CmsContext:

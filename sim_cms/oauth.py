@@ -129,4 +129,4 @@ def require_access_token() -> None:
     if token is None:
         raise bearer_error("INVALID_TOKEN", "the Authorization header is not a Bearer token")
     ctx = cms()
-    g.cws_client_id = check_token(ctx.db, token, ctx.clock.now())
+    g.cws_client_id = check_token(ctx.db, token, ctx.clock.now(), ctx.tokens)

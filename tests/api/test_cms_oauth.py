@@ -243,3 +243,24 @@ def test_secrets_and_tokens_never_reach_the_journal(cms_client: FlaskClient) -> 
     for secret in ("tpas-secret", "guessed-secret", token, ADMIN_TOKEN):
         assert secret not in dumped
     assert "tpas-client" in entries[0]["requestHeaders"]["Authorization"]
+
+
+def test_a_reset_through_the_control_api_revokes_tokens_at_once(cms_client: FlaskClient) -> None:
+    token = issue(cms_client).get_json()["access_token"]
+    assert cms_client.get(PROTECTED, headers=bearer(token)).status_code == 200  # now cached
+    assert cms_client.post("/_sim/reset", headers=ADMIN).status_code == 200
+    assert_problem(cms_client.get(PROTECTED, headers=bearer(token)), 401, "INVALID_TOKEN")
+
+
+def test_a_token_deleted_behind_the_cache_is_refused_once_it_is_revalidated(
+    cms: Flask, cms_client: FlaskClient, clock: ManualClock,
+) -> None:
+    """Another process's reset deletes the row; this process notices within REVALIDATE."""
+    from sim_cms.access_tokens import TokenCache
+
+    token = issue(cms_client).get_json()["access_token"]
+    assert cms_client.get(PROTECTED, headers=bearer(token)).status_code == 200
+    with cms.extensions["sim_cms"].db.write() as session:
+        session.query(AccessToken).delete()
+    clock.advance(TokenCache.REVALIDATE.total_seconds())
+    assert_problem(cms_client.get(PROTECTED, headers=bearer(token)), 401, "INVALID_TOKEN")
