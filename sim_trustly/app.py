@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 
 from sim_trustly import admin, auth_service, openapi, tpas_admin
 from sim_trustly.context import EXTENSION, TrustlyContext
@@ -15,6 +15,7 @@ from sim_trustly.merchants import reset_state, seed_merchants
 from sim_trustly.microsite import api as microsite_api
 from sim_trustly.microsite import views as microsite_views
 from sim_trustly.settings import TrustlySettings
+from sim_trustly.token_fast_path import CredentialCache, TokenFastPath
 from simkit.clock import Clock, ManualClock, SystemClock
 from simkit.clock_store import DatabaseClockStore
 from simkit.control import ControlHooks, make_control_blueprint
@@ -41,21 +42,32 @@ def _seed(settings: TrustlySettings, db: Database, clock: Clock) -> None:
         ensure_signing_keys(session, configured, settings.signing_alg, now)
 
 
-def _install_control(app: Flask, ctx: TrustlyContext) -> None:
+def _install_control(
+    app: Flask, ctx: TrustlyContext, journal: Journal, cache: CredentialCache
+) -> FaultPlan:
     def reset() -> None:
         with ctx.db.write() as session:
             reset_state(session, ctx.settings.merchants, ctx.clock.now())
+
+    def forget_cached_state(response: Response) -> Response:
+        # Any change made through the control API (merchants, credentials, keys, reset) is
+        # seen by this process's next request; other workers see it within the cache's TTL.
+        if request.method != "GET":
+            cache.clear()
+        return response
 
     faults = FaultPlan(ctx.db)
     install_faults(app, faults)
     assert ctx.settings.admin_token is not None
     bp = make_control_blueprint(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,
-        journal=Journal(ctx.db, ctx.clock), faults=faults, hooks=ControlHooks(reset=reset),
+        journal=journal, faults=faults, hooks=ControlHooks(reset=reset),
     )
     admin.add_admin_routes(bp)
     tpas_admin.add_tpas_admin_routes(bp)
+    bp.after_request(forget_cached_state)
     app.register_blueprint(bp)
+    return faults
 
 
 def create_app(
@@ -77,10 +89,15 @@ def create_app(
     ctx = TrustlyContext(settings=settings, db=db, clock=clock, cms_transport=cms_transport)
     app.extensions[EXTENSION] = ctx
     install_error_handler(app, render_trustly_error)
+    journal = Journal(db, clock)
     if settings.journal_enabled:
-        install_journal(app, Journal(db, clock))
-    if settings.control_enabled:
-        _install_control(app, ctx)
+        install_journal(app, journal)
+    cache = CredentialCache()
+    faults = _install_control(app, ctx, journal, cache) if settings.control_enabled else None
+    app.wsgi_app = TokenFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, ctx, cache=cache, faults=faults,
+        journal=journal if settings.journal_enabled else None,
+    )
     app.register_blueprint(auth_service.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(microsite_views.bp)

@@ -1,0 +1,173 @@
+"""The QR Code API's common case served below Flask: the hottest request of a casino floor.
+
+Every EGM asks for a new QR token every few minutes, and load testers drive this endpoint
+hardest, so it must cost less than an empty Flask endpoint. Flask's request machinery alone
+costs more than everything this endpoint really does (check a credential, sign a JWT, store one
+row), so the common case is answered by a small WSGI layer in front of the app:
+
+- only a well-formed request from a known credential with the right key, no lockout state,
+  no fault rule for the path, for the credential's own merchant, is answered here;
+- anything else falls through to the Flask view (`auth_service.py`) untouched, which stays the
+  one place that decides errors, lockouts and faults. Both paths share the validation and
+  issuance functions of `issuance.py`, so they cannot disagree on what a valid request is.
+
+Credentials are cached per process for `CREDENTIAL_TTL_S`: a change made through the control
+API clears this process's cache at once (see `app.py`), and other worker processes see it
+within the TTL. A failed key check is never cached: it takes the Flask path, which counts it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sim_trustly import credentials
+from sim_trustly.context import TrustlyContext
+from sim_trustly.credentials import CredentialLookup
+from sim_trustly.issuance import Authenticated, issue_for_merchant, parse_token_request
+from simkit.clock import monotonic
+from simkit.errors import SimError
+from simkit.faults import FaultPlan
+from simkit.http import parse_basic_auth
+from simkit.journal import CORRELATION_HEADER, Journal
+
+TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path, not a secret
+CREDENTIAL_TTL_S = 1.0
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CORRELATION_ENVIRON = "HTTP_" + CORRELATION_HEADER.upper().replace("-", "_")
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class _Cached:
+    lookup: CredentialLookup
+    until: float  # monotonic seconds
+
+
+class CredentialCache:
+    """Successful credential lookups of this process, kept for a short time."""
+
+    def __init__(self, ttl_s: float = CREDENTIAL_TTL_S) -> None:
+        self._ttl_s = ttl_s
+        self._entries: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ctx: TrustlyContext, access_id: str) -> CredentialLookup | None:
+        """The credential of `access_id`, read from the database at most once per TTL."""
+        cached = self._entries.get(access_id)
+        now = monotonic()
+        if cached is not None and cached.until > now:
+            return cached.lookup
+        with ctx.db.core_read() as connection:
+            found = credentials.lookup_credential(connection, access_id)
+        if found is not None:
+            with self._lock:
+                self._entries[access_id] = _Cached(found, now + self._ttl_s)
+        return found
+
+    def forget(self, access_id: str) -> None:
+        """Drop one accessId (after a failure on it)."""
+        with self._lock:
+            self._entries.pop(access_id, None)
+
+    def clear(self) -> None:
+        """Drop everything (after any change through the control API)."""
+        with self._lock:
+            self._entries.clear()
+
+
+class TokenFastPath:
+    """WSGI middleware answering the QR Code API's common case; everything else goes to Flask."""
+
+    def __init__(
+        self, app: WsgiApp, ctx: TrustlyContext, *, cache: CredentialCache,
+        journal: Journal | None = None, faults: FaultPlan | None = None,
+    ) -> None:
+        self._app = app
+        self._ctx = ctx
+        self._cache = cache
+        self._journal = journal
+        self._faults = faults
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self._app(environ, start_response)
+        started = monotonic()
+        body = self._read_body(environ)
+        answer = None if body is None else self._issue(environ, body)
+        if answer is None:
+            return self._app(environ, start_response)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
+        if self._journal is not None:
+            headers.append((CORRELATION_HEADER, self._journal_exchange(
+                environ, body or b"", answer, headers, started)))
+        start_response("200 OK", headers)
+        return [answer]
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes | None:
+        """The JSON body, when it is small and declared; it is put back for the Flask path."""
+        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        length = environ.get("CONTENT_LENGTH", "")
+        if media_type != "application/json" or not length.isdigit():
+            return None
+        size = int(length)
+        if size > self._ctx.settings.max_body_bytes:
+            return None
+        body: bytes = environ["wsgi.input"].read(size)
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body
+
+    def _issue(self, environ: dict[str, Any], body: bytes) -> bytes | None:
+        """The response body of a token issued here, or None to let Flask answer."""
+        basic = parse_basic_auth(environ.get("HTTP_AUTHORIZATION"))
+        if basic is None:
+            return None
+        ctx = self._ctx
+        if self._faults is not None and self._faults.may_fire("POST", TOKEN_PATH):
+            return None
+        found = self._cache.get(ctx, basic[0])
+        if found is None or found.locked_until is not None or found.has_failures:
+            return None
+        if not credentials.key_matches(found, basic[1]):
+            self._cache.forget(basic[0])
+            return None
+        try:
+            token_request = parse_token_request(orjson.loads(body))
+            issued = issue_for_merchant(
+                ctx.db, Authenticated(found.merchant, found.active_kid), token_request,
+                ctx.settings, clock=ctx.clock, keyrings=ctx.keyrings,
+            )
+        except (SimError, ValueError):
+            return None  # the Flask view answers this request with its error
+        return orjson.dumps(issued.to_json(), option=orjson.OPT_SORT_KEYS)
+
+    def _journal_exchange(
+        self, environ: dict[str, Any], body: bytes, answer: bytes,
+        headers: list[tuple[str, str]], started: float,
+    ) -> str:
+        """Record the exchange as the Flask journal hook would; returns its correlation id."""
+        assert self._journal is not None
+        offered = environ.get(_CORRELATION_ENVIRON, "")
+        correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_headers = [
+            (key[5:].replace("_", "-").title(), value)
+            for key, value in environ.items() if key.startswith("HTTP_")
+        ]
+        request_headers.append(("Content-Type", environ.get("CONTENT_TYPE", "")))
+        request_headers.append(("Content-Length", environ.get("CONTENT_LENGTH", "")))
+        self._journal.record(
+            correlation_id=correlation_id, method="POST", path=TOKEN_PATH,
+            query=environ.get("QUERY_STRING", ""), status=200,
+            latency_ms=int((monotonic() - started) * 1000), request_headers=request_headers,
+            request_body=body, response_headers=[*headers, (CORRELATION_HEADER, correlation_id)],
+            response_body=answer,
+        )
+        return correlation_id
