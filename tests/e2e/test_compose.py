@@ -1,27 +1,37 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
-The structure is validated as data, every command is resolved against the code it names, and
-the `trustly`, `cms` and `cms-rotator` services are run as local processes with exactly the
-command and environment compose would give them, bar three substitutions: free ports, SQLite
-files instead of PostgreSQL, and 127.0.0.1 for the `trustly` host name.
+(a) The file is validated against the Compose specification's JSON schema (as shipped by
+check-jsonschema), every command is resolved against the code it names, and every URL a
+service is given points at a service listening on that port.
+
+(b) The `trustly`, `cms` and `cms-rotator` services run as local processes with exactly the
+command and environment compose would give them, bar free ports, 127.0.0.1 for the service
+host names and scratch databases on the machine's PostgreSQL for the `postgres` service
+(`tests.e2e.compose_local`). A player pays the QR an EGM screen shows, and a payment whose
+CMS call failed (the `cms` service down) is finished by the `trustly` workers' recovery
+sweep once the CMS is back.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import io
+import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -33,51 +43,64 @@ from harness.rotate import RotateOptions, rotation_pass, run_rotation, stop_on_s
 from sim_cms.settings import TrustlyLink, load_cms_settings
 from sim_trustly.settings import load_trustly_settings
 from simkit.clock import monotonic
-from simkit.db import sqlite_url
 from tests.conftest import CmsFactory
-from tests.e2e.processes import SCANPAY, free_port, running
+from tests.e2e.compose_local import (
+    COMPOSE,
+    REPO,
+    SERVICES,
+    ComposeServer,
+    LocalCompose,
+    ScratchPostgres,
+    initdb_databases,
+    interpolate,
+    local_port,
+    run_healthcheck,
+)
+from tests.e2e.pay_stack import DEFINITE, PayStack, code_of, poll_pause, unique
+from tests.e2e.processes import SCANPAY, running
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-SERVICES: dict[str, Any] = COMPOSE["services"]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 SIM_SERVICES = ("trustly", "cms", "cms-rotator")
-RESERVED_PORTS = {5432, 6379, 5672, 1883, 4222, 3306, 8710, 8720}
-_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?:(:?-)([^}]*))?\})")
-
-
-def interpolate(value: Any, env: Mapping[str, str]) -> Any:
-    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`, through lists and maps.
-
-    `:-` falls back on the default when VAR is unset or empty, `-` only when it is unset
-    (so `SCANPAY_ADMIN_TOKEN=` can switch the control API off).
-    """
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, operator, default = match.groups()
-        if name is None:
-            return "$"
-        if name in env and (env[name] or operator != ":-"):
-            return env[name]
-        if operator is None:
-            raise AssertionError(f"${{{name}}} has no default: compose up would need it set")
-        return default
-
-    return _VARIABLE.sub(substitute, value)
-
-
+HOOKS = "python:sim_trustly.gunicorn_hooks"
 DEFAULTS: dict[str, Any] = interpolate(SERVICES, {})
+# TPAS keeps trying a CMS that does not answer for about 24 s (the default profile's five
+# attempts with backoff) before it answers the phone 202 and parks the payment.
+PAY_TIMEOUT_S = 120.0
+SWEEP_DEADLINE_S = 120.0
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose specification's JSON schema, from the check-jsonschema package."""
+    vendor = files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
+    return schema
+
+
+def schema_errors(document: Any) -> list[str]:
+    """What the Compose specification's schema finds wrong with `document`."""
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(document)]
 
 
 # --- (a) structure -------------------------------------------------------------------------
+
+def test_compose_file_is_valid_against_the_compose_specification_schema() -> None:
+    assert schema_errors(COMPOSE) == []
+    assert schema_errors(interpolate(COMPOSE, {})) == []  # as compose reads it, defaults in
+
+
+def test_the_schema_rejects_a_misspelt_key_and_a_wrong_condition() -> None:
+    broken = copy.deepcopy(COMPOSE)
+    trustly = broken["services"]["trustly"]
+    trustly["enviroment"] = trustly.pop("environment")
+    trustly["depends_on"]["postgres"]["condition"] = "healthy"
+    errors = schema_errors(broken)
+    assert any("enviroment" in error for error in errors), errors
+    assert any("healthy" in error for error in errors), errors
+
 
 def test_compose_file_uses_the_compose_spec_without_a_version_key() -> None:
     assert "version" not in COMPOSE
@@ -97,7 +120,41 @@ def test_sims_publish_the_design_ports_by_default() -> None:
     assert DEFAULTS["cms"]["ports"] == ["8720:8720"]
     assert "0.0.0.0:8710" in DEFAULTS["trustly"]["command"]
     assert "0.0.0.0:8720" in DEFAULTS["cms"]["command"]
-    assert DEFAULTS["cms"]["environment"]["SCANPAY_CMS_TRUSTLY_URL"] == "http://trustly:8710"
+
+
+def _listening_ports(service: dict[str, Any]) -> set[int]:
+    """The ports a service listens on inside the compose network (bind, or container side)."""
+    command = service.get("command", [])
+    ports = {int(arg.rsplit(":", 1)[1]) for arg in command if arg.startswith("0.0.0.0:")}
+    return ports | {int(str(mapping).rsplit(":", 1)[-1]) for mapping in service.get("ports", [])}
+
+
+def test_every_url_a_service_is_given_names_a_service_on_the_port_it_listens_on() -> None:
+    seen = 0
+    for name, service in DEFAULTS.items():
+        values = [*service.get("environment", {}).values(), *service.get("command", [])]
+        for value in values:
+            parts = urlsplit(str(value))
+            if parts.scheme != "http" or parts.hostname not in SERVICES:
+                continue
+            seen += 1
+            assert parts.port in _listening_ports(DEFAULTS[parts.hostname]), (name, value)
+    assert seen >= 5  # cms -> trustly (x2 with the rotator), trustly -> cms, locust -> both
+
+
+def test_each_sim_reads_the_other_sims_address_from_its_environment() -> None:
+    trustly = load_trustly_settings(environ=DEFAULTS["trustly"]["environment"])
+    assert trustly.cms.base_url == "http://cms:8720"  # where TPAS sends fundings
+    assert trustly.public_base_url == "http://localhost:8710"
+    cms = load_cms_settings(environ=DEFAULTS["cms"]["environment"])
+    assert cms.trustly.base_url == "http://trustly:8710"  # where the CMS gets its QRs
+
+
+def test_trustly_runs_the_gunicorn_hooks_that_start_the_recovery_sweep() -> None:
+    command = DEFAULTS["trustly"]["command"]
+    assert command[command.index("-c") + 1] == HOOKS
+    hooks = importlib.import_module(HOOKS.removeprefix("python:"))
+    assert callable(hooks.post_fork)
 
 
 def test_depends_on_names_services_that_exist_and_report_health() -> None:
@@ -117,8 +174,7 @@ def test_load_generators_only_start_in_the_load_profile() -> None:
 
 
 def test_each_sim_uses_its_own_postgres_database_created_at_init() -> None:
-    created = re.findall(r"CREATE DATABASE (\w+)", (REPO / "docker/initdb.sql").read_text())
-    assert sorted(created) == ["cms", "trustly"]
+    assert sorted(initdb_databases()) == ["cms", "trustly"]
     postgres = SERVICES["postgres"]
     assert postgres["image"].startswith("postgres:15")
     assert postgres["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
@@ -131,10 +187,16 @@ def test_each_sim_uses_its_own_postgres_database_created_at_init() -> None:
 
 def test_sim_environment_names_only_variables_the_settings_loaders_read() -> None:
     read = set()
-    for module in ("sim_trustly/settings.py", "sim_cms/settings.py"):
+    for module in ("sim_trustly/settings.py", "sim_trustly/partner_profiles.py",
+                   "sim_cms/settings.py"):
         read |= set(re.findall(r'"(SCANPAY_\w+)"', (REPO / module).read_text()))
     for name in SIM_SERVICES:
         assert set(SERVICES[name]["environment"]) <= read, name
+    needed = {"trustly": {"SCANPAY_TRUSTLY_DATABASE_URL", "SCANPAY_TRUSTLY_PUBLIC_URL",
+                          "SCANPAY_TRUSTLY_CMS_URL"},
+              "cms": {"SCANPAY_CMS_DATABASE_URL", "SCANPAY_CMS_TRUSTLY_URL"}}
+    for name, variables in needed.items():
+        assert variables <= set(SERVICES[name]["environment"]), name
 
 
 def test_an_empty_admin_token_switches_the_control_api_off() -> None:
@@ -198,116 +260,151 @@ def test_load_profile_runs_the_locustfile() -> None:
 
 # --- (b) the services as local processes ---------------------------------------------------
 
-def _port() -> int:
-    while (port := free_port()) in RESERVED_PORTS:
-        continue
-    return port
+@dataclass
+class Running:
+    """The local `trustly` and `cms` services and a driver speaking to both over HTTP."""
 
-
-@dataclass(frozen=True)
-class LocalService:
-    """One compose service turned into a local command line and environment."""
-
-    argv: list[str]
-    env: dict[str, str]
-    healthcheck: list[str]
-
-
-class LocalStack:
-    """The compose file interpolated with free ports and SQLite files under `root`."""
-
-    def __init__(self, root: Path) -> None:
-        self.trustly_port, self.cms_port = _port(), _port()
-        self.heartbeat = root / "rotate.heartbeat"
-        self.variables = {
-            "SCANPAY_TRUSTLY_PORT": str(self.trustly_port),
-            "SCANPAY_CMS_PORT": str(self.cms_port), "SCANPAY_PUBLIC_HOST": "127.0.0.1",
-            "SCANPAY_ROTATE_HEARTBEAT": str(self.heartbeat),
-        }
-        self.databases = {"/trustly": sqlite_url(str(root / "trustly.db")),
-                          "/cms": sqlite_url(str(root / "cms.db"))}
-
-    @property
-    def trustly_url(self) -> str:
-        """Where the local `trustly` service listens."""
-        return f"http://127.0.0.1:{self.trustly_port}"
-
-    @property
-    def cms_url(self) -> str:
-        """Where the local `cms` service listens."""
-        return f"http://127.0.0.1:{self.cms_port}"
-
-    def service(self, name: str) -> LocalService:
-        """The service's command, environment and health check, made local."""
-        spec = interpolate(SERVICES[name], self.variables)
-        env = {"SCANPAY_CONFIG": "", **{key: self._local(str(value))
-                                        for key, value in spec["environment"].items()}}
-        argv = [self._local(arg) for arg in spec["command"]]
-        argv[0] = str(Path(sys.executable).with_name(argv[0]))  # this venv's console script
-        return LocalService(argv=argv, env=env, healthcheck=spec["healthcheck"]["test"])
-
-    def _local(self, value: str) -> str:
-        for suffix, url in self.databases.items():
-            if value.startswith("postgresql://") and value.endswith(suffix):
-                return url
-        return value.replace("//trustly:", "//127.0.0.1:").replace("0.0.0.0:", "127.0.0.1:")
-
-
-def run_healthcheck(service: LocalService) -> int:
-    """Run the service's compose health check here; its exit status (0 = healthy)."""
-    argv = [sys.executable, *service.healthcheck[2:]]
-    return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode
+    local: LocalCompose
+    trustly: ComposeServer
+    cms: ComposeServer
+    stack: PayStack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The `trustly` and `cms` services running under gunicorn, as compose would run them."""
-    local = LocalStack(tmp_path_factory.mktemp("compose"))
-    trustly, cms = local.service("trustly"), local.service("cms")
-    with running(trustly.argv, f"{local.trustly_url}/openapi.json", env=trustly.env, cwd=REPO), \
-            running(cms.argv, f"{local.cms_url}/openapi.json", env=cms.env, cwd=REPO):
-        yield local
+def postgres() -> Iterator[ScratchPostgres]:
+    """The machine's PostgreSQL in place of the `postgres` service; scratch databases."""
+    server = ScratchPostgres("compose")
+    server.require()
+    try:
+        yield server
+    finally:
+        server.drop_all()
 
 
-def test_trustly_service_issues_a_token_with_the_demo_credentials(stack: LocalStack) -> None:
-    assert run_healthcheck(stack.service("trustly")) == 0
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory,
+             postgres: ScratchPostgres) -> Iterator[Running]:
+    """`trustly`, then `cms` (compose's order), under gunicorn as compose runs them."""
+    databases = {name: postgres.create(name) for name in initdb_databases()}
+    local = LocalCompose(tmp_path_factory.mktemp("compose"), databases)
+    trustly, cms = local.server("trustly"), local.server("cms")
+    stack: PayStack | None = None
+    try:
+        trustly.start()
+        cms.start()
+        stack = PayStack(cms, trustly, controllable=False,
+                         admin_token=trustly.service.env["SCANPAY_ADMIN_TOKEN"])
+        yield Running(local, trustly, cms, stack)
+    finally:
+        if stack is not None:
+            stack.close()
+        trustly.interrupt()
+        cms.interrupt()
+        trustly.stop()
+        cms.stop()
+
+
+@pytest.mark.db
+def test_trustly_service_issues_a_token_with_the_demo_credentials(services: Running) -> None:
+    assert run_healthcheck(services.local.service("trustly")) == 0
     response = httpx.post(
-        f"{stack.trustly_url}/auth-service/api/oauth2/qrcode/token",
+        f"{services.local.trustly_url}/auth-service/api/oauth2/qrcode/token",
         auth=("demo-access-id", "demo-access-key"),
-        json={"merchantId": "demo-merchant", "egmId": "EGM-001"},
+        json={"merchantId": "demo-merchant", "egmId": "EGM-001"}, timeout=30,
     )
     assert response.status_code == 200, response.text
-    assert response.json()["url"].startswith(f"{stack.trustly_url}/scan/")
+    assert response.json()["url"].startswith(f"{services.local.trustly_url}/scan/")
 
 
-def test_cms_service_shows_a_qr_issued_by_the_trustly_service(stack: LocalStack) -> None:
-    assert run_healthcheck(stack.service("cms")) == 0
-    status = httpx.get(f"{stack.cms_url}/egm/EGM-001/status.json")
+@pytest.mark.db
+def test_cms_service_shows_a_qr_issued_by_the_trustly_service(services: Running) -> None:
+    assert run_healthcheck(services.local.service("cms")) == 0
+    status = httpx.get(f"{services.local.cms_url}/egm/EGM-001/status.json", timeout=30)
     assert status.status_code == 200, status.text
-    assert status.json()["url"].startswith(f"{stack.trustly_url}/scan/")
+    assert status.json()["url"].startswith(f"{services.local.trustly_url}/scan/")
 
 
-def _egms_without_qr(stack: LocalStack, admin_token: str) -> list[str]:
-    dump = httpx.get(f"{stack.cms_url}/_sim/state",
-                     headers={"Authorization": f"Bearer {admin_token}"}).json()
+@pytest.mark.db
+def test_a_player_pays_the_qr_an_egm_shows_and_the_meter_rises(services: Running) -> None:
+    stack, local, egm = services.stack, services.local, "EGM-003"
+    screen = httpx.get(f"{local.cms_url}/egm/{egm}/status.json", timeout=30).json()
+    assert screen["url"].startswith(f"{local.trustly_url}/scan/"), screen
+    code = code_of(screen["url"])
+    scan = httpx.get(f"{local.trustly_url}/api/v1/scan/{code}", timeout=30)
+    assert scan.status_code == 200 and scan.json()["egmId"] == egm, scan.text
+
+    response = stack.pay_response(code, 2500, username=unique("player"))
+
+    assert response.status_code == 201, f"{response.text}\n{stack.logs()}"
+    payment = response.json()
+    assert (payment["status"], payment["egmId"], payment["amount"]) == ("CREDITED", egm, 2500)
+    after = httpx.get(f"{local.cms_url}/egm/{egm}/status.json", timeout=30).json()
+    assert after["creditMeter"] == screen["creditMeter"] + 2500 == stack.meter(egm)
+    assert [f["outcome"] for f in stack.fundings_of(payment["transactionId"])] == ["APPLIED"]
+    stack.assert_reconciled()
+
+
+def _wait_definite(stack: PayStack, payment_id: str, deadline_s: float) -> dict[str, Any]:
+    """The payment once definite, polling only (no recovery pass is asked for)."""
+    end = monotonic() + deadline_s
+    while monotonic() < end:
+        payment = stack.payment(payment_id)
+        if payment["status"] in DEFINITE:
+            return payment
+        poll_pause(0.25)
+    raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
+                         f"{stack.payment_record(payment_id)}\n{stack.logs()}")
+
+
+@pytest.mark.db
+def test_a_payment_whose_cms_call_failed_is_finished_by_the_workers_recovery_sweep(
+        services: Running) -> None:
+    stack, egm, amount = services.stack, "EGM-004", 1500
+    code = stack.acquire_qr(egm)
+    meter = stack.meter(egm)
+    services.cms.stop()  # the CMS is down while the phone pays
+    body = {"amount": amount, "currency": "USD",
+            "bank": {"username": unique("player"), "password": "pw"}}
+    with httpx.Client(base_url=services.trustly.base, timeout=PAY_TIMEOUT_S) as phone:
+        response = phone.post(f"/api/v1/scan/{code}/payments", json=body)
+    assert response.status_code == 202, f"{response.text}\n{stack.logs()}"
+    parked = response.json()
+    assert parked["status"] == "FUNDING", parked
+
+    services.cms.start()  # back on the same port and database; nobody asks for a recovery
+    payment = _wait_definite(stack, parked["paymentId"], SWEEP_DEADLINE_S)
+
+    assert payment["status"] == "CREDITED", stack.payment_record(parked["paymentId"])
+    kinds = [e["kind"] for e in stack.payment_record(parked["paymentId"])["events"]]
+    assert "PARKED" in kinds and kinds[-1] == "CREDITED", kinds
+    assert stack.meter(egm) == meter + amount
+    assert [f["outcome"] for f in stack.fundings_of(payment["transactionId"])] == ["APPLIED"]
+    stack.assert_reconciled()
+
+
+def _egms_without_qr(url: str, admin_token: str) -> list[str]:
+    dump = httpx.get(f"{url}/_sim/state", headers={"Authorization": f"Bearer {admin_token}"},
+                     timeout=30).json()
     return [egm["id"] for egm in dump["egms"] if egm["qr"]["url"] is None]
 
 
-def test_rotator_service_gives_every_egm_a_qr_and_stops_on_ctrl_c(stack: LocalStack) -> None:
-    rotator = stack.service("cms-rotator")
+@pytest.mark.db
+def test_rotator_service_gives_every_egm_a_qr_and_stops_on_ctrl_c(services: Running) -> None:
+    local = services.local
+    rotator = local.service("cms-rotator")
     token = rotator.env["SCANPAY_ADMIN_TOKEN"]
     # The rotator has no port of its own: "ready" is the CMS it rotates for.
-    with running(rotator.argv, f"{stack.cms_url}/openapi.json", env=rotator.env,
+    with running(rotator.argv, f"{local.cms_url}/openapi.json", env=rotator.env,
                  cwd=REPO) as process:
-        end = monotonic() + 30
-        while (_egms_without_qr(stack, token) or not stack.heartbeat.exists()) \
+        end = monotonic() + 60
+        while (_egms_without_qr(local.cms_url, token) or not local.heartbeat.exists()) \
                 and monotonic() < end and process.poll() is None:
-            threading.Event().wait(0.1)  # poll interval of a deadline-bound wait
+            poll_pause(0.1)
         assert process.poll() is None, process.communicate()
-        assert _egms_without_qr(stack, token) == []
+        assert _egms_without_qr(local.cms_url, token) == []
         assert run_healthcheck(rotator) == 0
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=15)
+        out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "acquired EGM-010" in out and "stopped after" in out
     assert "Traceback" not in err
@@ -328,7 +425,7 @@ def test_a_rotation_pass_prints_one_line_per_acquisition(make_cms: CmsFactory) -
 
 
 def test_a_rotation_pass_prints_trustly_failures_without_raising(make_cms: CmsFactory) -> None:
-    app = make_cms(trustly=TrustlyLink(base_url=f"http://127.0.0.1:{_port()}",
+    app = make_cms(trustly=TrustlyLink(base_url=f"http://127.0.0.1:{local_port()}",
                                              connect_timeout_s=0.5))
     out = io.StringIO()
     rotation_pass(_ctx(app), Console(file=out, soft_wrap=True))

@@ -1,0 +1,234 @@
+"""docker-compose.yml's services as local processes, for tests on a machine without Docker.
+
+`interpolate` is Compose's variable substitution. `LocalCompose` turns a service of the file
+into the command line and environment compose would give it, changing only what a process
+outside the compose network has to: the ports, through the file's own `${..._PORT}`
+variables; the service host names (`trustly`, `cms`, `postgres`), which become 127.0.0.1;
+and the `postgres` service, which becomes the machine's own PostgreSQL server
+(SCANPAY_TEST_DATABASE_URL's server, else 127.0.0.1:5432) with scratch databases named for
+the test run in place of the `trustly` and `cms` databases docker/initdb.sql creates.
+Nothing else of the environment blocks is touched, and no SCANPAY_* variable of the
+test's own environment leaks into a `ComposeServer`.
+
+`ComposeServer` runs one such service as a process group that a test can stop, kill and
+start again on the same port and databases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from simkit.db import normalise_url
+from tests.conftest import TEST_DB_ENV
+from tests.e2e.pay_stack import Server
+from tests.e2e.processes import Process, free_port, wait_until_up
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+INITDB = REPO / "docker/initdb.sql"
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Ports the team's shared services (and the sims' defaults) use: never a local service's.
+RESERVED_PORTS = {1883, 3306, 4222, 5432, 5672, 6379, 8089, 8710, 8720}
+READY_S = 120.0  # gunicorn --preload migrates and seeds first: slow on a loaded machine
+_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?:(:?-)([^}]*))?\})")
+_SERVICE_HOST = re.compile(r"//([A-Za-z0-9_.-]+):")
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`, through lists and maps.
+
+    `:-` falls back on the default when VAR is unset or empty, `-` only when it is unset
+    (so `SCANPAY_ADMIN_TOKEN=` can switch the control API off).
+    """
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, default = match.groups()
+        if name is None:
+            return "$"
+        if name in env and (env[name] or operator != ":-"):
+            return env[name]
+        if operator is None:
+            raise AssertionError(f"${{{name}}} has no default: compose up would need it set")
+        return str(default)
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def local_port() -> int:
+    """A free port on 127.0.0.1 that is none of the reserved ones."""
+    while (port := free_port()) in RESERVED_PORTS:
+        continue
+    return port
+
+
+def initdb_databases() -> list[str]:
+    """The databases the `postgres` service creates at first start (docker/initdb.sql)."""
+    return re.findall(r"CREATE DATABASE (\w+)", INITDB.read_text())
+
+
+class ScratchPostgres:
+    """The machine's PostgreSQL server and the databases one test run creates on it."""
+
+    def __init__(self, label: str) -> None:
+        self.explicit = os.environ.get(TEST_DB_ENV)
+        self.server = self.explicit or LOCAL_POSTGRES
+        self.prefix = f"scanpay_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.created: list[str] = []
+
+    def _admin(self, statement: str) -> None:
+        engine = create_engine(normalise_url(self.server), isolation_level="AUTOCOMMIT",
+                               connect_args={"connect_timeout": 10})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def require(self) -> None:
+        """Skip when no server answers, unless SCANPAY_TEST_DATABASE_URL named one (fail)."""
+        try:
+            self._admin("SELECT 1")
+        except SQLAlchemyError as exc:
+            if self.explicit:
+                raise
+            pytest.skip(f"no PostgreSQL at {LOCAL_POSTGRES} for the compose services "
+                        f"({type(exc).__name__}); start one or set {TEST_DB_ENV}")
+
+    def create(self, name: str) -> str:
+        """A new empty database `<prefix>_<name>`; its URL."""
+        database = f"{self.prefix}_{name}"
+        self._admin(f'CREATE DATABASE "{database}"')
+        self.created.append(database)
+        return make_url(self.server).set(database=database).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        """Drop every database this run created (connections of dead servers included)."""
+        for database in self.created:
+            self._admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        self.created.clear()
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """One compose service turned into a local command line and environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    healthcheck: list[str]
+
+
+class LocalCompose:
+    """The compose file interpolated with free ports, onto local databases.
+
+    `databases` maps each compose database name (`trustly`, `cms`) to a local URL; several
+    `LocalCompose` on the same `databases` are several replicas of the same services.
+    """
+
+    def __init__(self, root: Path, databases: Mapping[str, str], *,
+                 trustly_port: int | None = None, cms_port: int | None = None) -> None:
+        self.root, self.databases = root, dict(databases)
+        self.trustly_port = trustly_port or local_port()
+        self.cms_port = cms_port or local_port()
+        self.heartbeat = root / f"rotate-{self.cms_port}.heartbeat"
+        self.variables = {
+            "SCANPAY_TRUSTLY_PORT": str(self.trustly_port),
+            "SCANPAY_CMS_PORT": str(self.cms_port), "SCANPAY_PUBLIC_HOST": "127.0.0.1",
+            "SCANPAY_ROTATE_HEARTBEAT": str(self.heartbeat),
+        }
+
+    @property
+    def trustly_url(self) -> str:
+        """Where the local `trustly` service listens."""
+        return f"http://127.0.0.1:{self.trustly_port}"
+
+    @property
+    def cms_url(self) -> str:
+        """Where the local `cms` service listens."""
+        return f"http://127.0.0.1:{self.cms_port}"
+
+    def service(self, name: str) -> LocalService:
+        """The service's command, environment and health check, made local."""
+        spec = interpolate(SERVICES[name], self.variables)
+        env = {key: self._local(str(value)) for key, value in spec["environment"].items()}
+        argv = [self._local(arg) for arg in spec["command"]]
+        argv[0] = str(Path(sys.executable).with_name(argv[0]))  # this venv's console script
+        return LocalService(name=name, argv=argv, env=env,
+                            healthcheck=spec["healthcheck"]["test"])
+
+    def server(self, name: str) -> ComposeServer:
+        """The `trustly` or `cms` service as a server that can be started and stopped."""
+        port = self.trustly_port if name == "trustly" else self.cms_port
+        return ComposeServer(self.service(name), port, self.root)
+
+    def _local(self, value: str) -> str:
+        if value.startswith("postgresql://"):
+            url = make_url(value)
+            assert url.host == "postgres", value
+            assert url.database in self.databases, f"{value}: no local database for it"
+            return self.databases[url.database]
+        value = _SERVICE_HOST.sub(
+            lambda m: "//127.0.0.1:" if m.group(1) in SERVICES else m.group(0), value)
+        return value.replace("0.0.0.0:", "127.0.0.1:")
+
+
+def service_environ(service: LocalService) -> dict[str, str]:
+    """The service's environment over this machine's, minus the test's own SCANPAY_* ones."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("SCANPAY_")}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**base, "PYTHONPATH": path, **service.env}
+
+
+class ComposeServer(Server):
+    """A compose service's own command as a process group (stop, kill, start again)."""
+
+    def __init__(self, service: LocalService, port: int, workdir: Path) -> None:
+        super().__init__(f"{service.name}-{port}", service.argv[-1], service.env, port, workdir)
+        self.service = service
+
+    def _args(self) -> list[str]:
+        return list(self.service.argv)
+
+    def start(self) -> None:
+        """Start the service (again) and wait, bounded, until it answers."""
+        self.starts += 1
+        out = self.workdir / f"{self.name}-{self.starts}.out"
+        err = self.workdir / f"{self.name}-{self.starts}.err"
+        with out.open("w") as out_file, err.open("w") as err_file:
+            popen = subprocess.Popen(self._args(), stdout=out_file, stderr=err_file, text=True,
+                                     env=service_environ(self.service), cwd=REPO,
+                                     start_new_session=True)
+        self.process = Process(popen, out, err)
+        try:
+            wait_until_up(f"{self.base}/openapi.json", self.process, deadline_s=READY_S)
+        except BaseException:
+            self.kill()
+            raise
+
+
+def run_healthcheck(service: LocalService) -> int:
+    """Run the service's compose health check here; its exit status (0 = healthy)."""
+    assert service.healthcheck[:3] == ["CMD", "python", "-c"], service.healthcheck
+    argv = [sys.executable, *service.healthcheck[2:]]
+    return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode
