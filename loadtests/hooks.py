@@ -10,19 +10,23 @@ otherwise, 2 when the run could not start.
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
 import requests
 from base import LoadSettings, add_options, parse_shares
 from floor import TALLY, worker_index
 from gates import ControlApi, Step, Thresholds, judge_steps, parse_step_p95, reconcile
 from live import start_live_line
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 REPORT = "scanpay_floor_report"
+DRAIN = "scanpay_drain"
+DRAIN_MARGIN_S = 30.0  # beyond --stop-timeout, for the workers' last journeys and reports
 REACH_TIMEOUT_S = 5.0
 
 
@@ -74,8 +78,11 @@ def _options(parser: Any, **_: Any) -> None:
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
-    if options is None or _is_worker(environment):
+    if _is_worker(environment):
+        environment.runner.register_message(DRAIN, _on_drain)
         return  # a worker gets its options from the master with each spawn
+    if options is None:
+        return
     try:
         parse_shares(options.amounts, "--amounts")
         parse_shares(options.bank_outcomes, "--bank-outcomes")
@@ -96,6 +103,30 @@ def _on_init(environment: Any, **_: Any) -> None:
 def _on_report(environment: Any, msg: Any, **_: Any) -> None:
     report = dict(msg.data)
     STATE.reports[int(report["worker"])] = report
+
+
+def _on_drain(environment: Any, **_: Any) -> None:
+    """A worker told by its master to stop now: its users finish (within --stop-timeout)
+    and its test_stop sends the last statistics and the tally."""
+    environment.runner.stop()
+    environment.runner.worker_state = STATE_INIT  # what Locust's own stop leaves behind
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(environment: Any, **_: Any) -> None:
+    """On the master: stop the workers and wait for their reports before the gates judge.
+
+    Locust's headless `--run-time` ends with `quit`, which judges before the workers have
+    stopped (their last journeys and statistics would be lost), so the master drains first.
+    """
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        return
+    expected = len(runner.clients.all)
+    runner.send_message(DRAIN)
+    deadline = time.monotonic() + float(environment.stop_timeout or 0) + DRAIN_MARGIN_S
+    while len(STATE.reports) < expected and time.monotonic() < deadline:
+        gevent.sleep(0.2)
 
 
 @events.test_start.add_listener
@@ -119,6 +150,9 @@ def _on_test_start(environment: Any, **_: Any) -> None:
 @events.test_stop.add_listener
 def _on_test_stop(environment: Any, **_: Any) -> None:
     if _is_worker(environment):
+        send_stats = getattr(environment.runner, "_send_stats", None)
+        if send_stats is not None:
+            send_stats()  # the last samples, before the master judges them
         environment.runner.send_message(REPORT, TALLY.report(worker_index(environment)))
         return
     if STATE.live is not None:
