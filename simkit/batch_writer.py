@@ -12,8 +12,8 @@ in the same process call `flush()` first, so they always see every row this proc
 before; readers in another process that miss a row they expect wait for it with a deadline.
 Only rows that may be lost in a crash go through here: never money, never a used token.
 
-One writer per table, `Database` object and process; a forked worker starts its own (a thread
-does not survive `fork`).
+One writer per `Database` object and process, whatever the tables; a forked worker starts its
+own (a thread does not survive `fork`).
 """
 
 from __future__ import annotations
@@ -34,30 +34,36 @@ from simkit.db import Database
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 10.0
-MAX_BATCH = 500  # rows per INSERT; a backlog is written in several batches
+MAX_BATCH = 500  # rows per transaction; a backlog is written in several batches
+# How long the writer waits for more rows after the first of a batch arrives: under load
+# this gathers many rows into one commit; `flush()` cuts it short.
+LINGER_S = 0.004
 
 RowMaker = Callable[[], dict[str, Any]]
 
 
 class BatchWriter:
-    """A FIFO of rows to insert into one table and the thread that stores them in batches."""
+    """A FIFO of rows to insert and the one thread that stores them, a batch per commit.
 
-    def __init__(self, db: Database, table: Table) -> None:
+    One thread per database, whatever the tables: two writers would only fight over SQLite's
+    single write lock.
+    """
+
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._table = table
-        self._statement = insert(table)
         self._start_process()
 
     def _start_process(self) -> None:
         # Everything a forked child must not share with its parent is made here.
         self._pid = os.getpid()
         self._cond = threading.Condition()
-        self._pending: list[RowMaker] = []
+        self._pending: list[tuple[Table, RowMaker]] = []
         self._submitted = 0
         self._written = 0
+        self._waiting_readers = 0
         self._thread: threading.Thread | None = None
 
-    def submit(self, make_row: RowMaker) -> None:
+    def submit(self, table: Table, make_row: RowMaker) -> None:
         """Queue one row (made by the writer, so costly work like redaction leaves the request).
 
         Never blocks on the database.
@@ -65,14 +71,15 @@ class BatchWriter:
         if self._pid != os.getpid():
             self._start_process()
         with self._cond:
-            self._pending.append(make_row)
+            self._pending.append((table, make_row))
             self._submitted += 1
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name=f"batch-writer-{self._table.name}", daemon=True
+                    target=self._run, name="batch-writer", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            if len(self._pending) == 1 or len(self._pending) >= MAX_BATCH:
+                self._cond.notify_all()
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until every row queued so far is stored; False if that took too long."""
@@ -81,11 +88,16 @@ class BatchWriter:
         deadline = monotonic() + timeout_s
         with self._cond:
             target = self._submitted
-            while self._written < target:
-                left = deadline - monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._waiting_readers += 1
+            self._cond.notify_all()  # a reader is waiting: no lingering
+            try:
+                while self._written < target:
+                    left = deadline - monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._waiting_readers -= 1
         return True
 
     def _run(self) -> None:
@@ -93,6 +105,12 @@ class BatchWriter:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
+                linger_until = monotonic() + LINGER_S
+                while len(self._pending) < MAX_BATCH and not self._waiting_readers:
+                    left = linger_until - monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
             self._store(batch)
@@ -100,35 +118,35 @@ class BatchWriter:
                 self._written += len(batch)
                 self._cond.notify_all()
 
-    def _store(self, batch: list[RowMaker]) -> None:
+    def _store(self, batch: list[tuple[Table, RowMaker]]) -> None:
+        by_table: dict[Table, list[dict[str, Any]]] = {}
         try:
-            rows = [make_row() for make_row in batch]
+            for table, make_row in batch:
+                by_table.setdefault(table, []).append(make_row())
             with self._db.core_write_relaxed() as connection:
-                connection.execute(self._statement, rows)
+                for table, rows in by_table.items():
+                    connection.execute(insert(table), rows)
         except Exception:
             # A failed batch must never stop the sim; the rows are reported lost.
-            log.exception("%s: %d rows could not be stored", self._table.name, len(batch))
+            names = ", ".join(sorted(table.name for table in by_table)) or "?"
+            log.exception("batch writer: %d rows (%s) could not be stored", len(batch), names)
 
 
-_writers: weakref.WeakKeyDictionary[Database, dict[str, BatchWriter]] = (
-    weakref.WeakKeyDictionary()
-)
+_writers: weakref.WeakKeyDictionary[Database, BatchWriter] = weakref.WeakKeyDictionary()
 _writers_lock = threading.Lock()
 
 
-def writer_for(db: Database, table: Table) -> BatchWriter:
-    """The writer of `table` in `db` for this process (made on first use)."""
+def writer_for(db: Database) -> BatchWriter:
+    """The writer of `db` for this process (made on first use)."""
     with _writers_lock:
-        per_table = _writers.setdefault(db, {})
-        writer = per_table.get(table.name)
+        writer = _writers.get(db)
         if writer is None:
-            writer = per_table[table.name] = BatchWriter(db, table)
+            writer = _writers[db] = BatchWriter(db)
         return writer
 
 
 @atexit.register
 def _flush_all_at_exit() -> None:
     """A clean shutdown stores what is still queued."""
-    for per_table in list(_writers.values()):
-        for writer in per_table.values():
-            writer.flush(timeout_s=2.0)
+    for writer in list(_writers.values()):
+        writer.flush(timeout_s=2.0)

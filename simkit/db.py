@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from simkit.hot_connections import HotConnections
 
 _BEGIN_OPTION = "scanpay_sqlite_begin"
 _SYNC_OPTION = "scanpay_sqlite_synchronous"
@@ -110,6 +112,7 @@ class Database:
         self._relaxed_writer = sessionmaker(relaxed, expire_on_commit=False)
         self._relaxed_engine = relaxed
         self._autocommit_reader = self.engine.execution_options(**{_BEGIN_OPTION: "NONE"})
+        self._hot = HotConnections(self.engine)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -154,6 +157,18 @@ class Database:
         with self._relaxed_engine.begin() as connection:
             yield connection
 
+    def hot_read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """The rows of one read statement, on this thread's own driver connection.
+
+        For the few reads made on every request (is a fault declared?): checking a pooled
+        connection out through SQLAlchemy costs several times what such a read does. `sql` is
+        plain SQL with `:name` parameters; values come back as the driver returns them (no
+        type conversion), and the connection runs in autocommit, so one statement is one
+        consistent snapshot.
+        """
+        return self._hot.read(sql, params or {})
+
     def dispose(self) -> None:
         """Close pooled connections (call in a child after fork, and on shutdown)."""
+        self._hot.close_all()
         self.engine.dispose()

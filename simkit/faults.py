@@ -181,7 +181,9 @@ def _live() -> Any:
     return or_(FaultRuleRow.remaining.is_(None), FaultRuleRow.remaining > 0)
 
 
-_LIVE_MATCHERS = select(FaultRuleRow.method, FaultRuleRow.path).where(_live())
+_LIVE_MATCHERS = (
+    "SELECT method, path FROM sim_faults WHERE remaining IS NULL OR remaining > 0"
+)
 
 
 class FaultPlan:
@@ -260,8 +262,7 @@ class FaultPlan:
 
         Asked on every request, so it is one single-statement Core read of two columns.
         """
-        with self._db.core_read() as connection:
-            rows = connection.execute(_LIVE_MATCHERS).all()
+        rows = self._db.hot_read(_LIVE_MATCHERS)
         method = method.upper()
         return any(
             rule_method in ("*", method)

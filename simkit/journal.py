@@ -23,7 +23,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, Table, delete, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from simkit.batch_writer import writer_for
@@ -198,6 +198,9 @@ class Exchange:
     fault: str | None = None
 
 
+_JOURNAL_TABLE: Table = JournalEntry.__table__  # type: ignore[assignment]
+
+
 class Journal:
     """Stores and queries journal entries in a sim's `sim_journal` table.
 
@@ -209,7 +212,7 @@ class Journal:
         self._db = db
         self._clock = clock
         self.max_body = max_body
-        self._writer = writer_for(db, JournalEntry.__table__)  # type: ignore[arg-type]
+        self._writer = writer_for(db)
 
     def record(
         self, *, correlation_id: str, method: str, path: str, query: str, status: int,
@@ -222,7 +225,7 @@ class Journal:
         Redaction happens in the writer rather than in the caller so that no caller can
         forget it, and off the request path so that a journaled sim stays cheap to call.
         """
-        self._writer.submit(partial(self._row, Exchange(
+        self._writer.submit(_JOURNAL_TABLE, partial(self._row, Exchange(
             correlation_id=correlation_id, at=self._clock.now(), method=method, path=path,
             query=query, status=status, latency_ms=latency_ms,
             request_headers=request_headers, request_body=request_body,
