@@ -23,6 +23,7 @@ from simkit.db import Database
 from simkit.errors import install_error_handler
 from simkit.faults import FaultPlan, install_faults
 from simkit.journal import Journal, install_journal
+from simkit.json_provider import install_orjson
 from simkit.migrate import upgrade_to_head
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -86,6 +87,7 @@ def create_app(
     _seed(settings, db, clock)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    install_orjson(app)
     ctx = TrustlyContext(settings=settings, db=db, clock=clock, cms_transport=cms_transport)
     app.extensions[EXTENSION] = ctx
     install_error_handler(app, render_trustly_error)
