@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from sim_trustly.models import Payment, PaymentEvent
 from simkit.clock import format_instant
@@ -34,6 +35,49 @@ REJECTED_VOIDED = "REJECTED_VOIDED"
 FAILED_VOIDED = "FAILED_VOIDED"
 OPEN = (CREATED, AUTHORIZED, FUNDING)
 TERMINAL = frozenset({CREDITED, REJECTED_VOIDED, FAILED_VOIDED})
+
+# Core tables: the hot path reads and writes rows as tuples, not as tracked ORM objects.
+PAYMENTS = cast(Table, Payment.__table__)
+EVENTS = cast(Table, PaymentEvent.__table__)
+_ALL = tuple(PAYMENTS.c)
+_KEYS = tuple(column.key for column in _ALL)
+_INSERT_EVENTS = insert(EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A stored payment as read or just written (a plain value: no session behind it)."""
+
+    id: str
+    qr_code: str
+    merchant_id: str
+    egm_id: str
+    amount: int
+    currency: str
+    ubai: str | None
+    bank_account: str | None
+    status: str
+    transaction_id: str
+    reason: str | None
+    credit_meter: int | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> PaymentRecord:
+        """The record of a row that selected (or returned) every payments column."""
+        return cls(**row._mapping)
+
+    @classmethod
+    def from_columns(cls, values: Iterable[Any]) -> PaymentRecord:
+        """The record of the payments columns' values, in the table's column order."""
+        return cls(**dict(zip(_KEYS, values, strict=True)))
+
+    def values(self) -> dict[str, Any]:
+        """The column values, for the INSERT that stores a new payment."""
+        return {key: getattr(self, key) for key in _KEYS}
 
 
 @dataclass(frozen=True)
@@ -76,13 +120,13 @@ class PaymentView:
         return body
 
     @classmethod
-    def of(cls, row: Payment) -> PaymentView:
+    def of(cls, row: PaymentRecord) -> PaymentView:
         """The view of a stored payment."""
         return cls(row.id, row.status, row.transaction_id, row.egm_id, row.amount,
                    row.currency, row.reason, row.credit_meter)
 
 
-def admin_json(row: Payment) -> dict[str, Any]:
+def admin_json(row: PaymentRecord) -> dict[str, Any]:
     """A payment as the control API lists it: the view plus bookkeeping."""
     return {
         **PaymentView.of(row).to_json(), "merchantId": row.merchant_id, "qrCode": row.qr_code,
@@ -96,117 +140,137 @@ def _json_default(value: Any) -> str:
     return format_instant(value) if isinstance(value, datetime) else str(value)
 
 
-def add_events(session: Session, payment_id: str, now: datetime, events: Iterable[Event]) -> None:
+def add_events(
+    connection: Connection | Session, payment_id: str, now: datetime, events: Iterable[Event],
+) -> None:
     """Append events to a payment's history (rows are never changed afterwards)."""
-    session.add_all([
-        PaymentEvent(payment_id=payment_id, at=now, kind=event.kind,
-                     detail=json.dumps(event.detail, sort_keys=True, default=_json_default))
-        for event in events
-    ])
+    rows = [{"payment_id": payment_id, "at": now, "kind": event.kind,
+             "detail": json.dumps(event.detail, sort_keys=True, default=_json_default)}
+            for event in events]
+    if rows:
+        connection.execute(_INSERT_EVENTS, rows)
 
 
-def get(db: Database, payment_id: str) -> Payment | None:
+def create(connection: Connection, record: PaymentRecord, events: Iterable[Event]) -> None:
+    """Store a new payment and its first events, inside the caller's transaction."""
+    connection.execute(insert(PAYMENTS).values(record.values()))
+    add_events(connection, record.id, record.created_at, events)
+
+
+def get(db: Database, payment_id: str) -> PaymentRecord | None:
     """The stored payment, or None."""
-    with db.read() as session:
-        return session.get(Payment, payment_id)
+    with db.core_read() as connection:
+        row = connection.execute(select(*_ALL).where(PAYMENTS.c.id == payment_id)).first()
+    return PaymentRecord.of(row) if row is not None else None
 
 
-def by_qr_code(session: Session, code: str) -> Payment | None:
-    """The payment a QR code paid for (there is at most one: the column is unique)."""
-    return session.scalar(select(Payment).where(Payment.qr_code == code))
+def _in_state(states: str | Iterable[str]) -> ColumnElement[bool]:
+    states = (states,) if isinstance(states, str) else tuple(states)
+    if len(states) == 1:  # `=` compiles once; `IN` expands its parameters at every call
+        return PAYMENTS.c.status == states[0]
+    return PAYMENTS.c.status.in_(states)
+
+
+def _compare_and_set(
+    db: Database, payment_id: str, condition: ColumnElement[bool], now: datetime, *,
+    events: Iterable[Event], changes: dict[str, Any],
+) -> PaymentRecord | None:
+    """One UPDATE ... RETURNING guarded by `condition`, and the events, in one transaction."""
+    statement = (update(PAYMENTS).where(PAYMENTS.c.id == payment_id, condition)
+                 .values(**changes).returning(*_ALL))
+    with db.write() as session:
+        connection = session.connection()
+        row = connection.execute(statement).first()
+        if row is None:
+            return None
+        add_events(connection, payment_id, now, events)
+    return PaymentRecord.of(row)
 
 
 def advance(
     db: Database, payment_id: str, expected: str | Iterable[str], now: datetime,
-    events: Iterable[Event], **changes: Any,
-) -> Payment | None:
+    events: Iterable[Event], *, count_attempt: bool = False, **changes: Any,
+) -> PaymentRecord | None:
     """Apply `changes` (a new status among them, usually) if the payment is in `expected`.
 
+    `count_attempt` adds one to `attempts` (a funding request is about to be sent).
     Returns the updated row, or None when another actor moved the payment first; then the
     caller reads the payment again instead of acting on a state it no longer holds.
     """
-    states = (expected,) if isinstance(expected, str) else tuple(expected)
-    statement = (update(Payment)
-                 .where(Payment.id == payment_id, Payment.status.in_(states))
-                 .values(updated_at=now, **changes)
-                 .execution_options(synchronize_session=False))
-    with db.write() as session:
-        result = cast(CursorResult[Any], session.execute(statement))
-        if result.rowcount != 1:
-            return None
-        add_events(session, payment_id, now, events)
-        return session.get(Payment, payment_id, populate_existing=True)
+    if count_attempt:
+        changes["attempts"] = PAYMENTS.c.attempts + 1
+    return _compare_and_set(db, payment_id, _in_state(expected), now, events=events,
+                            changes={"updated_at": now, **changes})
 
 
 def take_lease(
     db: Database, payment_id: str, now: datetime, until: datetime, *, steal: bool = False,
-) -> Payment | None:
+) -> PaymentRecord | None:
     """Make the caller the one working on an open payment until `until`.
 
     Refused (None) while another actor's lease runs, unless `steal` (start-up recovery,
     when no other actor can still be alive), and always for a finished payment.
     """
-    conditions = [Payment.id == payment_id, Payment.status.in_(OPEN)]
+    condition = _in_state(OPEN)
     if not steal:
-        conditions.append(or_(Payment.next_attempt_at.is_(None), Payment.next_attempt_at <= now))
-    statement = (update(Payment).where(*conditions).values(next_attempt_at=until)
-                 .execution_options(synchronize_session=False))
-    with db.write() as session:
-        result = cast(CursorResult[Any], session.execute(statement))
-        if result.rowcount != 1:
-            return None
-        add_events(session, payment_id, now, [Event("RECOVERY_LEASE", {"until": until})])
-        return session.get(Payment, payment_id, populate_existing=True)
+        condition = condition & or_(PAYMENTS.c.next_attempt_at.is_(None),
+                                    PAYMENTS.c.next_attempt_at <= now)
+    return _compare_and_set(db, payment_id, condition, now,
+                            events=[Event("RECOVERY_LEASE", {"until": until})],
+                            changes={"next_attempt_at": until})
 
 
 def due_for_recovery(
     db: Database, now: datetime, *, include_leased: bool = False, limit: int = 500,
 ) -> list[str]:
     """Ids of open payments whose lease has run out (or every open one with `include_leased`)."""
-    statement = select(Payment.id).where(Payment.status.in_(OPEN))
+    statement = select(PAYMENTS.c.id).where(_in_state(OPEN))
     if not include_leased:
         statement = statement.where(
-            or_(Payment.next_attempt_at.is_(None), Payment.next_attempt_at <= now))
-    with db.read() as session:
-        return list(session.scalars(statement.order_by(Payment.created_at).limit(limit)))
+            or_(PAYMENTS.c.next_attempt_at.is_(None), PAYMENTS.c.next_attempt_at <= now))
+    with db.core_read() as connection:
+        return list(connection.scalars(statement.order_by(PAYMENTS.c.created_at).limit(limit)))
 
 
 def count_open(db: Database) -> int:
     """How many payments have no final outcome yet."""
-    with db.read() as session:
-        return int(session.scalar(
-            select(func.count()).select_from(Payment).where(Payment.status.in_(OPEN))) or 0)
+    with db.core_read() as connection:
+        return int(connection.scalar(
+            select(func.count()).select_from(PAYMENTS).where(_in_state(OPEN))) or 0)
 
 
 def last_send_at(db: Database, payment_id: str) -> datetime | None:
     """When TPAS last sent this payment's funding request (None if it never did)."""
-    with db.read() as session:
-        return session.scalar(
-            select(func.max(PaymentEvent.at))
-            .where(PaymentEvent.payment_id == payment_id, PaymentEvent.kind == "FUNDING_SENT"))
+    with db.core_read() as connection:
+        last: datetime | None = connection.scalar(
+            select(func.max(EVENTS.c.at))
+            .where(EVENTS.c.payment_id == payment_id, EVENTS.c.kind == "FUNDING_SENT"))
+    return last
 
 
 def events_json(db: Database, payment_id: str) -> list[dict[str, Any]]:
     """A payment's history, oldest first, for the control API."""
-    with db.read() as session:
-        rows = session.scalars(select(PaymentEvent).where(PaymentEvent.payment_id == payment_id)
-                               .order_by(PaymentEvent.id))
-        return [{"at": format_instant(e.at), "kind": e.kind, "detail": json.loads(e.detail)}
-                for e in rows]
+    statement = (select(EVENTS.c.at, EVENTS.c.kind, EVENTS.c.detail)
+                 .where(EVENTS.c.payment_id == payment_id).order_by(EVENTS.c.id))
+    with db.core_read() as connection:
+        rows = connection.execute(statement).all()
+    return [{"at": format_instant(at), "kind": kind, "detail": json.loads(detail)}
+            for at, kind, detail in rows]
 
 
 def list_payments(
     db: Database, *, status: str | None = None, merchant_id: str | None = None,
     since: datetime | None = None, limit: int = 1000,
-) -> list[Payment]:
+) -> list[PaymentRecord]:
     """Stored payments, oldest first, optionally filtered."""
-    statement = select(Payment)
+    statement = select(*_ALL)
     if status is not None:
-        statement = statement.where(Payment.status == status)
+        statement = statement.where(PAYMENTS.c.status == status)
     if merchant_id is not None:
-        statement = statement.where(Payment.merchant_id == merchant_id)
+        statement = statement.where(PAYMENTS.c.merchant_id == merchant_id)
     if since is not None:
-        statement = statement.where(Payment.created_at >= since)
-    with db.read() as session:
-        return list(session.scalars(statement.order_by(Payment.created_at, Payment.id)
-                                    .limit(limit)))
+        statement = statement.where(PAYMENTS.c.created_at >= since)
+    with db.core_read() as connection:
+        rows = connection.execute(
+            statement.order_by(PAYMENTS.c.created_at, PAYMENTS.c.id).limit(limit)).all()
+    return [PaymentRecord.of(row) for row in rows]

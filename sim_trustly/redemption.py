@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from sim_trustly.context import TrustlyContext
-from sim_trustly.models import Merchant, QrTokenRow
+from sim_trustly.models import Merchant, QrTokenRow, SigningKeyRow
+from sim_trustly.payments import PAYMENTS, PaymentRecord
 from sim_trustly.tokens import ExpiredQrToken, InvalidQrToken
-from sim_trustly.verifier import verify_presented_token
+from sim_trustly.verifier import StoredKey, verify_stored_token
 from simkit.errors import SimError
 
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -70,9 +71,10 @@ class QrCodeWrongMerchant(SimError):
                          "this QR code does not belong to a merchant that may take payments")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresentedToken:
-    """A stored QR token as redemption sees it, with its merchant's display name."""
+    """A stored QR token as redemption sees it: its merchant's display name, the key it was
+    signed with (None once that key is removed) and, once used, the payment it paid for."""
 
     code: str
     merchant_id: str
@@ -81,22 +83,42 @@ class PresentedToken:
     token: str
     expires_at: datetime
     used_at: datetime | None
+    key: StoredKey | None = None
+    payment: PaymentRecord | None = None
 
 
-def lookup(session: Session, code: str) -> PresentedToken | None:
+# One statement answers everything a scan or a payment needs to know about a code: the token,
+# its merchant, its signing key (so verification needs no keyring read) and its payment.
+_LOOKUP = (
+    select(QrTokenRow.code, QrTokenRow.merchant_id, Merchant.name, QrTokenRow.egm_id,
+           QrTokenRow.token, QrTokenRow.expires_at, QrTokenRow.used_at, SigningKeyRow.kid,
+           SigningKeyRow.alg, SigningKeyRow.secret, *PAYMENTS.c)
+    .select_from(QrTokenRow)
+    .outerjoin(Merchant, Merchant.id == QrTokenRow.merchant_id)
+    .outerjoin(SigningKeyRow, SigningKeyRow.kid == QrTokenRow.kid)
+    .outerjoin(PAYMENTS, PAYMENTS.c.qr_code == QrTokenRow.code)
+    .where(QrTokenRow.code == bindparam("code"))
+)
+_TOKEN_COLUMNS = 7
+_KEY_COLUMNS = 3
+
+
+def lookup(connection: Connection | Session, code: str) -> PresentedToken | None:
     """The token a code names, or None (odd codes are not even looked up)."""
     if not _CODE.fullmatch(code):
         return None
-    row = session.execute(
-        select(QrTokenRow, Merchant.name)
-        .outerjoin(Merchant, Merchant.id == QrTokenRow.merchant_id)
-        .where(QrTokenRow.code == code)
-    ).first()
+    row = connection.execute(_LOOKUP, {"code": code}).first()
     if row is None:
         return None
-    token, name = row
-    return PresentedToken(token.code, token.merchant_id, name, token.egm_id, token.token,
-                          token.expires_at, token.used_at)
+    values: tuple[Any, ...] = tuple(row)
+    code, merchant_id, merchant_name, egm_id, token, expires_at, used_at = values[:_TOKEN_COLUMNS]
+    kid, alg, secret = values[_TOKEN_COLUMNS:_TOKEN_COLUMNS + _KEY_COLUMNS]
+    paid = values[_TOKEN_COLUMNS + _KEY_COLUMNS:]
+    return PresentedToken(
+        code, merchant_id, merchant_name, egm_id, token, expires_at, used_at,
+        key=StoredKey(kid, alg, secret) if kid is not None else None,
+        payment=PaymentRecord.from_columns(paid) if paid[0] is not None else None,
+    )
 
 
 def refuse_if_unpayable(token: PresentedToken | None, now: datetime) -> PresentedToken:
@@ -112,11 +134,11 @@ def refuse_if_unpayable(token: PresentedToken | None, now: datetime) -> Presente
     return token
 
 
-def verify(ctx: TrustlyContext, token: PresentedToken) -> None:
-    """Check the stored JWT against the live keys, its merchant and its EGM."""
+def verify(ctx: TrustlyContext, token: PresentedToken, now: datetime) -> None:
+    """Check the stored JWT against its signing key, its merchant and its EGM."""
     try:
-        verify_presented_token(ctx.db, ctx.settings, ctx.clock, token.token,
-                               merchant_id=token.merchant_id, egm_id=token.egm_id)
+        verify_stored_token(ctx.db, ctx.settings, token.token, token.key, now=now,
+                            merchant_id=token.merchant_id, egm_id=token.egm_id)
     except ExpiredQrToken as exc:
         raise QrCodeExpired() from exc
     except InvalidQrToken as exc:
@@ -127,25 +149,29 @@ def verify(ctx: TrustlyContext, token: PresentedToken) -> None:
 
 def presentable(ctx: TrustlyContext, code: str, now: datetime) -> PresentedToken:
     """The token behind `code` if it could be paid now (nothing is claimed yet)."""
-    with ctx.db.read() as session:
-        token = refuse_if_unpayable(lookup(session, code), now)
-    verify(ctx, token)
+    with ctx.db.core_read() as connection:
+        token = refuse_if_unpayable(lookup(connection, code), now)
+    verify(ctx, token, now)
     return token
 
 
-def claim(session: Session, code: str, now: datetime) -> None:
+_CLAIM = (
+    update(QrTokenRow)
+    .where(QrTokenRow.code == bindparam("claimed_code"), QrTokenRow.used_at.is_(None),
+           QrTokenRow.expires_at > bindparam("now"))
+    .values(used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def claim(connection: Connection | Session, code: str, now: datetime) -> None:
     """Mark the code used inside the caller's transaction, or raise why it cannot be.
 
     The caller commits the claim together with the payment it creates, so a claimed code
     always has its payment and a failed transaction leaves the code unused.
     """
-    statement = (update(QrTokenRow)
-                 .where(QrTokenRow.code == code, QrTokenRow.used_at.is_(None),
-                        QrTokenRow.expires_at > now)
-                 .values(used_at=now)
-                 .execution_options(synchronize_session=False))
-    result = cast(CursorResult[Any], session.execute(statement))
+    result = cast(CursorResult[Any], connection.execute(_CLAIM, {"claimed_code": code, "now": now}))
     if result.rowcount == 1:
         return
-    refuse_if_unpayable(lookup(session, code), now)
+    refuse_if_unpayable(lookup(connection, code), now)
     raise QrCodeUsed()  # unreachable unless the row changed under us: fail closed

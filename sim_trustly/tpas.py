@@ -37,8 +37,7 @@ from typing import Any
 
 from sim_trustly import demo_bank, payments, redemption
 from sim_trustly.context import TrustlyContext
-from sim_trustly.models import Payment
-from sim_trustly.payments import Event, PaymentView
+from sim_trustly.payments import Event, PaymentRecord, PaymentView
 from sim_trustly.redemption import (
     QrCodeExpired,
     QrCodeInvalid,
@@ -140,28 +139,28 @@ def pay_with_qr(ctx: TrustlyContext, code: str, request: PaymentRequest) -> Paym
 def _create(
     ctx: TrustlyContext, token: redemption.PresentedToken, request: PaymentRequest,
     now: datetime,
-) -> Payment:
+) -> PaymentRecord:
     """Claim the QR and store the CREATED payment with its transactionId, in one commit."""
     # The bank may legitimately take up to MAX_SLEEP_S; the sweep must not take over sooner.
     lease = ctx.settings.tpas_stale_after_s + demo_bank.MAX_SLEEP_S
-    row = Payment(
+    row = PaymentRecord(
         id=uuid.uuid4().hex, qr_code=token.code, merchant_id=token.merchant_id,
-        egm_id=token.egm_id, amount=request.amount, currency=request.currency,
-        status=payments.CREATED, transaction_id=uuid.uuid4().hex, attempts=0,
-        created_at=now, updated_at=now, next_attempt_at=now + timedelta(seconds=lease),
+        egm_id=token.egm_id, amount=request.amount, currency=request.currency, ubai=None,
+        bank_account=None, status=payments.CREATED, transaction_id=uuid.uuid4().hex,
+        reason=None, credit_meter=None, attempts=0, created_at=now, updated_at=now,
+        next_attempt_at=now + timedelta(seconds=lease),
     )
     with ctx.db.write() as session:
-        redemption.claim(session, token.code, now)
-        session.add(row)
-        session.flush()
-        payments.add_events(session, row.id, now, [Event("CREATED", {
+        connection = session.connection()
+        redemption.claim(connection, token.code, now)
+        payments.create(connection, row, [Event("CREATED", {
             "qrCode": token.code, "transactionId": row.transaction_id,
             "amount": row.amount, "currency": row.currency})])
     return row
 
 
 def _authorize_and_fund(
-    ctx: TrustlyContext, row: Payment, request: PaymentRequest
+    ctx: TrustlyContext, row: PaymentRecord, request: PaymentRequest
 ) -> PaymentView:
     """The demo bank step, then the CMS steps (`tpas_funding.fund_authorized`)."""
     bank = demo_bank.authorize(request.username, request.password, request.amount, ctx.clock)
@@ -217,7 +216,7 @@ class ScanView:
 def _scan_state(ctx: TrustlyContext, token: redemption.PresentedToken | None,
                 now: datetime) -> str:
     try:
-        redemption.verify(ctx, redemption.refuse_if_unpayable(token, now))
+        redemption.verify(ctx, redemption.refuse_if_unpayable(token, now), now)
     except (QrCodeUnknown, QrCodeWrongMerchant, QrCodeUsed, QrCodeExpired,
             QrCodeInvalid) as refusal:
         return _SCAN_STATES[refusal.code]
@@ -228,14 +227,15 @@ def describe_scan(ctx: TrustlyContext, code: str) -> ScanView:
     """Everything the scan page needs about a code; never raises for a bad code.
 
     A code whose JWT no longer verifies shows as EXPIRED: the player's remedy is the same.
+    One query reads the token, its merchant, its key and its payment.
     """
     now = ctx.clock.now()
-    with ctx.db.read() as session:
-        token = redemption.lookup(session, code)
-        paid = payments.by_qr_code(session, code) if token and token.used_at else None
+    with ctx.db.core_read() as connection:
+        token = redemption.lookup(connection, code)
     state = _scan_state(ctx, token, now)
-    currency = paid.currency if paid else ctx.settings.tpas_currency
     if token is None:
-        return ScanView(code, state, None, None, None, None, None, currency)
+        return ScanView(code, state, None, None, None, None, None, ctx.settings.tpas_currency)
+    paid = token.payment if token.used_at else None
     return ScanView(code, state, token.egm_id, token.merchant_id, token.merchant_name,
-                    token.expires_at, PaymentView.of(paid) if paid else None, currency)
+                    token.expires_at, PaymentView.of(paid) if paid else None,
+                    paid.currency if paid else ctx.settings.tpas_currency)

@@ -22,9 +22,8 @@ from sim_trustly.cms_client import (
     profile_for,
 )
 from sim_trustly.context import EXTENSION, TrustlyContext
-from sim_trustly.models import Payment
 from sim_trustly.partner_profiles import RetryPolicy
-from sim_trustly.payments import Event, PaymentView
+from sim_trustly.payments import Event, PaymentRecord, PaymentView
 from simkit.clock import wait
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def _detail(result: FundingResult) -> dict[str, Any]:
             "creditMeter": result.credit_meter, "detail": result.detail}
 
 
-def _call(row: Payment) -> FundingCall:
+def _call(row: PaymentRecord) -> FundingCall:
     assert row.ubai is not None
     return FundingCall(transaction_id=row.transaction_id, egm_id=row.egm_id, amount=row.amount,
                        currency=row.currency, ubai=row.ubai, qr_token_id=row.qr_code)
@@ -57,7 +56,7 @@ def _now_plus(ctx: TrustlyContext, seconds: float) -> tuple[datetime, datetime]:
     return now, now + timedelta(seconds=seconds)
 
 
-def _view(ctx: TrustlyContext, row: Payment | None, payment_id: str) -> PaymentView:
+def _view(ctx: TrustlyContext, row: PaymentRecord | None, payment_id: str) -> PaymentView:
     """The view of a row just written, or of the stored payment when another actor won."""
     if row is None:
         row = payments.get(ctx.db, payment_id)
@@ -66,7 +65,7 @@ def _view(ctx: TrustlyContext, row: Payment | None, payment_id: str) -> PaymentV
 
 
 def _finish(
-    ctx: TrustlyContext, row: Payment, expected: str, status: str, *, reason: str,
+    ctx: TrustlyContext, row: PaymentRecord, expected: str, status: str, *, reason: str,
     events: list[Event],
 ) -> PaymentView:
     """End a payment that credited nothing, voiding its bank payment if there is one."""
@@ -77,7 +76,7 @@ def _finish(
     return _view(ctx, done, row.id)
 
 
-def _settle(ctx: TrustlyContext, row: Payment, result: FundingResult) -> PaymentView:
+def _settle(ctx: TrustlyContext, row: PaymentRecord, result: FundingResult) -> PaymentView:
     """Record the CMS's decision about our transactionId: credited, or rejected and voided."""
     if result.outcome == "APPLIED":
         done = payments.advance(
@@ -91,7 +90,7 @@ def _settle(ctx: TrustlyContext, row: Payment, result: FundingResult) -> Payment
 
 
 def fund_authorized(
-    ctx: TrustlyContext, row: Payment, adapter: CmsAdapter | None = None
+    ctx: TrustlyContext, row: PaymentRecord, adapter: CmsAdapter | None = None
 ) -> PaymentView:
     """Check the UBAI's daily limit, then send the funding and drive it to an outcome."""
     adapter = adapter or adapter_for(ctx, row.merchant_id)
@@ -105,21 +104,21 @@ def fund_authorized(
     now, lease = _now_plus(ctx, ctx.settings.tpas_lease_s)
     started = payments.advance(
         ctx.db, row.id, payments.AUTHORIZED, now, [checked, Event("FUNDING_SENT", {"attempt": 1})],
-        status=payments.FUNDING, attempts=Payment.attempts + 1, next_attempt_at=lease)
+        status=payments.FUNDING, count_attempt=True, next_attempt_at=lease)
     if started is None:
         return _view(ctx, None, row.id)
     return _drive(ctx, adapter, started, _send(ctx, adapter, started, already_leased=True))
 
 
 def _send(
-    ctx: TrustlyContext, adapter: CmsAdapter, row: Payment, *, already_leased: bool = False,
+    ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord, *, already_leased: bool = False,
 ) -> FundingResult | None:
     """Send the funding request; None when the payment is no longer ours to send."""
     if not already_leased:
         now, lease = _now_plus(ctx, ctx.settings.tpas_lease_s)
         sending = payments.advance(
             ctx.db, row.id, payments.FUNDING, now, [Event("FUNDING_SENT", {"resend": True})],
-            attempts=Payment.attempts + 1, next_attempt_at=lease)
+            count_attempt=True, next_attempt_at=lease)
         if sending is None:
             return None
     result = adapter.post_funding(_call(row))
@@ -129,15 +128,16 @@ def _send(
     return result
 
 
-def _inquire(ctx: TrustlyContext, adapter: CmsAdapter, row: Payment) -> FundingResult:
+def _inquire(ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord) -> FundingResult:
     """Ask the CMS what became of our transactionId, and note the answer."""
     result = adapter.get_funding(row.transaction_id)
     with ctx.db.write() as session:
-        payments.add_events(session, row.id, ctx.clock.now(), [Event("INQUIRY", _detail(result))])
+        payments.add_events(session.connection(), row.id, ctx.clock.now(),
+                            [Event("INQUIRY", _detail(result))])
     return result
 
 
-def _next_try(ctx: TrustlyContext, adapter: CmsAdapter, row: Payment) -> FundingResult | None:
+def _next_try(ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord) -> FundingResult | None:
     """Inquire; resend only when the CMS says it never decided this transactionId."""
     found = _inquire(ctx, adapter, row)
     if found.outcome != "NOT_FOUND":
@@ -145,19 +145,19 @@ def _next_try(ctx: TrustlyContext, adapter: CmsAdapter, row: Payment) -> Funding
     return _send(ctx, adapter, row)
 
 
-def _retries(ctx: TrustlyContext, row: Payment) -> RetryPolicy:
+def _retries(ctx: TrustlyContext, row: PaymentRecord) -> RetryPolicy:
     """The merchant's CMS profile says how often and how patiently to retry."""
     return profile_for(ctx.settings, row.merchant_id).retries
 
 
-def _note_unknown(ctx: TrustlyContext, row: Payment, result: FundingResult) -> None:
+def _note_unknown(ctx: TrustlyContext, row: PaymentRecord, result: FundingResult) -> None:
     with ctx.db.write() as session:
-        payments.add_events(session, row.id, ctx.clock.now(),
+        payments.add_events(session.connection(), row.id, ctx.clock.now(),
                             [Event("FUNDING_UNKNOWN", _detail(result))])
 
 
 def _drive(
-    ctx: TrustlyContext, adapter: CmsAdapter, row: Payment, last: FundingResult | None,
+    ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord, last: FundingResult | None,
 ) -> PaymentView:
     """Turn `last` (the answer to a send just made, or None) into a definite outcome if the
     CMS gives one within the profile's attempts; otherwise park the payment for the sweep.
@@ -181,11 +181,11 @@ def _drive(
     return _park_or_give_up(ctx, adapter, row)
 
 
-def _past_give_up_age(ctx: TrustlyContext, row: Payment, now: datetime) -> bool:
+def _past_give_up_age(ctx: TrustlyContext, row: PaymentRecord, now: datetime) -> bool:
     return now - row.created_at >= timedelta(seconds=ctx.settings.tpas_give_up_after_s)
 
 
-def _may_give_up(ctx: TrustlyContext, row: Payment, now: datetime) -> bool:
+def _may_give_up(ctx: TrustlyContext, row: PaymentRecord, now: datetime) -> bool:
     """Old enough, and no request of ours can still be on its way to the CMS."""
     s = ctx.settings
     if not _past_give_up_age(ctx, row, now):
@@ -196,7 +196,7 @@ def _may_give_up(ctx: TrustlyContext, row: Payment, now: datetime) -> bool:
     return last is None or now - last >= timedelta(seconds=in_flight_s)
 
 
-def _park_or_give_up(ctx: TrustlyContext, adapter: CmsAdapter, row: Payment) -> PaymentView:
+def _park_or_give_up(ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord) -> PaymentView:
     """A last inquiry; then settle, give up (see the rule in `tpas`), or wait for the sweep."""
     final = _inquire(ctx, adapter, row)
     if _decided(final):
