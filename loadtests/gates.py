@@ -71,17 +71,18 @@ def judge_steps(steps: Sequence[Step], thresholds: Thresholds) -> tuple[list[str
     total = sum(step.requests for step in steps)
     failures = sum(step.failures for step in steps)
     share = failures / total if total else 0.0
-    line = (f"error share {share:.2%} ({failures} of {total}) <= "
-            f"{thresholds.max_error_share:.2%}")
-    (passed if share <= thresholds.max_error_share else failed).append(line)
+    ok = share <= thresholds.max_error_share
+    (passed if ok else failed).append(f"error share {share:.2%} ({failures} of {total}) "
+                                      f"{'<=' if ok else '>'} {thresholds.max_error_share:.2%}")
     if total == 0:
         failed.append("no request was made")
     for step in steps:
         if step.requests == 0:
             continue
         limit = thresholds.p95_limit(step.name)
-        line = f"p95 {step.p95_ms:g} ms <= {limit:g} ms  {step.name}"
-        (passed if step.p95_ms <= limit else failed).append(line)
+        ok = step.p95_ms <= limit
+        (passed if ok else failed).append(
+            f"p95 {step.p95_ms:g} ms {'<=' if ok else '>'} {limit:g} ms  {step.name}")
     return passed, failed
 
 

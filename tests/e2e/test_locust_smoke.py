@@ -52,13 +52,14 @@ def test_load_command_is_bounded_and_names_the_journeys() -> None:
     assert command[command.index("--users") + 1] == "3"
     assert command[command.index("--run-time") + 1] == "7s"
     assert "--headless" in command
-    assert command[-1] == JOURNEYS["scan-pay"]
+    assert command[-1:] == list(JOURNEYS["scan-pay"])
+    assert LoadOptions().user_classes() == ["PlayerUser", "PartnerOpsUser"]  # the floor
 
 
 def test_compose_load_services_pass_only_options_the_locustfile_reads() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    locustfile = default_locustfile().read_text()
-    read = set(re.findall(r'env_var="(SCANPAY_LOAD_\w+)"', locustfile))
+    sources = "".join(path.read_text() for path in default_locustfile().parent.glob("*.py"))
+    read = set(re.findall(r'env_var="(SCANPAY_LOAD_\w+)"', sources))
     assert {"SCANPAY_LOAD_TRUSTLY_URL", "SCANPAY_LOAD_CMS_URL"} <= read
     for name in ("locust-master", "locust-worker"):
         service = compose["services"][name]
@@ -73,7 +74,8 @@ def test_two_users_run_both_journeys_without_a_failure(
     stats = tmp_path / "stats.json"
     done = subprocess.run(
         [SCANPAY, "load", "--trustly-url", trustly, "--cms-url", cms, "--users", "2",
-         "--spawn-rate", "2", "--run-time", str(RUN_TIME_S), "--stats-file", str(stats)],
+         "--spawn-rate", "2", "--run-time", str(RUN_TIME_S), "--stats-file", str(stats),
+         "--journey", "qr-token", "--journey", "scan-pay", "--results-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=RUN_TIME_S + 40,
         env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
