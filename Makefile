@@ -48,9 +48,10 @@ browser-tests: $(STAMP)
 flow-browser: $(STAMP)
 	$(BIN)/scanpay flow --browser
 
-## bench: the benchmarks (not part of the test suite)
+## bench: every benchmark, ratios against references of the same run (bench/README.md);
+## results in bench/results/. Longer runs: make bench BENCH_ARGS="--duration 30"
 bench: $(STAMP)
-	$(BIN)/python -m bench.token_issue
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,205 @@
+"""The servers under test: one definition of the production serving, switchable by name.
+
+`SERVINGS` names each server stack a benchmark can run an app under; `DEFAULT_SERVING` is
+the one the sims are deployed with, so `make bench` measures what production runs. Compare
+stacks with `--serving NAME` (every benchmark of the run uses it, for the app and its
+reference alike, so ratios stay like for like).
+
+`serve()` starts one server in a subprocess pinned to the server cores, on a free port, with
+a scrubbed environment, waits until a readiness request answers as expected, yields a
+`Server` (port and the /proc readings of its process tree) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import REPO_ROOT, Pinning, cpu_seconds, free_port, process_tree, rss_mb
+from bench.loadgen import Client, HttpError
+
+READY_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class App:
+    """A WSGI app as `module:factory` (called with no argument), and its gunicorn hooks."""
+
+    factory: str
+    hooks: str | None = None  # a `-c python:<module>` config for gunicorn
+
+    @property
+    def gunicorn_spec(self) -> str:
+        """`module:factory()`: gunicorn calls the factory."""
+        return f"{self.factory}()"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How to run a WSGI app on a port: a command line builder and what it needs."""
+
+    name: str
+    describe: str
+    argv: Callable[[App, int], list[str]]
+    requires: str = "gunicorn"  # the Python module that must be importable
+
+    def available(self) -> bool:
+        """Whether this stack is installed here."""
+        return importlib.util.find_spec(self.requires) is not None
+
+
+def _gunicorn(worker_class: str, workers: int, threads: int) -> Callable[[App, int], list[str]]:
+    def argv(app: App, port: int) -> list[str]:
+        args = [
+            sys.executable, "-m", "gunicorn", app.gunicorn_spec,
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--worker-class", worker_class, "--threads", str(threads),
+            "--preload",  # migrations and seeding once, in the master, before the fork
+            "--chdir", str(REPO_ROOT), "--log-level", "warning",
+            "--backlog", "2048",
+        ]
+        if app.hooks:
+            args += ["-c", f"python:{app.hooks}"]
+        return args
+    return argv
+
+
+def _granian(workers: int, threads: int) -> Callable[[App, int], list[str]]:
+    def argv(app: App, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--blocking-threads", str(threads), "--log-level", "warning", app.factory,
+        ]
+    return argv
+
+
+SERVINGS: dict[str, Serving] = {
+    s.name: s for s in (
+        Serving("gunicorn-sync", "gunicorn, sync workers x2, --preload",
+                _gunicorn("sync", 2, 1)),
+        Serving("gunicorn-gthread", "gunicorn, gthread 2 workers x 8 threads, --preload",
+                _gunicorn("gthread", 2, 8)),
+        Serving("gunicorn-sync4", "gunicorn, sync workers x4, --preload",
+                _gunicorn("sync", 4, 1)),
+        # granian has no --preload and no gunicorn hooks: each worker builds the app.
+        Serving("granian", "granian WSGI, 2 workers x 8 blocking threads",
+                _granian(2, 8), requires="granian"),
+    )
+}
+DEFAULT_SERVING = "gunicorn-gthread"  # docs/operations.md and docker-compose.yml deploy this
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its port and its processes' CPU and memory, from /proc."""
+
+    name: str
+    port: int
+    pid: int
+
+    def pids(self) -> list[int]:
+        """The server's process tree now (master and workers)."""
+        return process_tree(self.pid)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of all its processes so far."""
+        return cpu_seconds(self.pids())
+
+    def rss_mb(self) -> list[float]:
+        """RSS of each of its processes, in MiB."""
+        return [v for v in (rss_mb(pid) for pid in self.pids()) if v is not None]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A readiness request and the status that means "serving"."""
+
+    raw: bytes
+    status: int = 200
+
+
+def _tail(log: Path, chars: int = 4000) -> str:
+    text = log.read_text(errors="replace")
+    return text if len(text) <= chars else "...\n" + text[-chars:]
+
+
+async def _probe(port: int, raw: bytes) -> int | None:
+    client = Client(port)
+    try:
+        status, _ = await client.send(raw)
+        return status
+    except (OSError, HttpError, TimeoutError):
+        return None
+    finally:
+        client.close()
+
+
+def _wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, ready: Ready,
+                log: Path, deadline_s: float) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{_tail(log)}")
+        status = asyncio.run(_probe(port, ready.raw))
+        if status == ready.status:
+            return
+        if status is not None:  # it answers, but wrongly: no point waiting longer
+            raise RuntimeError(f"{name}: readiness probe answered {status}:\n{_tail(log)}")
+        time.sleep(0.1)  # between polls; the deadline bounds the wait
+    raise TimeoutError(f"{name} not ready after {deadline_s} s:\n{_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: the load is over
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def run_server(name: str, argv: list[str], env: dict[str, str], ready: Ready,
+               pinning: Pinning, port: int) -> Iterator[Server]:
+    """Run `argv` (already bound to `port`) on the server cores until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                pinning.taskset(argv), stdout=sink, stderr=sink, env=env, cwd=REPO_ROOT)
+            try:
+                _wait_ready(name, proc, port, ready, log, READY_TIMEOUT_S)
+                yield Server(name, port, proc.pid)
+            finally:
+                _stop(proc)
+                _report_tracebacks(name, log)
+
+
+def _report_tracebacks(name: str, log: Path) -> None:
+    """Show a server's errors on stderr before its log goes: a 500 must be explainable."""
+    text = log.read_text(errors="replace")
+    if "Traceback" in text:
+        first = text.index("Traceback")
+        print(f"--- {name} logged errors (first of {text.count('Traceback')}):\n"
+              f"{text[first:first + 3000]}", file=sys.stderr)
+
+
+@contextmanager
+def serve(name: str, app: App, serving: Serving, env: dict[str, str], ready: Ready,
+          pinning: Pinning, port: int | None = None) -> Iterator[Server]:
+    """Serve `app` under `serving` on the server cores until the block ends."""
+    port = port or free_port()
+    with run_server(name, serving.argv(app, port), env, ready, pinning, port) as server:
+        yield server
