@@ -16,6 +16,7 @@ start again on the same port and databases.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -23,18 +24,21 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from simkit.clock import monotonic
 from simkit.db import normalise_url
 from tests.conftest import TEST_DB_ENV
-from tests.e2e.pay_stack import Server
+from tests.e2e.pay_stack import DEFINITE, PayStack, Server, poll_pause
 from tests.e2e.processes import Process, free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,3 +236,36 @@ def run_healthcheck(service: LocalService) -> int:
     assert service.healthcheck[:3] == ["CMD", "python", "-c"], service.healthcheck
     argv = [sys.executable, *service.healthcheck[2:]]
     return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose specification's JSON schema, from the check-jsonschema package."""
+    vendor = files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
+    return schema
+
+
+def schema_errors(document: Any) -> list[str]:
+    """What the Compose specification's schema finds wrong with `document`."""
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(document)]
+
+
+def listening_ports(service: dict[str, Any]) -> set[int]:
+    """The ports a service listens on inside the compose network (bind, or container side)."""
+    command = service.get("command", [])
+    ports = {int(arg.rsplit(":", 1)[1]) for arg in command if arg.startswith("0.0.0.0:")}
+    return ports | {int(str(mapping).rsplit(":", 1)[-1]) for mapping in service.get("ports", [])}
+
+
+def wait_definite(stack: PayStack, payment_id: str, deadline_s: float) -> dict[str, Any]:
+    """The payment once definite, polling only (no recovery pass is asked for)."""
+    end = monotonic() + deadline_s
+    while monotonic() < end:
+        payment = stack.payment(payment_id)
+        if payment["status"] in DEFINITE:
+            return payment
+        poll_pause(0.25)
+    raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
+                         f"{stack.payment_record(payment_id)}\n{stack.logs()}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import importlib
 import io
-import json
 import os
 import re
 import signal
@@ -25,13 +24,11 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -53,10 +50,13 @@ from tests.e2e.compose_local import (
     ScratchPostgres,
     initdb_databases,
     interpolate,
+    listening_ports,
     local_port,
     run_healthcheck,
+    schema_errors,
+    wait_definite,
 )
-from tests.e2e.pay_stack import DEFINITE, PayStack, code_of, poll_pause, unique
+from tests.e2e.pay_stack import PayStack, code_of, poll_pause, unique
 from tests.e2e.processes import SCANPAY, running
 
 pytestmark = pytest.mark.slow
@@ -69,20 +69,6 @@ DEFAULTS: dict[str, Any] = interpolate(SERVICES, {})
 # attempts with backoff) before it answers the phone 202 and parks the payment.
 PAY_TIMEOUT_S = 120.0
 SWEEP_DEADLINE_S = 120.0
-
-
-def compose_schema() -> dict[str, Any]:
-    """The Compose specification's JSON schema, from the check-jsonschema package."""
-    vendor = files("check_jsonschema.builtin_schemas.vendor")
-    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
-    return schema
-
-
-def schema_errors(document: Any) -> list[str]:
-    """What the Compose specification's schema finds wrong with `document`."""
-    validator = jsonschema.Draft202012Validator(compose_schema())
-    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
-            for error in validator.iter_errors(document)]
 
 
 # --- (a) structure -------------------------------------------------------------------------
@@ -122,13 +108,6 @@ def test_sims_publish_the_design_ports_by_default() -> None:
     assert "0.0.0.0:8720" in DEFAULTS["cms"]["command"]
 
 
-def _listening_ports(service: dict[str, Any]) -> set[int]:
-    """The ports a service listens on inside the compose network (bind, or container side)."""
-    command = service.get("command", [])
-    ports = {int(arg.rsplit(":", 1)[1]) for arg in command if arg.startswith("0.0.0.0:")}
-    return ports | {int(str(mapping).rsplit(":", 1)[-1]) for mapping in service.get("ports", [])}
-
-
 def test_every_url_a_service_is_given_names_a_service_on_the_port_it_listens_on() -> None:
     seen = 0
     for name, service in DEFAULTS.items():
@@ -138,7 +117,7 @@ def test_every_url_a_service_is_given_names_a_service_on_the_port_it_listens_on(
             if parts.scheme != "http" or parts.hostname not in SERVICES:
                 continue
             seen += 1
-            assert parts.port in _listening_ports(DEFAULTS[parts.hostname]), (name, value)
+            assert parts.port in listening_ports(DEFAULTS[parts.hostname]), (name, value)
     assert seen >= 5  # cms -> trustly (x2 with the rotator), trustly -> cms, locust -> both
 
 
@@ -344,18 +323,6 @@ def test_a_player_pays_the_qr_an_egm_shows_and_the_meter_rises(services: Running
     stack.assert_reconciled()
 
 
-def _wait_definite(stack: PayStack, payment_id: str, deadline_s: float) -> dict[str, Any]:
-    """The payment once definite, polling only (no recovery pass is asked for)."""
-    end = monotonic() + deadline_s
-    while monotonic() < end:
-        payment = stack.payment(payment_id)
-        if payment["status"] in DEFINITE:
-            return payment
-        poll_pause(0.25)
-    raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
-                         f"{stack.payment_record(payment_id)}\n{stack.logs()}")
-
-
 @pytest.mark.db
 def test_a_payment_whose_cms_call_failed_is_finished_by_the_workers_recovery_sweep(
         services: Running) -> None:
@@ -372,7 +339,7 @@ def test_a_payment_whose_cms_call_failed_is_finished_by_the_workers_recovery_swe
     assert parked["status"] == "FUNDING", parked
 
     services.cms.start()  # back on the same port and database; nobody asks for a recovery
-    payment = _wait_definite(stack, parked["paymentId"], SWEEP_DEADLINE_S)
+    payment = wait_definite(stack, parked["paymentId"], SWEEP_DEADLINE_S)
 
     assert payment["status"] == "CREDITED", stack.payment_record(parked["paymentId"])
     kinds = [e["kind"] for e in stack.payment_record(parked["paymentId"])["events"]]
