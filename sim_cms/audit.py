@@ -7,7 +7,10 @@ every append locks it, which keeps the chain linear when many workers append at 
 SQLite the writer's `BEGIN IMMEDIATE` already serialises appends).
 
 Appends happen inside the caller's unit of work: a decision and its audit record commit or
-roll back together.
+roll back together. `append_core` is the funding path's append: on PostgreSQL one statement
+locks the head, hashes (`sha256()` in the server, over exactly the text `record_hash`
+hashes), moves the head and inserts the record, so the head, which every decision of the
+casino waits for, is held only from that statement to the commit.
 """
 
 from __future__ import annotations
@@ -16,14 +19,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from sim_cms.models import AuditHead, AuditRecord
 from sim_cms.seed import GENESIS_HASH
 from simkit.clock import utc
+from simkit.sqltypes import UtcDateTime
 
 HEAD_ID = 1
 
@@ -38,12 +52,26 @@ def _instant_text(at: datetime) -> str:
     return utc(at).isoformat(timespec="microseconds")
 
 
+def _content_around_seq(*, at: datetime, kind: str, subject: str,
+                        payload: Any) -> tuple[str, str]:
+    """The record's canonical JSON split around its `seq` value: (text before, text after).
+
+    The keys sort as at, kind, payload, seq, subject, so the content is
+    `before + str(seq) + after`; the database can then finish the text once it knows seq.
+    """
+    before = (f'{{"at":{canonical_json(_instant_text(at))},"kind":{canonical_json(kind)},'
+              f'"payload":{canonical_json(payload)},"seq":')
+    return before, f',"subject":{canonical_json(subject)}}}'
+
+
 def record_hash(prev_hash: str, *, seq: int, at: datetime, kind: str, subject: str,
                 payload: Any) -> str:
-    """The hash of one record: SHA-256 over the previous hash and the record's content."""
-    content = canonical_json({"seq": seq, "at": _instant_text(at), "kind": kind,
-                              "subject": subject, "payload": payload})
-    return hashlib.sha256((prev_hash + content).encode("ascii")).hexdigest()
+    """The hash of one record: SHA-256 over the previous hash and the record's content.
+
+    The content is the canonical JSON of `{"seq", "at", "kind", "subject", "payload"}`.
+    """
+    before, after = _content_around_seq(at=at, kind=kind, subject=subject, payload=payload)
+    return hashlib.sha256(f"{prev_hash}{before}{seq}{after}".encode("ascii")).hexdigest()
 
 
 def _lock_head(session: Session) -> AuditHead:
@@ -72,6 +100,59 @@ def append(session: Session, *, kind: str, subject: str, payload: dict[str, Any]
     head.last_hash = digest
     session.flush()
     return record
+
+
+_HEAD = cast(Table, AuditHead.__table__)
+_LOG = cast(Table, AuditRecord.__table__)
+_PG_APPEND = text("""
+    WITH old AS (
+        SELECT last_seq, last_hash FROM audit_head WHERE id = :head FOR UPDATE
+    ), new AS (
+        SELECT last_seq + 1 AS seq, last_hash AS prev_hash,
+               encode(sha256(convert_to(
+                   last_hash || :before || (last_seq + 1)::text || :after, 'UTF8')), 'hex')
+               AS hash
+        FROM old
+    ), moved AS (
+        UPDATE audit_head SET last_seq = new.seq, last_hash = new.hash
+        FROM new WHERE audit_head.id = :head
+    )
+    INSERT INTO audit_log (seq, at, kind, subject, payload, prev_hash, hash)
+    SELECT seq, :at, :kind, :subject, :payload, prev_hash, hash FROM new
+    RETURNING seq
+""").bindparams(bindparam("before", type_=String()), bindparam("after", type_=String()),
+                bindparam("at", type_=UtcDateTime()))
+_READ_HEAD = select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == HEAD_ID)
+_INSERT_HEAD = insert(_HEAD)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID)
+_INSERT_RECORD = insert(_LOG)
+
+
+def append_core(connection: Connection, *, kind: str, subject: str, payload: dict[str, Any],
+                now: datetime) -> None:
+    """`append` on a Core connection, in the caller's transaction (the funding path's way).
+
+    The chain is the same one `append` builds and `verify_chain` checks. On SQLite the
+    writer's BEGIN IMMEDIATE serialises appends, so the head is read, and then moved.
+    """
+    before, after = _content_around_seq(at=now, kind=kind, subject=subject, payload=payload)
+    body = canonical_json(payload)
+    if connection.dialect.name == "postgresql":
+        values = {"head": HEAD_ID, "before": before, "after": after, "at": now, "kind": kind,
+                  "subject": subject, "payload": body}
+        if connection.execute(_PG_APPEND, values).first() is not None:
+            return
+        connection.execute(_INSERT_HEAD.values(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH))
+        connection.execute(_PG_APPEND, values).one()  # seeding makes the head; a hand-emptied
+        return                                        # table must not break appends
+    head = connection.execute(_READ_HEAD).first()
+    if head is None:
+        connection.execute(_INSERT_HEAD.values(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH))
+    seq, prev_hash = (head.last_seq + 1, head.last_hash) if head else (1, GENESIS_HASH)
+    digest = hashlib.sha256(f"{prev_hash}{before}{seq}{after}".encode("ascii")).hexdigest()
+    connection.execute(_INSERT_RECORD, {"seq": seq, "at": now, "kind": kind, "subject": subject,
+                                        "payload": body, "prev_hash": prev_hash, "hash": digest})
+    connection.execute(_MOVE_HEAD, {"last_seq": seq, "last_hash": digest})
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from simkit.errors import BadRequest, NotFound
 STATES = ("IDLE", "IN_GAME", "DOOR_OPEN", "TILT", "OFFLINE")
 DEFAULT_CREDIT_LIMIT = EgmConfig(id="-", name="-").credit_limit
 MAX_CREDIT_LIMIT = 2**53  # stays exact in every JSON parser a partner may use
-_EGM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # what Trustly accepts as egmId
+EGM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # what Trustly accepts as egmId
 
 
 class EgmNotFound(NotFound):
@@ -56,7 +56,7 @@ def lock_egm(session: Session, egm_id: str) -> Egm | None:
     PostgreSQL takes a row lock (`FOR UPDATE`) so racing fundings serialise on the meter;
     on SQLite the clause is dropped and `Database.write()`'s BEGIN IMMEDIATE does the job.
     """
-    if not _EGM_ID.fullmatch(egm_id):
+    if not EGM_ID.fullmatch(egm_id):
         return None
     return session.get(Egm, egm_id, with_for_update=True)
 
@@ -67,7 +67,7 @@ def get_egm(session: Session, egm_id: str) -> Egm:
     An id without the EGM id form names no machine and never reaches the query: taken from a
     URL it may hold a NUL byte, which PostgreSQL refuses with an error instead of a miss.
     """
-    egm = session.get(Egm, egm_id) if _EGM_ID.fullmatch(egm_id) else None
+    egm = session.get(Egm, egm_id) if EGM_ID.fullmatch(egm_id) else None
     if egm is None:
         raise EgmNotFound(egm_id)
     return egm
@@ -116,7 +116,7 @@ def parse_change(body: Any) -> EgmChange:
 
 def parse_definition(egm_id: str, body: Any) -> EgmDefinition:
     """Validate an EGM id and `{"name"?, "creditLimit"?}` for create-or-replace."""
-    if not _EGM_ID.fullmatch(egm_id):
+    if not EGM_ID.fullmatch(egm_id):
         raise BadRequest("an EGM id is 1-64 letters, digits or ._:- characters",
                          code="INVALID_EGM_ID", field="id")
     fields = _object(body, {"name", "creditLimit"})

@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sim_cms.audit import canonical_json
 from sim_cms.errors import problem_body
@@ -141,6 +141,19 @@ def rejection_body(error: SimError) -> str:
     return json.dumps(problem_body(error))
 
 
+class StoredOutcome(Protocol):
+    """What a replay reads of a stored outcome: a `FundingRecord` or a Core row alike."""
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def http_status(self) -> int: ...
+    @property
+    def response_body(self) -> str: ...
+    @property
+    def error_code(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class FundingOutcome:
     """What the Funding API answers: status, exact body text, and whether it is a replay."""
@@ -156,7 +169,7 @@ class FundingOutcome:
         return PROBLEM_JSON if self.http_status >= 400 else JSON
 
     @classmethod
-    def from_record(cls, record: FundingRecord, *, replayed: bool) -> FundingOutcome:
+    def from_record(cls, record: StoredOutcome, *, replayed: bool) -> FundingOutcome:
         """The stored answer of a decided funding."""
         return cls(record.http_status, record.response_body, record.error_code, replayed)
 

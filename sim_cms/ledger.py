@@ -11,31 +11,52 @@ PostgreSQL the row locks do, and the unique keys on `funding_records.transaction
 transactionId sent for two different EGMs at once. The loser retries once and then sees the
 winner's record.
 
-Rows are only inserted; the two running totals are the only values ever updated, and the
-invariant helpers below check that they equal the sums of the entries behind them.
+Rows are only inserted; the two running totals are the only values ever updated (by relative
+UPDATEs under their locks), and the invariant helpers below check that they equal the sums of
+the entries behind them. The unit of work runs Core statements (`ledger_sql`) on the session's
+connection: on the happy path one SELECT locks the EGM and reads the stored outcome, the
+displayed QR and the UBAI's limit with it, one locks the usage row, then come the writes and
+the audit append, and one commit; no rollback.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sim_cms import audit, egms, limits, qr_display
+from sim_cms import audit, egms, ledger_sql, limits, qr_display
 from sim_cms.funding import (
     FundingOutcome,
     FundingRequest,
+    StoredOutcome,
     applied_body,
     rejection_body,
 )
-from sim_cms.models import Egm, FundingRecord, LedgerEntry, LedgerTransaction, LimitUsage
+from sim_cms.models import Egm, FundingRecord, LedgerEntry, LedgerTransaction
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
 from simkit.errors import SimError
+
+
+class EgmLike(Protocol):
+    """What the decision reads of an EGM: an `Egm` row object or a Core row alike."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def credit_meter(self) -> int: ...
+    @property
+    def credit_limit(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+
 
 # EGM states that refuse credit, with the status and code each answers.
 _STATE_REFUSALS: dict[str, tuple[int, str, str]] = {
@@ -51,15 +72,11 @@ def post_transaction(
 ) -> FundingOutcome:
     """Decide a funding exactly once and return the answer to send (stored or replayed).
 
-    A known transactionId with the same fingerprint replays the stored answer without
-    taking the write lock; a changed body is 422 IDEMPOTENCY_KEY_REUSED (audited, not
-    stored). A unique-key collision with a racing request for the same new transactionId
-    is retried once, which then finds the racer's committed record.
+    A known transactionId with the same fingerprint replays the stored answer; a changed
+    body is 422 IDEMPOTENCY_KEY_REUSED (audited, not stored). A unique-key collision with a
+    racing request for the same new transactionId is retried once, which then finds the
+    racer's committed record.
     """
-    with db.read() as session:
-        known = get_funding(session, request.transaction_id)
-    if known is not None and known.fingerprint == request.fingerprint():
-        return FundingOutcome.from_record(known, replayed=True)
     try:
         return _decide(db, request, settings, now)
     except IntegrityError:
@@ -75,25 +92,36 @@ def post_transaction(
 def _decide(
     db: Database, request: FundingRequest, settings: CmsSettings, now: datetime,
 ) -> FundingOutcome:
-    """One unit of work: lock, look up, decide, store (see the module docstring)."""
+    """One unit of work: lock, look up, decide, store (see the module docstring).
+
+    The first statement locks the EGM row and reads the stored outcome, the displayed QR and
+    the UBAI's limit with it; on PostgreSQL its lookups see the snapshot from before a wait
+    for the lock, so a twin committed meanwhile shows up as the unique-key error that
+    `post_transaction` retries.
+    """
     with db.write() as session:
-        egm = egms.lock_egm(session, request.egm_id)
-        known = get_funding(session, request.transaction_id)
-        if known is not None:
+        connection = session.connection()
+        egm = ledger_sql.lock_for_funding(connection, request) \
+            if egms.EGM_ID.fullmatch(request.egm_id) else None
+        known = egm if egm is not None else ledger_sql.find_funding(
+            connection, request.transaction_id)
+        if known is not None and known.transaction_id is not None:
             return _replay_or_refuse_reuse(session, known, request, now)
         day = limits.gaming_day(now, settings)
-        refusal = _refusal_before_limits(session, egm, request)
+        refusal = _refusal_before_limits(
+            session, egm, request, displayed_on=egm.qr_egm_id if egm is not None else None)
         if refusal is not None or egm is None:
             return _store_rejection(session, request, refusal, day, now)
         usage = limits.lock_usage(session, request.ubai, day)
-        refusal = _refusal_by_limits(session, egm, usage, request, settings)
+        limit = settings.default_daily_limit if egm.daily_limit is None else egm.daily_limit
+        refusal = _refusal_by_limits(session, egm, usage, request, settings, daily_limit=limit)
         if refusal is not None:
             return _store_rejection(session, request, refusal, day, now)
         return _apply(session, egm, usage, request, day=day, now=now)
 
 
 def _replay_or_refuse_reuse(
-    session: Session, known: FundingRecord, request: FundingRequest, now: datetime,
+    session: Session, known: StoredOutcome, request: FundingRequest, now: datetime,
 ) -> FundingOutcome:
     """The stored answer for an identical retry; 422 (audited, not stored) for a changed one."""
     fingerprint = request.fingerprint()
@@ -104,16 +132,25 @@ def _replay_or_refuse_reuse(
         "this transactionId was already used for a different request; use a new one",
         transactionId=request.transaction_id,
     )
-    audit.append(session, kind="FUNDING_KEY_REUSED", subject=request.transaction_id, now=now,
-                 payload={**request.wire(), "fingerprint": fingerprint,
-                          "storedFingerprint": known.fingerprint})
+    audit.append_core(session.connection(), kind="FUNDING_KEY_REUSED",
+                      subject=request.transaction_id, now=now,
+                      payload={**request.wire(), "fingerprint": fingerprint,
+                               "storedFingerprint": known.fingerprint})
     return FundingOutcome(error.http_status, rejection_body(error), error.code)
 
 
+_LOOK_IT_UP: Any = object()
+
+
 def _refusal_before_limits(
-    session: Session, egm: Egm | None, request: FundingRequest,
+    session: Session, egm: EgmLike | None, request: FundingRequest, *,
+    displayed_on: str | None = _LOOK_IT_UP,
 ) -> SimError | None:
-    """EGM existence and state, amount and currency, and the displayed QR, in that order."""
+    """EGM existence and state, amount and currency, and the displayed QR, in that order.
+
+    `displayed_on` is the EGM the QR token was shown on (None: never shown), when the
+    caller read it with the EGM row; by default it is looked up here.
+    """
     tid = request.transaction_id
     if egm is None:
         return SimError("EGM_NOT_FOUND", 404, f"EGM {request.egm_id} does not exist",
@@ -128,7 +165,9 @@ def _refusal_before_limits(
     if request.currency != egm.currency:
         return SimError("INVALID_AMOUNT", 422, f"EGM {egm.id} takes credit in {egm.currency}",
                         transactionId=tid, field="currency", expected=egm.currency)
-    if not qr_display.was_displayed(session, egm.id, request.qr_token_id):
+    shown = displayed_on == egm.id if displayed_on is not _LOOK_IT_UP else \
+        qr_display.was_displayed(session, egm.id, request.qr_token_id)
+    if not shown:
         return SimError("QR_TOKEN_MISMATCH", 422,
                         f"QR token {request.qr_token_id} was not displayed on EGM {egm.id}",
                         transactionId=tid, egmId=egm.id)
@@ -136,10 +175,14 @@ def _refusal_before_limits(
 
 
 def _refusal_by_limits(
-    session: Session, egm: Egm, usage: LimitUsage, request: FundingRequest,
-    settings: CmsSettings,
+    session: Session, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest,
+    settings: CmsSettings, *, daily_limit: int | None = None,
 ) -> SimError | None:
-    """The EGM's credit cap, then the UBAI's daily limit (its usage row is locked)."""
+    """The EGM's credit cap, then the UBAI's daily limit (its usage row is locked).
+
+    `daily_limit` is the limit that applies when the caller already read it; by default it
+    is looked up here.
+    """
     tid = request.transaction_id
     if egm.credit_meter + request.amount > egm.credit_limit:
         available = max(0, egm.credit_limit - egm.credit_meter)
@@ -147,7 +190,8 @@ def _refusal_by_limits(
                         f"EGM {egm.id} can take at most {available} more",
                         transactionId=tid, egmId=egm.id, creditMeter=egm.credit_meter,
                         creditLimit=egm.credit_limit, available=available)
-    limit = limits.effective_limit(session, request.ubai, settings)
+    limit = limits.effective_limit(session, request.ubai, settings) if daily_limit is None \
+        else daily_limit
     if usage.used + request.amount > limit:
         remaining = max(0, limit - usage.used)
         return SimError("DAILY_LIMIT_EXCEEDED", 422,
@@ -157,17 +201,6 @@ def _refusal_by_limits(
     return None
 
 
-def _record(request: FundingRequest, outcome: FundingOutcome, day: date,
-            now: datetime) -> FundingRecord:
-    return FundingRecord(
-        transaction_id=request.transaction_id, fingerprint=request.fingerprint(),
-        outcome="REJECTED" if outcome.code else "APPLIED", http_status=outcome.http_status,
-        error_code=outcome.code, response_body=outcome.body, egm_id=request.egm_id,
-        ubai=request.ubai, amount=request.amount, currency=request.currency,
-        qr_token_id=request.qr_token_id, gaming_day=day, created_at=now,
-    )
-
-
 def _store_rejection(
     session: Session, request: FundingRequest, error: SimError | None, day: date,
     now: datetime,
@@ -175,46 +208,48 @@ def _store_rejection(
     """Store a decided rejection under the transactionId and audit it; nothing is applied."""
     assert error is not None
     outcome = FundingOutcome(error.http_status, rejection_body(error), error.code)
-    session.add(_record(request, outcome, day, now))
-    session.flush()  # a racing twin fails here, on the primary key, before the audit append
-    audit.append(session, kind="FUNDING_REJECTED", subject=request.transaction_id, now=now,
-                 payload={**request.wire(), "code": error.code, "httpStatus": error.http_status,
-                          "gamingDay": day.isoformat()})
+    connection = session.connection()
+    # A racing twin fails here, on the primary key, before the audit append.
+    ledger_sql.insert_funding(connection, request, outcome, day, now)
+    audit.append_core(connection, kind="FUNDING_REJECTED", subject=request.transaction_id,
+                      now=now, payload={**request.wire(), "code": error.code,
+                                        "httpStatus": error.http_status,
+                                        "gamingDay": day.isoformat()})
     return outcome
 
 
 def _apply(
-    session: Session, egm: Egm, usage: LimitUsage, request: FundingRequest, *, day: date,
-    now: datetime,
+    session: Session, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest, *,
+    day: date, now: datetime,
 ) -> FundingOutcome:
-    """Move the money: balanced entries, meter, usage, stored 201 answer, audit record."""
+    """Move the money: balanced entries, meter, usage, stored 201 answer, audit record.
+
+    `egm` and `usage` are the rows as locked; they are not changed in place: the meter and
+    the usage move by relative UPDATEs in this transaction.
+    """
+    connection = session.connection()
     _post_entries(session, request.transaction_id, "FUNDING", currency=request.currency,
                   now=now, legs=[(settlement_account_id(request.currency), -request.amount),
                                  (meter_account_id(egm.id), request.amount)])
-    egm.credit_meter += request.amount
-    usage.used += request.amount
-    outcome = FundingOutcome(201, applied_body(request, egm.credit_meter, now))
-    session.add(_record(request, outcome, day, now))
-    session.flush()
-    audit.append(session, kind="FUNDING_APPLIED", subject=request.transaction_id, now=now,
-                 payload={**request.wire(), "creditMeter": egm.credit_meter,
-                          "usedToday": usage.used, "gamingDay": day.isoformat()})
+    ledger_sql.add_credit(connection, request, day)
+    credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
+    outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
+    ledger_sql.insert_funding(connection, request, outcome, day, now)
+    audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                      now=now, payload={**request.wire(), "creditMeter": credit_meter,
+                                        "usedToday": used, "gamingDay": day.isoformat()})
     return outcome
 
 
 def _post_entries(
     session: Session, reference: str, kind: str, *, currency: str, now: datetime,
     legs: list[tuple[str, int]],
-) -> LedgerTransaction:
-    """Insert one transaction and its legs; refuses (as a bug) legs that do not balance."""
+) -> int:
+    """Insert one transaction and its legs (returns its id); refuses unbalanced legs (a bug)."""
     if sum(amount for _, amount in legs) != 0:
         raise ValueError(f"ledger transaction {reference} does not balance: {legs}")
-    transaction = LedgerTransaction(reference=reference, kind=kind, created_at=now)
-    session.add(transaction)
-    session.flush()  # the unique reference fails here for a racing twin
-    session.add_all(LedgerEntry(transaction_id=transaction.id, account_id=account,
-                                amount=amount, currency=currency) for account, amount in legs)
-    return transaction
+    return ledger_sql.insert_transaction(session.connection(), reference, kind,
+                                         currency=currency, now=now, legs=legs)
 
 
 def get_funding(session: Session, transaction_id: str) -> FundingRecord | None:

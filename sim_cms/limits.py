@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sim_cms import audit
+from sim_cms import audit, ledger_sql
 from sim_cms.models import DailyLimit, LimitUsage
 from sim_cms.settings import CmsSettings
 from simkit.clock import format_instant, utc
@@ -43,20 +43,31 @@ def gaming_day(now: datetime, settings: CmsSettings) -> date:
     return shifted.date()
 
 
-def lock_usage(session: Session, ubai: str, day: date) -> LimitUsage:
+class UsageLike(Protocol):
+    """What a funding reads of a usage row: a `LimitUsage` or a Core row alike."""
+
+    @property
+    def gaming_day(self) -> date: ...
+    @property
+    def used(self) -> int: ...
+
+
+def lock_usage(session: Session, ubai: str, day: date) -> UsageLike:
     """The usage row of `ubai` on `day`, created if missing and locked for this transaction.
 
     On PostgreSQL the row is taken `FOR UPDATE`; a missing row is inserted with ON CONFLICT DO
     NOTHING first, so two transactions creating it at once both end up locking the same row
     instead of one failing on the unique constraint. On SQLite the caller's `BEGIN IMMEDIATE`
-    already serialises writers.
+    already serialises writers. A Core row is returned (one statement, no ORM identity map):
+    the funding moves `used` with a relative UPDATE, never by writing this row back.
     """
-    row = _select_locked(session, ubai, day)
+    connection = session.connection()
+    row = ledger_sql.lock_usage(connection, ubai, day)
     if row is not None:
         return row
     _insert_if_missing(session, LimitUsage, ["ubai", "gaming_day"],
                        {"ubai": ubai, "gaming_day": day, "used": 0})
-    row = _select_locked(session, ubai, day)
+    row = ledger_sql.lock_usage(connection, ubai, day)
     assert row is not None, "the usage row exists after an insert-or-nothing"
     return row
 
@@ -72,15 +83,6 @@ def _insert_if_missing(
                  .returning(table.ubai))
     # RETURNING rather than rowcount: an ORM-enabled INSERT does not report a reliable count.
     return session.execute(statement).first() is not None
-
-
-def _select_locked(session: Session, ubai: str, day: date) -> LimitUsage | None:
-    # populate_existing: a row already in the session must be refreshed once it is locked.
-    query = (
-        select(LimitUsage).where(LimitUsage.ubai == ubai, LimitUsage.gaming_day == day)
-        .with_for_update().execution_options(populate_existing=True)
-    )
-    return session.scalars(query).one_or_none()
 
 
 def effective_limit(session: Session, ubai: str, settings: CmsSettings) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from sim_cms import audit
@@ -50,10 +51,21 @@ def audit_length(app: Flask) -> int:
         return audit.chain_length(session)
 
 
+def add_locked(session: Session, ubai: str, day: date, amount: int) -> None:
+    """Lock the usage row, then write back what was read plus `amount`.
+
+    An absolute write-back on purpose: it loses updates unless the lock really serialises.
+    """
+    used = lock_usage(session, ubai, day).used
+    session.execute(update(LimitUsage).where(LimitUsage.ubai == ubai,
+                                             LimitUsage.gaming_day == day)
+                    .values(used=used + amount))
+
+
 def use(app: Flask, ubai: str, amount: int, day: date) -> None:
-    """Record usage the way the ledger does: lock the usage row, then add to it."""
+    """Record usage as the ledger does: lock the usage row, then add to it."""
     with db_of(app).write() as session:
-        lock_usage(session, ubai, day).used += amount
+        add_locked(session, ubai, day, amount)
 
 
 class Api:
@@ -386,7 +398,7 @@ def test_racing_writers_of_one_new_usage_row_lose_no_update(cms: Flask) -> None:
             barrier.wait()
             for _ in range(rounds):
                 with database.write() as session:
-                    lock_usage(session, "race-ubai", day).used += 1
+                    add_locked(session, "race-ubai", day, 1)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 

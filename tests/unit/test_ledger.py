@@ -8,13 +8,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from sim_cms import ledger
+from sim_cms import ledger, ledger_sql
 from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
 from sim_cms.models import Egm, LedgerEntry, LedgerTransaction, QrDisplay
 from sim_cms.seed import meter_account_id, settlement_account_id
@@ -142,15 +143,19 @@ def test_a_lost_unique_key_race_is_retried_and_sees_the_winner(
     app: Flask, monkeypatch: pytest.MonkeyPatch, second: FundingRequest,
     expected: tuple[int, str | None, bool],
 ) -> None:
-    """Simulates the racer's commit landing between our lookup and our insert."""
+    """Simulates the racer's commit landing between our lookup and our insert (on
+    PostgreSQL, a twin committed while we waited for the EGM lock is not in our snapshot)."""
     post(app, request())
-    real_get = ledger.get_funding
-    blind_calls = iter([True, True])  # the fast path and the first unit of work see nothing
+    real_lock = ledger_sql.lock_for_funding
+    blind_calls = iter([True])  # the first unit of work sees no stored outcome
 
-    def racing_get(session: Any, transaction_id: str) -> Any:
-        return None if next(blind_calls, False) else real_get(session, transaction_id)
+    def racing_lock(connection: Any, funding: FundingRequest) -> Any:
+        row = real_lock(connection, funding)
+        if row is None or not next(blind_calls, False):
+            return row
+        return SimpleNamespace(**{**row._mapping, "transaction_id": None})
 
-    monkeypatch.setattr(ledger, "get_funding", racing_get)
+    monkeypatch.setattr(ledger_sql, "lock_for_funding", racing_lock)
     outcome = post(app, second)
     assert (outcome.http_status, outcome.code, outcome.replayed) == expected
     assert ledger_transactions(app) == 1

@@ -1,0 +1,132 @@
+"""The funding path's SQL: Core statements, built once, run on the unit of work's connection.
+
+A funding is the hottest write of the CMS, so its statements skip the ORM's unit of work
+(identity map, flush ordering, per-object bookkeeping) and are compiled once at import;
+SQLAlchemy's statement cache then reuses their compiled form for every request. The ORM
+models stay the schema's single source: every statement is built from their tables.
+
+What the unit of work sends on the happy path (see `ledger` for the order and the locks):
+one SELECT that locks the EGM row and reads everything the decision needs with it, the
+usage row's lock, then the writes, and the audit append (`audit.append_core`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+
+from sim_cms.models import (
+    DailyLimit,
+    Egm,
+    FundingRecord,
+    LedgerEntry,
+    LedgerTransaction,
+    LimitUsage,
+    QrDisplay,
+)
+
+if TYPE_CHECKING:  # `funding` imports `limits`, which runs its usage lock through here
+    from sim_cms.funding import FundingOutcome, FundingRequest
+
+AnyRow = Row[*tuple[Any, ...]]
+_EGMS = cast(Table, Egm.__table__)
+_FUNDINGS = cast(Table, FundingRecord.__table__)
+_USAGE = cast(Table, LimitUsage.__table__)
+_TRANSACTIONS = cast(Table, LedgerTransaction.__table__)
+
+# The EGM row, locked, with the stored outcome of this transactionId (if any), the EGM the
+# QR token was displayed on (if any) and the UBAI's own daily limit (if one is set). On
+# SQLite FOR UPDATE is not rendered: the writer's BEGIN IMMEDIATE already serialises.
+_LOCK_FOR_FUNDING = (
+    select(
+        _EGMS.c.id, _EGMS.c.state, _EGMS.c.credit_meter, _EGMS.c.credit_limit,
+        _EGMS.c.currency, _FUNDINGS.c.transaction_id, _FUNDINGS.c.fingerprint,
+        _FUNDINGS.c.http_status, _FUNDINGS.c.response_body, _FUNDINGS.c.error_code,
+        select(QrDisplay.egm_id).where(QrDisplay.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_egm_id"),
+        select(DailyLimit.daily_limit).where(DailyLimit.ubai == bindparam("ubai"))
+        .scalar_subquery().label("daily_limit"),
+    )
+    .select_from(_EGMS.outerjoin(_FUNDINGS, _FUNDINGS.c.transaction_id == bindparam("tid")))
+    .where(_EGMS.c.id == bindparam("egm"))
+    .with_for_update(of=_EGMS)
+)
+_FIND_FUNDING = select(
+    _FUNDINGS.c.transaction_id, _FUNDINGS.c.fingerprint, _FUNDINGS.c.http_status,
+    _FUNDINGS.c.response_body, _FUNDINGS.c.error_code,
+).where(_FUNDINGS.c.transaction_id == bindparam("tid"))
+_LOCK_USAGE = (
+    select(_USAGE.c.ubai, _USAGE.c.gaming_day, _USAGE.c.used)
+    .where(_USAGE.c.ubai == bindparam("ubai"), _USAGE.c.gaming_day == bindparam("day"))
+    .with_for_update()
+)
+_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
+_INSERT_ENTRIES = insert(cast(Table, LedgerEntry.__table__))
+_ADD_TO_METER = (
+    update(_EGMS).where(_EGMS.c.id == bindparam("egm"))
+    .values(credit_meter=_EGMS.c.credit_meter + bindparam("add"))
+)
+_ADD_TO_USAGE = (
+    update(_USAGE)
+    .where(_USAGE.c.ubai == bindparam("for_ubai"), _USAGE.c.gaming_day == bindparam("day"))
+    .values(used=_USAGE.c.used + bindparam("add"))
+)
+_INSERT_FUNDING = insert(_FUNDINGS)
+
+
+def lock_for_funding(connection: Connection, request: FundingRequest) -> AnyRow | None:
+    """The EGM row locked for this transaction, with what the decision reads beside it.
+
+    None when the EGM does not exist. Columns: the EGM's `id`, `state`, `credit_meter`,
+    `credit_limit`, `currency`; the stored outcome's `transaction_id` (None when the id was
+    never decided), `fingerprint`, `http_status`, `response_body`, `error_code`; `qr_egm_id`
+    (the EGM the QR token was shown on) and `daily_limit` (None: the default applies).
+    """
+    return connection.execute(_LOCK_FOR_FUNDING, {
+        "egm": request.egm_id, "tid": request.transaction_id, "qr": request.qr_token_id,
+        "ubai": request.ubai,
+    }).first()
+
+
+def find_funding(connection: Connection, transaction_id: str) -> AnyRow | None:
+    """The stored outcome of `transaction_id` (the columns `lock_for_funding` names)."""
+    return connection.execute(_FIND_FUNDING, {"tid": transaction_id}).first()
+
+
+def lock_usage(connection: Connection, ubai: str, day: date) -> AnyRow | None:
+    """The usage row (`ubai`, `gaming_day`, `used`) locked FOR UPDATE, or None if missing."""
+    return connection.execute(_LOCK_USAGE, {"ubai": ubai, "day": day}).first()
+
+
+def insert_transaction(connection: Connection, reference: str, kind: str, *, currency: str,
+                       now: datetime, legs: list[tuple[str, int]]) -> int:
+    """One ledger transaction and its legs; the unique reference fails for a racing twin."""
+    transaction_id: int = connection.execute(
+        _INSERT_TRANSACTION, {"reference": reference, "kind": kind, "created_at": now},
+    ).scalar_one()
+    connection.execute(_INSERT_ENTRIES, [
+        {"transaction_id": transaction_id, "account_id": account, "amount": amount,
+         "currency": currency} for account, amount in legs])
+    return transaction_id
+
+
+def add_credit(connection: Connection, request: FundingRequest, day: date) -> None:
+    """Move the EGM's meter and the UBAI's usage by the amount (relative, under the locks)."""
+    connection.execute(_ADD_TO_METER, {"egm": request.egm_id, "add": request.amount})
+    connection.execute(_ADD_TO_USAGE, {"for_ubai": request.ubai, "day": day,
+                                       "add": request.amount})
+
+
+def insert_funding(connection: Connection, request: FundingRequest, outcome: FundingOutcome,
+                   day: date, now: datetime) -> None:
+    """Store the decided outcome under the transactionId (its primary key)."""
+    connection.execute(_INSERT_FUNDING, {
+        "transaction_id": request.transaction_id, "fingerprint": request.fingerprint(),
+        "outcome": "REJECTED" if outcome.code else "APPLIED",
+        "http_status": outcome.http_status, "error_code": outcome.code,
+        "response_body": outcome.body, "egm_id": request.egm_id, "ubai": request.ubai,
+        "amount": request.amount, "currency": request.currency,
+        "qr_token_id": request.qr_token_id, "gaming_day": day, "created_at": now,
+    })
