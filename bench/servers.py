@@ -12,7 +12,9 @@ a scrubbed environment, waits until a readiness request answers as expected, yie
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -160,14 +162,21 @@ def _wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, ready: Read
     raise TimeoutError(f"{name} not ready after {deadline_s} s:\n{_tail(log)}")
 
 
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(proc.pid, sig)  # the server runs in its own session: its group is its own
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server and every process it started (no worker may outlive a benchmark)."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: the load is over
+        _signal_group(proc, signal.SIGINT)  # gunicorn's quick shutdown: the load is over
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_group(proc, signal.SIGKILL)
             proc.wait()
+    _signal_group(proc, signal.SIGKILL)  # a worker its master left behind
 
 
 @contextmanager
@@ -178,7 +187,8 @@ def run_server(name: str, argv: list[str], env: dict[str, str], ready: Ready,
         log = Path(tmp) / "server.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                pinning.taskset(argv), stdout=sink, stderr=sink, env=env, cwd=REPO_ROOT)
+                pinning.taskset(argv), stdout=sink, stderr=sink, env=env, cwd=REPO_ROOT,
+                start_new_session=True)
             try:
                 _wait_ready(name, proc, port, ready, log, READY_TIMEOUT_S)
                 yield Server(name, port, proc.pid)
