@@ -226,7 +226,9 @@ def test_two_trustly_and_two_cms_processes_pay_concurrently_exactly_once_within_
     assert max(per_code.values()) == 1
     for code in race_codes:
         tries = [a for a in attempts if a.code == code]
-        assert sorted(a.status for a in tries) == [201, 409], tries
+        # 202: the winner's CMS call outlasted TPAS's read timeout (a loaded machine); the
+        # payment is then finished by inquiry or the sweep, and checked below like any other.
+        assert sorted(a.status for a in tries) in ([201, 409], [202, 409]), tries
         assert "QR_CODE_USED" in str(next(a.body for a in tries if a.status == 409))
         assert [p["status"] for p in payments if p["qrCode"] == code] == ["CREDITED"]
 
