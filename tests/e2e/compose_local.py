@@ -11,7 +11,8 @@ Nothing else of the environment blocks is touched, and no SCANPAY_* variable of 
 test's own environment leaks into a `ComposeServer`.
 
 `ComposeServer` runs one such service as a process group that a test can stop, kill and
-start again on the same port and databases.
+start again on the same port and databases. `schema_errors` checks a compose document against
+the Compose specification's JSON schema, as the check-jsonschema package ships it.
 """
 
 from __future__ import annotations
