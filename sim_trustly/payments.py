@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from sim_trustly.models import Payment, PaymentEvent
-from simkit.clock import format_instant
+from simkit.clock import format_instant, utc
 from simkit.db import Database
 
 CREATED = "CREATED"
@@ -41,7 +42,11 @@ PAYMENTS = cast(Table, Payment.__table__)
 EVENTS = cast(Table, PaymentEvent.__table__)
 _ALL = tuple(PAYMENTS.c)
 _KEYS = tuple(column.key for column in _ALL)
+PAYMENT_COLUMNS = _KEYS  # the payments table's column names, in table order
+_INSTANTS = frozenset({"created_at", "updated_at", "next_attempt_at"})
 _INSERT_EVENTS = insert(EVENTS)
+_INSERT_PAYMENT = insert(PAYMENTS)
+_SELECT_PAYMENT = select(*_ALL).where(PAYMENTS.c.id == bindparam("payment_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +80,28 @@ class PaymentRecord:
         """The record of the payments columns' values, in the table's column order."""
         return cls(**dict(zip(_KEYS, values, strict=True)))
 
+    @classmethod
+    def from_driver(cls, values: Iterable[Any]) -> PaymentRecord:
+        """Like `from_columns`, for values as the database driver returns them (plain SQL)."""
+        fields: dict[str, Any] = {
+            key: driver_instant(value) if key in _INSTANTS and value is not None else value
+            for key, value in zip(_KEYS, values, strict=True)}
+        return cls(**fields)
+
     def values(self) -> dict[str, Any]:
         """The column values, for the INSERT that stores a new payment."""
         return {key: getattr(self, key) for key in _KEYS}
+
+
+def driver_instant(value: Any) -> datetime:
+    """An aware UTC instant from a timestamp as the driver returns it for plain SQL.
+
+    PostgreSQL's driver gives aware datetimes; SQLite gives the naive UTC text that the
+    `UtcDateTime` column type stored.
+    """
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return utc(value)
 
 
 @dataclass(frozen=True)
@@ -147,43 +171,62 @@ def add_events(
     rows = [{"payment_id": payment_id, "at": now, "kind": event.kind,
              "detail": json.dumps(event.detail, sort_keys=True, default=_json_default)}
             for event in events]
-    if rows:
+    if len(rows) == 1:  # one row: a plain execute, not the executemany path
+        connection.execute(_INSERT_EVENTS, rows[0])
+    elif rows:
         connection.execute(_INSERT_EVENTS, rows)
 
 
 def create(connection: Connection, record: PaymentRecord, events: Iterable[Event]) -> None:
     """Store a new payment and its first events, inside the caller's transaction."""
-    connection.execute(insert(PAYMENTS).values(record.values()))
+    connection.execute(_INSERT_PAYMENT, record.values())
     add_events(connection, record.id, record.created_at, events)
 
 
 def get(db: Database, payment_id: str) -> PaymentRecord | None:
     """The stored payment, or None."""
     with db.core_read() as connection:
-        row = connection.execute(select(*_ALL).where(PAYMENTS.c.id == payment_id)).first()
+        row = connection.execute(_SELECT_PAYMENT, {"payment_id": payment_id}).first()
     return PaymentRecord.of(row) if row is not None else None
 
 
 def _in_state(states: str | Iterable[str]) -> ColumnElement[bool]:
     states = (states,) if isinstance(states, str) else tuple(states)
-    if len(states) == 1:  # `=` compiles once; `IN` expands its parameters at every call
-        return PAYMENTS.c.status == states[0]
-    return PAYMENTS.c.status.in_(states)
+    # `=` and OR compile once; `IN` would expand its parameters again at every execution.
+    return or_(*(PAYMENTS.c.status == bindparam(f"state_{i}", state)
+                 for i, state in enumerate(states)))
+
+
+@lru_cache(maxsize=64)
+def _cas_statement(
+    states: tuple[str, ...], columns: tuple[str, ...], count_attempt: bool, lease_free: bool,
+) -> Update:
+    """The compare-and-set UPDATE of one shape, built once: only parameter values vary.
+
+    Building and hashing a statement per call cost as much as running it.
+    """
+    condition = _in_state(states)
+    if lease_free:
+        condition = condition & or_(PAYMENTS.c.next_attempt_at.is_(None),
+                                    PAYMENTS.c.next_attempt_at <= bindparam("lease_now"))
+    values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in columns}
+    if count_attempt:
+        values["attempts"] = PAYMENTS.c.attempts + 1
+    return (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"), condition)
+            .values(values).returning(*_ALL))
 
 
 def _compare_and_set(
-    db: Database, payment_id: str, condition: ColumnElement[bool], now: datetime, *,
-    events: Iterable[Event], changes: dict[str, Any],
+    db: Database, statement: Update, params: dict[str, Any], now: datetime,
+    events: Iterable[Event],
 ) -> PaymentRecord | None:
-    """One UPDATE ... RETURNING guarded by `condition`, and the events, in one transaction."""
-    statement = (update(PAYMENTS).where(PAYMENTS.c.id == payment_id, condition)
-                 .values(**changes).returning(*_ALL))
+    """One UPDATE ... RETURNING guarded by its condition, and the events, in one transaction."""
     with db.write() as session:
         connection = session.connection()
-        row = connection.execute(statement).first()
+        row = connection.execute(statement, params).first()
         if row is None:
             return None
-        add_events(connection, payment_id, now, events)
+        add_events(connection, params["payment_id"], now, events)
     return PaymentRecord.of(row)
 
 
@@ -197,10 +240,12 @@ def advance(
     Returns the updated row, or None when another actor moved the payment first; then the
     caller reads the payment again instead of acting on a state it no longer holds.
     """
-    if count_attempt:
-        changes["attempts"] = PAYMENTS.c.attempts + 1
-    return _compare_and_set(db, payment_id, _in_state(expected), now, events=events,
-                            changes={"updated_at": now, **changes})
+    states = (expected,) if isinstance(expected, str) else tuple(expected)
+    changes["updated_at"] = now
+    columns = tuple(sorted(changes))
+    statement = _cas_statement(states, columns, count_attempt, False)
+    params = {"payment_id": payment_id, **{f"new_{c}": changes[c] for c in columns}}
+    return _compare_and_set(db, statement, params, now, events)
 
 
 def take_lease(
@@ -211,13 +256,10 @@ def take_lease(
     Refused (None) while another actor's lease runs, unless `steal` (start-up recovery,
     when no other actor can still be alive), and always for a finished payment.
     """
-    condition = _in_state(OPEN)
-    if not steal:
-        condition = condition & or_(PAYMENTS.c.next_attempt_at.is_(None),
-                                    PAYMENTS.c.next_attempt_at <= now)
-    return _compare_and_set(db, payment_id, condition, now,
-                            events=[Event("RECOVERY_LEASE", {"until": until})],
-                            changes={"next_attempt_at": until})
+    statement = _cas_statement(OPEN, ("next_attempt_at",), False, not steal)
+    params = {"payment_id": payment_id, "new_next_attempt_at": until, "lease_now": now}
+    return _compare_and_set(db, statement, params, now,
+                            [Event("RECOVERY_LEASE", {"until": until})])
 
 
 def due_for_recovery(

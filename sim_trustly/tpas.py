@@ -230,8 +230,7 @@ def describe_scan(ctx: TrustlyContext, code: str) -> ScanView:
     One query reads the token, its merchant, its key and its payment.
     """
     now = ctx.clock.now()
-    with ctx.db.core_read() as connection:
-        token = redemption.lookup(connection, code)
+    token = redemption.find(ctx.db, code)
     state = _scan_state(ctx, token, now)
     if token is None:
         return ScanView(code, state, None, None, None, None, None, ctx.settings.tpas_currency)
