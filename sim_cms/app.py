@@ -20,6 +20,7 @@ from simkit.errors import install_error_handler
 from simkit.faults import FaultPlan, install_faults
 from simkit.journal import Journal, install_journal
 from simkit.migrate import upgrade_to_head
+from simkit.startup_lock import startup_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,12 +53,13 @@ def create_app(
     in-process sim_trustly; by default the CMS calls `settings.trustly.base_url` over HTTP.
     """
     db = database or Database(settings.database_url)
-    upgrade_to_head(MIGRATIONS, db)
-    if clock is None:
-        clock = ManualClock(store=DatabaseClockStore(db)) if settings.controllable_clock \
-            else SystemClock()
-    with db.write() as session:
-        seed(session, settings, clock.now())
+    with startup_lock(db):
+        upgrade_to_head(MIGRATIONS, db)
+        if clock is None:
+            clock = ManualClock(store=DatabaseClockStore(db)) if settings.controllable_clock \
+                else SystemClock()
+        with db.write() as session:
+            seed(session, settings, clock.now())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     ctx = CmsContext(settings=settings, db=db, clock=clock, trustly_transport=trustly_transport)

@@ -25,6 +25,7 @@ from simkit.faults import FaultPlan, install_faults
 from simkit.journal import Journal, install_journal
 from simkit.json_provider import install_orjson
 from simkit.migrate import upgrade_to_head
+from simkit.startup_lock import startup_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -82,9 +83,10 @@ def create_app(
     """
     validate_configured(settings.signing_keys)  # a weak key stops start-up before any I/O
     db = database or Database(settings.database_url)
-    upgrade_to_head(MIGRATIONS, db)
-    clock = clock or _default_clock(settings, db)
-    _seed(settings, db, clock)
+    with startup_lock(db):
+        upgrade_to_head(MIGRATIONS, db)
+        clock = clock or _default_clock(settings, db)
+        _seed(settings, db, clock)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     install_orjson(app)
