@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from sim_cms.audit import canonical_json
@@ -62,15 +63,21 @@ class FundingRequest:
 
     def wire(self) -> dict[str, Any]:
         """The request's fields under their wire names."""
-        fields = asdict(self)
-        return {wire: fields[attr] for wire, attr in zip(FIELDS, fields, strict=True)}
+        return {"transactionId": self.transaction_id, "egmId": self.egm_id,
+                "amount": self.amount, "currency": self.currency, "ubai": self.ubai,
+                "qrTokenId": self.qr_token_id}
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of all six fields: equal iff the bodies mean the same.
 
         Member order, spacing and ignored extra members do not change it; any field's value
-        does, so a retry that changes anything is recognised as reuse of the key.
+        does, so a retry that changes anything is recognised as reuse of the key. Computed
+        once per request (the funding path needs it up to three times).
         """
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         return hashlib.sha256(canonical_json(self.wire()).encode("ascii")).hexdigest()
 
 

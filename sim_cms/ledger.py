@@ -228,28 +228,15 @@ def _apply(
     the usage move by relative UPDATEs in this transaction.
     """
     connection = session.connection()
-    _post_entries(session, request.transaction_id, "FUNDING", currency=request.currency,
-                  now=now, legs=[(settlement_account_id(request.currency), -request.amount),
-                                 (meter_account_id(egm.id), request.amount)])
-    ledger_sql.add_credit(connection, request, day)
+    legs = ((settlement_account_id(request.currency), -request.amount),
+            (meter_account_id(egm.id), request.amount))
     credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
     outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
-    ledger_sql.insert_funding(connection, request, outcome, day, now)
+    ledger_sql.write_credit(connection, request, outcome, legs=legs, day=day, now=now)
     audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
                       now=now, payload={**request.wire(), "creditMeter": credit_meter,
                                         "usedToday": used, "gamingDay": day.isoformat()})
     return outcome
-
-
-def _post_entries(
-    session: Session, reference: str, kind: str, *, currency: str, now: datetime,
-    legs: list[tuple[str, int]],
-) -> int:
-    """Insert one transaction and its legs (returns its id); refuses unbalanced legs (a bug)."""
-    if sum(amount for _, amount in legs) != 0:
-        raise ValueError(f"ledger transaction {reference} does not balance: {legs}")
-    return ledger_sql.insert_transaction(session.connection(), reference, kind,
-                                         currency=currency, now=now, legs=legs)
 
 
 def get_funding(session: Session, transaction_id: str) -> FundingRecord | None:

@@ -12,10 +12,22 @@ usage row's lock, then the writes, and the audit append (`audit.append_core`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Row,
+    Table,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from sim_cms.models import (
     DailyLimit,
@@ -26,6 +38,7 @@ from sim_cms.models import (
     LimitUsage,
     QrDisplay,
 )
+from simkit.sqltypes import UtcDateTime
 
 if TYPE_CHECKING:  # `funding` imports `limits`, which runs its usage lock through here
     from sim_cms.funding import FundingOutcome, FundingRequest
@@ -76,6 +89,12 @@ _ADD_TO_USAGE = (
 _INSERT_FUNDING = insert(_FUNDINGS)
 
 
+def check_balanced(reference: str, legs: Sequence[tuple[str, int]]) -> None:
+    """Refuse (as a bug) legs that do not sum to zero, before anything is written."""
+    if sum(amount for _, amount in legs) != 0:
+        raise ValueError(f"ledger transaction {reference} does not balance: {legs}")
+
+
 def lock_for_funding(connection: Connection, request: FundingRequest) -> AnyRow | None:
     """The EGM row locked for this transaction, with what the decision reads beside it.
 
@@ -103,6 +122,7 @@ def lock_usage(connection: Connection, ubai: str, day: date) -> AnyRow | None:
 def insert_transaction(connection: Connection, reference: str, kind: str, *, currency: str,
                        now: datetime, legs: list[tuple[str, int]]) -> int:
     """One ledger transaction and its legs; the unique reference fails for a racing twin."""
+    check_balanced(reference, legs)
     transaction_id: int = connection.execute(
         _INSERT_TRANSACTION, {"reference": reference, "kind": kind, "created_at": now},
     ).scalar_one()
@@ -129,4 +149,56 @@ def insert_funding(connection: Connection, request: FundingRequest, outcome: Fun
         "response_body": outcome.body, "egm_id": request.egm_id, "ubai": request.ubai,
         "amount": request.amount, "currency": request.currency,
         "qr_token_id": request.qr_token_id, "gaming_day": day, "created_at": now,
+    })
+
+
+# PostgreSQL: the whole credit in one statement (a round trip instead of six). The audit
+# append is a separate, later statement so that a racing twin of the transactionId fails
+# here, on a unique key, before this transaction waits for the audit head.
+_PG_CREDIT = text("""
+    WITH tx AS (
+        INSERT INTO ledger_transactions (reference, kind, created_at)
+        VALUES (:tid, 'FUNDING', :now) RETURNING id
+    ), legs AS (
+        INSERT INTO ledger_entries (transaction_id, account_id, amount, currency)
+        SELECT tx.id, leg.account_id, leg.amount, :currency
+        FROM tx, (VALUES (CAST(:from_account AS VARCHAR), CAST(:minus AS BIGINT)),
+                         (CAST(:to_account AS VARCHAR), CAST(:plus AS BIGINT)))
+             AS leg (account_id, amount)
+    ), meter AS (
+        UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
+    ), usage AS (
+        UPDATE limit_usage SET used = used + CAST(:plus AS BIGINT)
+        WHERE ubai = :ubai AND gaming_day = :day
+    )
+    INSERT INTO funding_records (transaction_id, fingerprint, outcome, http_status,
+        error_code, response_body, egm_id, ubai, amount, currency, qr_token_id, gaming_day,
+        created_at)
+    VALUES (:tid, :fingerprint, 'APPLIED', :status, NULL, :body, :egm, :ubai,
+        CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
+""").bindparams(bindparam("now", type_=UtcDateTime()), bindparam("day", type_=Date()),
+                bindparam("minus", type_=BigInteger()), bindparam("plus", type_=BigInteger()))
+
+
+def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
+                 legs: tuple[tuple[str, int], tuple[str, int]], day: date,
+                 now: datetime) -> None:
+    """Write an applied funding: its ledger transaction with two legs (settlement, then the
+    EGM's meter), the meter and the usage moved by the amount, and the stored answer.
+    """
+    check_balanced(request.transaction_id, legs)
+    if connection.dialect.name != "postgresql":
+        insert_transaction(connection, request.transaction_id, "FUNDING",
+                           currency=request.currency, now=now, legs=list(legs))
+        add_credit(connection, request, day)
+        insert_funding(connection, request, outcome, day, now)
+        return
+    (from_account, minus), (to_account, plus) = legs
+    assert plus == request.amount, "the second leg credits the EGM's meter"
+    connection.execute(_PG_CREDIT, {
+        "tid": request.transaction_id, "now": now, "currency": request.currency,
+        "from_account": from_account, "minus": minus, "to_account": to_account, "plus": plus,
+        "egm": request.egm_id, "ubai": request.ubai, "day": day,
+        "fingerprint": request.fingerprint(), "status": outcome.http_status,
+        "body": outcome.body, "qr": request.qr_token_id,
     })

@@ -188,6 +188,7 @@ def test_fingerprint_changes_with_every_field_and_only_with_fields() -> None:
 
 def test_unbalanced_legs_are_refused_before_anything_is_written(app: Flask) -> None:
     with pytest.raises(ValueError, match="does not balance"), db_of(app).write() as session:
-        ledger._post_entries(session, "bad", "FUNDING", currency="USD",
-                             now=app.extensions["sim_cms"].clock.now(), legs=[("a", -1), ("b", 2)])
+        ledger_sql.insert_transaction(session.connection(), "bad", "FUNDING", currency="USD",
+                                      now=app.extensions["sim_cms"].clock.now(),
+                                      legs=[("a", -1), ("b", 2)])
     assert ledger_transactions(app) == 0
