@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from sim_cms.errors import BEARER_CHALLENGE
 from sim_cms.models import AccessToken, OAuthClient
+from sim_cms.reads import single_read
 from sim_cms.seed import hash_secret
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
@@ -156,7 +157,7 @@ def check_token(db: Database, token: str, now: datetime, cache: TokenCache | Non
     digest = token_hash(token)
     known = cache.get(digest, now) if cache is not None else None
     if known is None:
-        with db.core_read() as connection:
+        with single_read(db) as connection:
             row = connection.execute(
                 select(AccessToken.client_id, AccessToken.expires_at)
                 .where(AccessToken.token_hash == digest)

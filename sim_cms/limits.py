@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sim_cms import audit, ledger_sql
 from sim_cms.models import DailyLimit, LimitUsage
+from sim_cms.reads import single_read
 from sim_cms.settings import CmsSettings
 from simkit.clock import format_instant, utc
 from simkit.db import Database
@@ -199,10 +200,27 @@ def _view(session: Session, ubai: str, settings: CmsSettings, now: datetime) -> 
     return LimitView(ubai, row.daily_limit, row.currency, used, day, row.updated_at, "SET")
 
 
+_ONE = select(literal_column("1").label("one")).subquery()
+_LIMIT_AND_USAGE = select(
+    select(LimitUsage.used)
+    .where(LimitUsage.ubai == bindparam("ubai"), LimitUsage.gaming_day == bindparam("day"))
+    .scalar_subquery().label("used"),
+    DailyLimit.daily_limit, DailyLimit.currency, DailyLimit.updated_at,
+).select_from(_ONE.outerjoin(DailyLimit, DailyLimit.ubai == bindparam("ubai")))
+
+
 def get_limit(db: Database, ubai: str, settings: CmsSettings, now: datetime) -> LimitView:
-    """The limit view of `ubai` now (the default when none was set)."""
-    with db.read() as session:
-        return _view(session, validate_ubai(ubai), settings, now)
+    """The limit view of `ubai` now (the default when none was set): one SELECT, no
+    transaction, as the read every scan-then-pay flow makes."""
+    validate_ubai(ubai)
+    day = gaming_day(now, settings)
+    with single_read(db) as connection:
+        row = connection.execute(_LIMIT_AND_USAGE, {"ubai": ubai, "day": day}).one()
+    used = row.used or 0
+    if row.daily_limit is None:
+        return LimitView(ubai, settings.default_daily_limit, settings.currency, used, day,
+                         None, "DEFAULT")
+    return LimitView(ubai, row.daily_limit, row.currency, used, day, row.updated_at, "SET")
 
 
 def set_limit(
