@@ -10,6 +10,7 @@ from flask import Flask, Response, request
 from sim_trustly import admin, auth_service, openapi, tpas_admin
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.errors import render_trustly_error
+from sim_trustly.issuance import flush_issued
 from sim_trustly.keys import ensure_signing_keys, validate_configured
 from sim_trustly.merchants import reset_state, seed_merchants
 from sim_trustly.microsite import api as microsite_api
@@ -48,6 +49,7 @@ def _install_control(
     app: Flask, ctx: TrustlyContext, journal: Journal, cache: CredentialCache
 ) -> FaultPlan:
     def reset() -> None:
+        flush_issued(ctx.db)  # a token queued before the reset must not land after it
         with ctx.db.write() as session:
             reset_state(session, ctx.settings.merchants, ctx.clock.now())
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import insert
+from sqlalchemy import Table
 
 from sim_trustly import credentials
 from sim_trustly.credentials import LockoutPolicy, MerchantView
@@ -21,13 +22,20 @@ from sim_trustly.keyring_cache import KeyringCache
 from sim_trustly.models import QrTokenRow
 from sim_trustly.settings import TrustlySettings
 from sim_trustly.tokens import issue_qr_token
+from simkit.batch_writer import writer_for
 from simkit.clock import Clock, format_instant
 from simkit.db import Database
 from simkit.errors import BadRequest, Forbidden, Unauthorized
+from simkit.wait import poll_until
+
+T = TypeVar("T")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 CODE_BYTES = 16  # 128 bits, 22 base64url characters
-_INSERT_TOKEN = insert(QrTokenRow)  # Core insert: the ORM unit of work is not needed here
+_TOKENS: Table = QrTokenRow.__table__  # type: ignore[assignment]
+# How long a lookup waits for a code another worker process has just issued (its row is
+# stored a moment after the response, by that process's batch writer).
+ISSUED_VISIBILITY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,26 @@ def authenticate(
     return Authenticated(found.merchant, found.active_kid)
 
 
+def await_issued(db: Database, find: Callable[[], T | None]) -> T | None:
+    """`find()`'s answer about a code, waiting for a token that was issued but not yet stored.
+
+    A token's row is written by a background writer a moment after the CMS got its answer
+    (simkit.batch_writer), so a lookup that finds nothing first stores what this process has
+    queued, then polls briefly for another process's. A code that was never issued costs the
+    caller `ISSUED_VISIBILITY_S`.
+    """
+    found = find()
+    if found is not None:
+        return found
+    writer_for(db).flush()
+    return poll_until(find, timeout_s=ISSUED_VISIBILITY_S)
+
+
+def flush_issued(db: Database) -> None:
+    """Store every token this process has issued so far (before a reset or a state dump)."""
+    writer_for(db).flush()
+
+
 def _expires_wire(moment: datetime, fmt: str) -> str | int:
     if fmt == "epoch_ms":
         return int(moment.timestamp() * 1000)
@@ -126,8 +154,8 @@ def issue_for_merchant(
 ) -> IssuedQrToken:
     """Issue a token for one EGM of the caller; the credential's merchant must be asked for.
 
-    The token is signed before the write transaction opens, so the database's write lock is
-    held only for one INSERT.
+    The token's row is stored by the database's batch writer, off the request path: see
+    `await_issued` for how lookups see it.
     """
     merchant = caller.merchant
     if request.merchant_id != merchant.id:
@@ -144,12 +172,12 @@ def issue_for_merchant(
         jti=code, issued_at=now, lifetime_s=lifetime, location_id=request.location_id,
     )
     expires_at = now + timedelta(seconds=lifetime)
-    with db.core_write_relaxed() as connection:
-        connection.execute(_INSERT_TOKEN, {
-            "code": code, "merchant_id": merchant.id, "egm_id": request.egm_id,
-            "location_id": request.location_id, "kid": keyring.active.kid, "token": token,
-            "issued_at": now, "expires_at": expires_at,
-        })
+    row = {
+        "code": code, "merchant_id": merchant.id, "egm_id": request.egm_id,
+        "location_id": request.location_id, "kid": keyring.active.kid, "token": token,
+        "issued_at": now, "expires_at": expires_at,
+    }
+    writer_for(db).submit(_TOKENS, lambda: row)
     fmt = merchant.expires_at_format or settings.expires_at_format
     return IssuedQrToken(
         url=f"{settings.public_base_url.rstrip('/')}/scan/{code}", token=token, code=code,

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, CursorResult, bindparam, text, update
 from sqlalchemy.orm import Session
 
 from sim_trustly.context import TrustlyContext
+from sim_trustly.issuance import await_issued
 from sim_trustly.models import QrTokenRow
 from sim_trustly.payments import PAYMENT_COLUMNS, PaymentRecord, driver_instant
 from sim_trustly.tokens import ExpiredQrToken, InvalidQrToken
@@ -122,11 +123,18 @@ def _presented(values: Sequence[Any]) -> PresentedToken:
 
 
 def find(db: Database, code: str) -> PresentedToken | None:
-    """The token a code names, or None (odd codes are not even looked up): the hot-path read."""
+    """The token a code names, or None (odd codes are not even looked up): the hot-path read.
+
+    A token issued a moment ago may not be stored yet (see `issuance.await_issued`).
+    """
     if not _CODE.fullmatch(code):
         return None
-    rows = db.hot_read(_LOOKUP_SQL, {"code": code})
-    return _presented(rows[0]) if rows else None
+
+    def read() -> PresentedToken | None:
+        rows = db.hot_read(_LOOKUP_SQL, {"code": code})
+        return _presented(rows[0]) if rows else None
+
+    return await_issued(db, read)
 
 
 def lookup(connection: Connection | Session, code: str) -> PresentedToken | None:

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from sim_trustly.issuance import flush_issued
 from sim_trustly.models import AuthLockout, QrTokenRow
 from sim_trustly.verifier import verify_presented_token
 from simkit.clock import ManualClock, format_instant
@@ -31,7 +32,9 @@ def post_token(client: FlaskClient, body: Any = None, *, auth: str | None = DEMO
 
 
 def issued_count(app: Flask) -> int:
-    with app.extensions["sim_trustly"].db.read() as session:
+    db = app.extensions["sim_trustly"].db
+    flush_issued(db)  # issued tokens are stored by a background writer
+    with db.read() as session:
         return int(session.scalar(select(func.count()).select_from(QrTokenRow)) or 0)
 
 

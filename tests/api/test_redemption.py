@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import delete
 
 from sim_trustly import payments, redemption, tpas
+from sim_trustly.issuance import flush_issued
 from sim_trustly.models import Credential, Merchant, QrTokenRow
 from sim_trustly.redemption import (
     QrCodeExpired,
@@ -41,6 +42,7 @@ def refusal(casino: Casino, code: str) -> SimError:
 
 
 def used_at(casino: Casino, code: str) -> Any:
+    flush_issued(casino.ctx.db)  # issued tokens are stored by a background writer
     with casino.ctx.db.read() as session:
         row = session.get(QrTokenRow, code)
         return row.used_at if row else None
@@ -111,6 +113,7 @@ def test_a_stored_token_moved_to_another_merchant_is_403(casino: Casino) -> None
     response = casino.trustly.post("/_sim/merchants", headers=ADMIN, json={
         "merchantId": "other-casino", "accessId": "other-id", "accessKey": "other-key-123"})
     assert response.status_code == 201
+    flush_issued(casino.ctx.db)
     with casino.ctx.db.write() as session:
         row = session.get(QrTokenRow, code)
         assert row is not None

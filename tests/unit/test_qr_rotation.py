@@ -30,6 +30,7 @@ from sim_cms.qr_display import (
     was_displayed,
 )
 from sim_cms.settings import TrustlyLink
+from sim_trustly.issuance import flush_issued
 from sim_trustly.models import QrTokenRow
 from simkit.clock import ManualClock
 from tests.conftest import ADMIN_TOKEN, START, CmsFactory
@@ -57,6 +58,7 @@ def shown_on(app: Flask, egm_id: str) -> int:
 
 def issued_for(app: Flask, egm_id: str) -> int:
     db = trustly_of(app).extensions["sim_trustly"].db
+    flush_issued(db)  # issued tokens are stored by a background writer
     with db.read() as session:
         statement = select(func.count()).select_from(QrTokenRow).where(QrTokenRow.egm_id == egm_id)
         return int(session.scalar(statement) or 0)
