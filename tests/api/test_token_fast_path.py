@@ -84,3 +84,17 @@ def test_an_offered_correlation_id_is_echoed_by_the_fast_path(client: FlaskClien
                            headers={"Authorization": DEMO_AUTH, "X-Correlation-Id": "cid-42"})
     assert response.status_code == 200
     assert response.headers["X-Correlation-Id"] == "cid-42"
+
+
+def test_a_token_issued_by_one_process_is_scannable_at_once_through_another(
+    make_trustly: Any, databases: Any,
+) -> None:
+    """Issued tokens are stored a moment after their answer; other workers wait for them."""
+    url = databases.new("shared")
+    issuer, scanner = make_trustly(database_url=url), make_trustly(database_url=url)
+    for _ in range(5):
+        issued = post_token(issuer.test_client())
+        code = issued.get_json()["url"].rsplit("/", 1)[1]
+        scan = scanner.test_client().get(f"/api/v1/scan/{code}")
+        assert scan.status_code == 200, scan.get_data(as_text=True)
+        assert scan.get_json()["state"] == "ACTIVE"
