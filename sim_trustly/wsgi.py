@@ -1,12 +1,19 @@
-"""WSGI entry point for production servers.
+"""WSGI entry points for production servers.
 
+    granian --interface wsgi --factory --workers 2 'sim_trustly.wsgi:create_in_worker'
     gunicorn --preload -c python:sim_trustly.gunicorn_hooks 'sim_trustly.wsgi:create()'
 
 Settings come from the environment (`SCANPAY_TRUSTLY_DATABASE_URL`, `SCANPAY_CONFIG`,
 `SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`, `SCANPAY_TRUSTLY_PUBLIC_URL`,
-`SCANPAY_TRUSTLY_CMS_URL`). With `--preload` the migrations, seeding and the start-up
-recovery sweep (payments a crash left in FUNDING) run once in the master before the workers
-fork; the hooks module starts the periodic sweep in every worker.
+`SCANPAY_TRUSTLY_CMS_URL`).
+
+- `create_in_worker` is for servers that build the app in every worker process (granian, the
+  default; see docs/performance.md): migrations and seeding run under the start-up lock, and
+  each worker runs the TPAS recovery sweep in a background thread, so a payment a crash left
+  open is finished by whichever worker sweeps first, while serving starts at once.
+- `create` is for gunicorn with `--preload`: the migrations, seeding and a first recovery pass
+  run once in the master before the workers fork; the hooks module starts the periodic sweep
+  in every worker.
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ from sim_trustly.app import create_app
 from sim_trustly.cms_client import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.settings import load_trustly_settings
-from sim_trustly.tpas import run_recovery_at_startup
+from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
 
 log = logging.getLogger(__name__)
 
 
 def create() -> Flask:
-    """Build sim_trustly from the environment and finish what a crash left open."""
+    """Build sim_trustly from the environment and finish what a crash left open (preload)."""
     app = create_app(load_trustly_settings())
     finished = run_recovery_at_startup(app)
     if finished:
@@ -33,4 +40,11 @@ def create() -> Flask:
     ctx = app.extensions[EXTENSION]
     close_adapters(ctx)  # no HTTP or database connection may cross the fork
     ctx.db.dispose()
+    return app
+
+
+def create_in_worker() -> Flask:
+    """Build sim_trustly in this worker process and start its recovery sweep."""
+    app = create_app(load_trustly_settings())
+    start_recovery_worker(app)
     return app
