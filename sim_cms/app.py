@@ -30,6 +30,7 @@ def _install_control(app: Flask, ctx: CmsContext) -> None:
         with ctx.db.write() as session:
             reset(session, ctx.settings, ctx.clock.now())
         ctx.tokens.clear()  # the reset deleted every issued token
+        ctx.known_egms.clear()  # and every EGM the settings do not name
 
     faults = FaultPlan(ctx.db)
     install_faults(app, faults)

@@ -21,7 +21,10 @@ class CmsContext:
 
     `trustly_transport` is the httpx transport used to reach Trustly (None: real network),
     so tests and the embedded harness can wire sim_cms to an in-process sim_trustly.
-    `tokens` remembers valid Bearer tokens (see `access_tokens.TokenCache`).
+    `tokens` remembers valid Bearer tokens (see `access_tokens.TokenCache`); `known_egms`
+    the ids of EGMs seen to exist (EGMs are only ever removed by a reset, which clears it;
+    a stale id after another process's reset costs one needless Trustly call, never a
+    wrong answer, because recording the QR checks the EGM again).
     """
 
     settings: CmsSettings
@@ -29,6 +32,7 @@ class CmsContext:
     clock: Clock
     trustly_transport: Any = None
     tokens: TokenCache = field(default_factory=TokenCache)
+    known_egms: set[str] = field(default_factory=set)
 
 
 def cms() -> CmsContext:

@@ -29,7 +29,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sim_cms.egms import EgmNotFound, get_egm, lock_egm
+from sim_cms import qr_store
+from sim_cms.egms import EGM_ID, EgmNotFound, lock_egm
 from sim_cms.models import Egm, QrDisplay, QrState
 from sim_cms.trustly_client import (
     MAX_TOKEN_ID_CHARS,
@@ -158,8 +159,10 @@ def acquire(ctx: CmsContext, egm_id: str) -> QrDisplay:
     Raises `EgmNotFound` for an unknown EGM (before calling Trustly) and `TrustlyUnavailable`
     after recording the failure and its backoff.
     """
-    with ctx.db.read() as session:
-        get_egm(session, egm_id)
+    if egm_id not in ctx.known_egms:
+        if not (EGM_ID.fullmatch(egm_id) and qr_store.egm_exists(ctx.db, egm_id)):
+            raise EgmNotFound(egm_id)
+        ctx.known_egms.add(egm_id)
     try:
         got = request_qr_token(ctx.settings.trustly, egm_id, transport=ctx.trustly_transport,
                                location_id=ctx.settings.location_id)
@@ -170,13 +173,12 @@ def acquire(ctx: CmsContext, egm_id: str) -> QrDisplay:
 
 
 def _state_locked(session: Session, egm_id: str) -> QrState:
-    """The EGM's QrState, created if missing; the EGM row lock serialises the creation."""
+    """The EGM's QrState (created if missing), locked, under the EGM's row lock."""
     if lock_egm(session, egm_id) is None:
         raise EgmNotFound(egm_id)
-    state = session.get(QrState, egm_id, with_for_update=True)
-    if state is None:
-        state = QrState(egm_id=egm_id, failures=0)
-        session.add(state)
+    qr_store.ensure_state(session.connection(), egm_id)  # an acquisition may create it too
+    state = session.get(QrState, egm_id, with_for_update=True, populate_existing=True)
+    assert state is not None, "the state row exists after an insert-or-nothing"
     return state
 
 
@@ -184,24 +186,27 @@ def _record_success(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
     now = ctx.clock.now()
     if got.expires_at <= now:
         raise TrustlyUnavailable("malformed", "expiresAt is not in the future", status=200)
-    with ctx.db.write() as session:
-        if session.get(QrDisplay, got.qr_token_id) is not None:
-            raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200)
-        return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+    try:
+        with ctx.db.write() as session:
+            return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+    except IntegrityError as exc:  # the primary key: a token id recorded before
+        raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200) from exc
 
 
 def _show(session: Session, egm_id: str, got: AcquiredQr, now: datetime,
           buffer_s: int) -> QrDisplay:
-    """Record `got` as displayed on the EGM and make it the one on screen (clears failures)."""
-    state = _state_locked(session, egm_id)
+    """Record `got` as displayed on the EGM and make it the one on screen (clears failures).
+
+    Two Core statements (`qr_store.show`); the returned display is not attached to the
+    session. EgmNotFound when the EGM does not exist.
+    """
     display = QrDisplay(
         qr_token_id=got.qr_token_id, egm_id=egm_id, url=got.url, token=got.token,
         expires_at=got.expires_at, displayed_at=now,
         rotates_at=rotates_at_for(now, got.expires_at, buffer_s),
     )
-    session.add(display)
-    state.current_qr_token_id = got.qr_token_id
-    state.failures, state.last_error, state.next_acquire_at = 0, None, None
+    if not qr_store.show(session.connection(), display):
+        raise EgmNotFound(egm_id)
     return display
 
 
@@ -269,10 +274,8 @@ def register_display(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay
                      "displayed", qrTokenId=got.qr_token_id)
     try:
         with ctx.db.write() as session:
-            if session.get(QrDisplay, got.qr_token_id) is not None:
-                raise taken
             return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
-    except IntegrityError as exc:  # the same id registered by a racing call: same answer
+    except IntegrityError as exc:  # the primary key: the id was recorded before
         raise taken from exc
 
 

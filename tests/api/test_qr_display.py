@@ -308,6 +308,31 @@ def test_forcing_a_qr_for_an_unknown_egm_is_404_and_asks_trustly_nothing(
     assert calls == [] and displays(app) == 0
 
 
+def test_an_egm_removed_by_a_reset_gets_no_qr(make_cms: CmsFactory) -> None:
+    """The CMS remembers which EGMs exist; a reset forgets, and recording checks again."""
+    calls: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={"url": f"https://t.example/scan/c{len(calls)}",
+                                         "token": "t", "expiresAt": LATER})
+
+    app = make_cms()
+    rewire(app, record)
+    client = app.test_client()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert client.put("/_sim/egms/EXTRA-1", json={}, headers=admin).status_code == 201
+    assert force(client, "EXTRA-1").status_code == 200
+    assert client.post("/_sim/reset", headers=admin).status_code == 200
+    response = force(client, "EXTRA-1")
+    assert response.status_code == 404 and response.get_json()["code"] == "EGM_NOT_FOUND"
+    assert len(calls) == 1 and displays(app) == 0
+    ctx_of(app).known_egms.add("EXTRA-1")  # as another process's reset would leave it
+    response = force(client, "EXTRA-1")
+    assert response.status_code == 404 and response.get_json()["code"] == "EGM_NOT_FOUND"
+    assert displays(app) == 0
+
+
 def test_forcing_a_qr_needs_a_bearer_token(make_cms: CmsFactory) -> None:
     app = make_cms(with_trustly=True)
     response = app.test_client().post("/cws/v1/egms/EGM-001/qr")

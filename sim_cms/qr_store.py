@@ -1,0 +1,75 @@
+"""The QR acquisition's SQL: Core statements for the hot path of `POST /cws/v1/egms/{id}/qr`.
+
+Recording a new QR is two statements and no reads: the display row is inserted only if the
+EGM exists (INSERT ... SELECT from `egms`, so an EGM removed meanwhile shows nothing), and
+the EGM's `qr_state` is upserted to point at it. The state row's own lock (taken by the
+upsert) serialises this against a rotation claim; nothing needs the EGM row's lock, so an
+acquisition never waits for a funding on the same machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sim_cms.models import Egm, QrDisplay, QrState
+from sim_cms.reads import single_read
+from simkit.db import Database
+
+_DISPLAYS = cast(Table, QrDisplay.__table__)
+_STATES = cast(Table, QrState.__table__)
+_COLUMNS = ("qr_token_id", "url", "token", "expires_at", "rotates_at", "displayed_at")
+_EGM_EXISTS = select(Egm.id).where(Egm.id == bindparam("egm"))
+_INSERT_DISPLAY = _DISPLAYS.insert().from_select(
+    ["egm_id", *_COLUMNS],
+    select(Egm.id, *(bindparam(name, type_=_DISPLAYS.c[name].type) for name in _COLUMNS))
+    .where(Egm.id == bindparam("egm")),
+).returning(_DISPLAYS.c.qr_token_id)  # RETURNING, not rowcount: psycopg may report -1
+
+
+def _state_upsert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(_STATES).values(
+        egm_id=bindparam("egm"), current_qr_token_id=bindparam("qr"), failures=literal(0))
+    return statement.on_conflict_do_update(
+        index_elements=[_STATES.c.egm_id],
+        set_={"current_qr_token_id": statement.excluded.current_qr_token_id, "failures": 0,
+              "last_error": None, "next_acquire_at": None},
+    )
+
+
+def _state_insert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_STATES).values(egm_id=bindparam("egm"), failures=literal(0)) \
+        .on_conflict_do_nothing(index_elements=[_STATES.c.egm_id])
+
+
+_UPSERT_STATE = {name: _state_upsert(name) for name in ("postgresql", "sqlite")}
+_ENSURE_STATE = {name: _state_insert(name) for name in ("postgresql", "sqlite")}
+
+
+def ensure_state(connection: Connection, egm_id: str) -> None:
+    """Create the EGM's `qr_state` row if it is missing (a racing creator is no error)."""
+    connection.execute(_ENSURE_STATE[connection.dialect.name], {"egm": egm_id})
+
+
+def egm_exists(db: Database, egm_id: str) -> bool:
+    """Whether the EGM exists (one SELECT, no transaction)."""
+    with single_read(db) as connection:
+        return connection.execute(_EGM_EXISTS, {"egm": egm_id}).first() is not None
+
+
+def show(connection: Connection, display: QrDisplay) -> bool:
+    """Record `display` and make it the EGM's current QR (clears failures and backoff).
+
+    False, with nothing written, when the EGM does not exist. A token id already recorded
+    fails on the primary key (IntegrityError).
+    """
+    values = {name: getattr(display, name) for name in _COLUMNS}
+    if connection.execute(_INSERT_DISPLAY, {"egm": display.egm_id, **values}).first() is None:
+        return False
+    connection.execute(_UPSERT_STATE[connection.dialect.name],
+                       {"egm": display.egm_id, "qr": display.qr_token_id})
+    return True
