@@ -4,9 +4,10 @@ Phases, in one run, every server on the same stack (`--serving`) and cores:
 
 1. **bare flask**: `bench.bare_app`, a Flask endpoint that parses the same body and answers a
    token-shaped JSON: Flask, the server and HTTP without sim_trustly.
-2. **qr token, journal off**: sim_trustly's production entry point `sim_trustly.wsgi:create()`
-   with its gunicorn hooks, configured only by `SCANPAY_TRUSTLY_DATABASE_URL` (SQLite in a
-   temporary directory), the demo credential, `{"merchantId": "demo-merchant", "egmId":
+2. **qr token, journal off**: sim_trustly's production entry point for the stack
+   (`sim_trustly.wsgi:create_in_worker` under granian, `create()` with its hooks under
+   gunicorn; `bench.sims.TRUSTLY_APP`), configured only by `SCANPAY_TRUSTLY_DATABASE_URL`
+   (SQLite in a temporary directory), the demo credential, `{"merchantId": "demo-merchant", "egmId":
    "EGM-001"}`.
 3. **qr token, journal on**: the same with `SCANPAY_ADMIN_TOKEN` set, which turns the control
    API and the request journal on, as `scanpay serve --admin-token` does.
@@ -29,10 +30,10 @@ from bench.loadgen import PhaseStats, build_request
 from bench.report import BenchResult, Check
 from bench.run import RunOptions, measure
 from bench.servers import App, Ready, serve
+from bench.sims import TRUSTLY_APP
 from bench.wiremock import WireMockUnavailable, wiremock
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"
-TRUSTLY_APP = App("sim_trustly.wsgi:create", hooks="sim_trustly.gunicorn_hooks")
 BARE_APP = App("bench.bare_app:create_app")
 ADMIN_TOKEN = "bench-admin-token"
 BODY = json.dumps({"merchantId": "demo-merchant", "egmId": "EGM-001"}).encode()

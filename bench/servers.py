@@ -33,15 +33,28 @@ READY_TIMEOUT_S = 90.0
 
 @dataclass(frozen=True)
 class App:
-    """A WSGI app as `module:factory` (called with no argument), and its gunicorn hooks."""
+    """A WSGI app as `module:factory` names (called with no argument), and its gunicorn hooks.
+
+    Two ways of building it, as the sims' wsgi modules offer them: `factory` once, in a
+    master that then forks (gunicorn `--preload`, `hooks` starting per-worker work after the
+    fork), and `worker_factory` in every worker of a server that does not preload (granian),
+    which must start that per-worker work itself (sim_trustly's recovery sweep). An app with
+    no such work builds the same way in both: `worker_factory` defaults to `factory`.
+    """
 
     factory: str
     hooks: str | None = None  # a `-c python:<module>` config for gunicorn
+    worker_factory: str | None = None  # `module:factory` for servers that build per worker
 
     @property
     def gunicorn_spec(self) -> str:
         """`module:factory()`: gunicorn calls the factory."""
         return f"{self.factory}()"
+
+    @property
+    def per_worker(self) -> str:
+        """`module:factory` that a server calls in each of its workers (granian `--factory`)."""
+        return self.worker_factory or self.factory
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ def _granian(workers: int, threads: int) -> Callable[[App, int], list[str]]:
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--blocking-threads", str(threads), "--log-level", "warning", app.factory,
+            "--blocking-threads", str(threads), "--log-level", "warning", app.per_worker,
         ]
     return argv
 
@@ -92,12 +105,14 @@ SERVINGS: dict[str, Serving] = {
                 _gunicorn("gthread", 2, 8)),
         Serving("gunicorn-sync4", "gunicorn, sync workers x4, --preload",
                 _gunicorn("sync", 4, 1)),
-        # granian has no --preload and no gunicorn hooks: each worker builds the app.
+        # granian has no --preload and no hooks: each worker builds the app (`App.per_worker`).
         Serving("granian", "granian WSGI, 2 workers x 8 blocking threads",
                 _granian(2, 8), requires="granian"),
     )
 }
-DEFAULT_SERVING = "gunicorn-gthread"  # docs/operations.md and docker-compose.yml deploy this
+# What docker-compose.yml deploys (docs/operations.md); tests/e2e/test_compose.py checks
+# that this stack's server, workers, threads and factory are the compose file's.
+DEFAULT_SERVING = "granian"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Both sims under production serving, wired to each other, plus what the benchmarks ask them.
 
-`sims()` starts sim_trustly and sim_cms with `sim_*.wsgi:create()` on the run's serving stack,
+`sims()` starts sim_trustly and sim_cms from their wsgi entry points (`TRUSTLY_APP`, `CMS_APP`:
+the per-worker factory under granian, `create()` and the hooks under gunicorn) on the run's
+serving stack,
 each configured only by the environment a deployment would set: its database URL, the other
 sim's URL (`SCANPAY_TRUSTLY_CMS_URL`, `SCANPAY_CMS_TRUSTLY_URL`) and, for the CMS, a TOML
 file (`SCANPAY_CONFIG`) with the EGMs of the floor: as many as the load needs so no two load
@@ -28,7 +30,8 @@ from bench.loadgen import Client, build_request
 from bench.run import RunOptions
 from bench.servers import App, Ready, Server, serve
 
-TRUSTLY_APP = App("sim_trustly.wsgi:create", hooks="sim_trustly.gunicorn_hooks")
+TRUSTLY_APP = App("sim_trustly.wsgi:create", hooks="sim_trustly.gunicorn_hooks",
+                  worker_factory="sim_trustly.wsgi:create_in_worker")
 CMS_APP = App("sim_cms.wsgi:create")
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"
 CMS_CLIENT = ("tpas-client", "tpas-secret")

@@ -49,7 +49,8 @@ INITDB = REPO / "docker/initdb.sql"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Ports the team's shared services (and the sims' defaults) use: never a local service's.
 RESERVED_PORTS = {1883, 3306, 4222, 5432, 5672, 6379, 8089, 8710, 8720}
-READY_S = 120.0  # gunicorn --preload migrates and seeds first: slow on a loaded machine
+GONE_S = 10.0  # a SIGKILLed group is gone as soon as the kernel has reaped it
+READY_S = 120.0  # the first worker migrates and seeds before serving: slow on a loaded machine
 _VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?:(:?-)([^}]*))?\})")
 _SERVICE_HOST = re.compile(r"//([A-Za-z0-9_.-]+):")
 
@@ -195,7 +196,7 @@ class LocalCompose:
             return self.databases[url.database]
         value = _SERVICE_HOST.sub(
             lambda m: "//127.0.0.1:" if m.group(1) in SERVICES else m.group(0), value)
-        return value.replace("0.0.0.0:", "127.0.0.1:")
+        return "127.0.0.1" if value == "0.0.0.0" else value  # granian's --host
 
 
 def service_environ(service: LocalService) -> dict[str, str]:
@@ -206,7 +207,11 @@ def service_environ(service: LocalService) -> dict[str, str]:
 
 
 class ComposeServer(Server):
-    """A compose service's own command as a process group (stop, kill, start again)."""
+    """A compose service's own command as a process group (stop, kill, start again).
+
+    granian's workers are processes of the server's group: `stop` and `kill` signal the
+    group, so none outlives the server (`leftover_pids` says which would).
+    """
 
     def __init__(self, service: LocalService, port: int, workdir: Path) -> None:
         super().__init__(f"{service.name}-{port}", service.argv[-1], service.env, port, workdir)
@@ -231,6 +236,29 @@ class ComposeServer(Server):
             self.kill()
             raise
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once and check, bounded, that no process of it is left."""
+        pgid = self.process.popen.pid if self.process is not None else None
+        super().kill()
+        end = monotonic() + GONE_S
+        while pgid is not None and (left := group_pids(pgid)):
+            if monotonic() > end:
+                raise AssertionError(f"{self.name}: processes {left} outlived the server")
+            poll_pause(0.05)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of process group `pgid` alive now (zombies excluded), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while being read
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
 
 def run_healthcheck(service: LocalService) -> int:
     """Run the service's compose health check here; its exit status (0 = healthy)."""
@@ -254,9 +282,9 @@ def schema_errors(document: Any) -> list[str]:
 
 
 def listening_ports(service: dict[str, Any]) -> set[int]:
-    """The ports a service listens on inside the compose network (bind, or container side)."""
-    command = service.get("command", [])
-    ports = {int(arg.rsplit(":", 1)[1]) for arg in command if arg.startswith("0.0.0.0:")}
+    """The ports a service listens on inside the compose network (`--port`, or container side)."""
+    command = [str(arg) for arg in service.get("command", [])]
+    ports = {int(command[n + 1]) for n, arg in enumerate(command[:-1]) if arg == "--port"}
     return ports | {int(str(mapping).rsplit(":", 1)[-1]) for mapping in service.get("ports", [])}
 
 

@@ -9,7 +9,7 @@ command and environment compose would give them, bar free ports, 127.0.0.1 for t
 host names and scratch databases on the machine's PostgreSQL for the `postgres` service
 (`tests.e2e.compose_local`). A player pays the QR an EGM screen shows, and a payment whose
 CMS call failed (the `cms` service down) is finished by the `trustly` workers' recovery
-sweep once the CMS is back.
+sweep once the CMS is back, and a stopped service leaves none of its granian workers behind.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from flask import Flask
+from granian.cli import cli as granian_cli
 from rich.console import Console
 
+import sim_trustly.wsgi
+from bench.servers import DEFAULT_SERVING, SERVINGS, App
 from harness.cli import main as scanpay_main
 from harness.rotate import RotateOptions, rotation_pass, run_rotation, stop_on_signals
 from sim_cms.settings import TrustlyLink, load_cms_settings
@@ -48,6 +51,7 @@ from tests.e2e.compose_local import (
     ComposeServer,
     LocalCompose,
     ScratchPostgres,
+    group_pids,
     initdb_databases,
     interpolate,
     listening_ports,
@@ -63,7 +67,6 @@ pytestmark = pytest.mark.slow
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 SIM_SERVICES = ("trustly", "cms", "cms-rotator")
-HOOKS = "python:sim_trustly.gunicorn_hooks"
 DEFAULTS: dict[str, Any] = interpolate(SERVICES, {})
 # TPAS keeps trying a CMS that does not answer for about 24 s (the default profile's five
 # attempts with backoff) before it answers the phone 202 and parks the payment.
@@ -104,8 +107,9 @@ def test_every_service_has_an_image_or_a_build_of_an_existing_stage() -> None:
 def test_sims_publish_the_design_ports_by_default() -> None:
     assert DEFAULTS["trustly"]["ports"] == ["8710:8710"]
     assert DEFAULTS["cms"]["ports"] == ["8720:8720"]
-    assert "0.0.0.0:8710" in DEFAULTS["trustly"]["command"]
-    assert "0.0.0.0:8720" in DEFAULTS["cms"]["command"]
+    for name, port in (("trustly", 8710), ("cms", 8720)):
+        params = _granian_params(DEFAULTS[name]["command"])
+        assert (params["host"], params["port"]) == ("0.0.0.0", port), name
 
 
 def test_every_url_a_service_is_given_names_a_service_on_the_port_it_listens_on() -> None:
@@ -129,11 +133,16 @@ def test_each_sim_reads_the_other_sims_address_from_its_environment() -> None:
     assert cms.trustly.base_url == "http://trustly:8710"  # where the CMS gets its QRs
 
 
-def test_trustly_runs_the_gunicorn_hooks_that_start_the_recovery_sweep() -> None:
-    command = DEFAULTS["trustly"]["command"]
-    assert command[command.index("-c") + 1] == HOOKS
-    hooks = importlib.import_module(HOOKS.removeprefix("python:"))
-    assert callable(hooks.post_fork)
+def test_trustly_builds_the_app_in_every_worker_which_starts_the_recovery_sweep(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    params = _granian_params(DEFAULTS["trustly"]["command"])
+    assert params["factory"] and params["app"] == "sim_trustly.wsgi:create_in_worker"
+    app, swept = Flask("built-in-worker"), []
+    monkeypatch.setattr(sim_trustly.wsgi, "load_trustly_settings", lambda: None)
+    monkeypatch.setattr(sim_trustly.wsgi, "create_app", lambda settings: app)
+    monkeypatch.setattr(sim_trustly.wsgi, "start_recovery_worker", swept.append)
+    assert sim_trustly.wsgi.create_in_worker() is app
+    assert swept == [app]  # the factory granian calls in each worker starts the sweep
 
 
 def test_depends_on_names_services_that_exist_and_report_health() -> None:
@@ -186,14 +195,30 @@ def test_an_empty_admin_token_switches_the_control_api_off() -> None:
     assert load_cms_settings(environ=DEFAULTS["cms"]["environment"]).control_enabled
 
 
-def test_gunicorn_commands_name_wsgi_factories_that_exist() -> None:
+def _granian_params(command: list[str]) -> dict[str, Any]:
+    """granian's own command line parser's reading of `command` (unknown flags fail)."""
+    assert command[0] == "granian", command
+    return granian_cli.make_context("granian", list(command[1:])).params
+
+
+def test_granian_commands_name_wsgi_factories_that_exist() -> None:
     for name in ("trustly", "cms"):
-        command = DEFAULTS[name]["command"]
-        assert command[0] == "gunicorn" and "--preload" in command
-        module, call = command[-1].split(":")
-        factory = getattr(importlib.import_module(module), call.removesuffix("()"))
-        assert callable(factory), command[-1]
-    importlib.import_module("gunicorn.app.wsgiapp")
+        params = _granian_params(DEFAULTS[name]["command"])
+        assert params["interface"].value == "wsgi" and params["factory"], name
+        assert (params["workers"], params["blocking_threads"]) == (2, 8), name
+        module, call = params["app"].split(":")
+        factory = getattr(importlib.import_module(module), call)
+        assert callable(factory), params["app"]
+
+
+def test_the_benchmarks_default_serving_is_the_one_compose_deploys() -> None:
+    serving = SERVINGS[DEFAULT_SERVING]
+    argv = serving.argv(App("sim_cms.wsgi:create"), 8720)
+    assert argv[1:3] == ["-m", serving.requires]
+    bench, compose = _granian_params(["granian", *argv[3:]]), _granian_params(
+        DEFAULTS["cms"]["command"])
+    for key in ("interface", "factory", "workers", "blocking_threads", "app"):
+        assert bench[key] == compose[key], key
 
 
 def _assert_scanpay_command(argv: list[str]) -> None:
@@ -263,7 +288,7 @@ def postgres() -> Iterator[ScratchPostgres]:
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory,
              postgres: ScratchPostgres) -> Iterator[Running]:
-    """`trustly`, then `cms` (compose's order), under gunicorn as compose runs them."""
+    """`trustly`, then `cms` (compose's order), under granian as compose runs them."""
     databases = {name: postgres.create(name) for name in initdb_databases()}
     local = LocalCompose(tmp_path_factory.mktemp("compose"), databases)
     trustly, cms = local.server("trustly"), local.server("cms")
@@ -329,7 +354,11 @@ def test_a_payment_whose_cms_call_failed_is_finished_by_the_workers_recovery_swe
     stack, egm, amount = services.stack, "EGM-004", 1500
     code = stack.acquire_qr(egm)
     meter = stack.meter(egm)
+    assert services.cms.process is not None
+    group = services.cms.process.popen.pid
+    assert len(group_pids(group)) >= 3  # granian's main process and its two workers
     services.cms.stop()  # the CMS is down while the phone pays
+    assert group_pids(group) == []  # no worker outlives the stop
     body = {"amount": amount, "currency": "USD",
             "bank": {"username": unique("player"), "password": "pw"}}
     with httpx.Client(base_url=services.trustly.base, timeout=PAY_TIMEOUT_S) as phone:
