@@ -73,3 +73,29 @@ def show(connection: Connection, display: QrDisplay) -> bool:
     connection.execute(_UPSERT_STATE[connection.dialect.name],
                        {"egm": display.egm_id, "qr": display.qr_token_id})
     return True
+
+
+_STATE_OUTER = _STATES.c
+_SCREEN = (
+    select(
+        Egm.id, Egm.name, Egm.state, Egm.credit_meter, Egm.credit_limit, Egm.currency,
+        Egm.updated_at, _STATE_OUTER.failures, _STATE_OUTER.last_error,
+        _STATE_OUTER.next_acquire_at, _DISPLAYS.c.qr_token_id, _DISPLAYS.c.url,
+        _DISPLAYS.c.token, _DISPLAYS.c.expires_at, _DISPLAYS.c.rotates_at,
+        _DISPLAYS.c.displayed_at,
+    )
+    .select_from(Egm.__table__)
+    .outerjoin(_STATES, _STATE_OUTER.egm_id == Egm.id)
+    .outerjoin(_DISPLAYS, _DISPLAYS.c.qr_token_id == _STATE_OUTER.current_qr_token_id)
+    .where(Egm.id == bindparam("egm"))
+)
+
+
+def screen_row(db: Database, egm_id: str) -> Any:
+    """What the EGM screen shows, in one SELECT without a transaction, or None (no EGM).
+
+    The EGM's columns, its QR state's `failures`, `last_error`, `next_acquire_at` (None
+    when it never had one) and the current display's columns (`qr_token_id` None: none).
+    """
+    with single_read(db) as connection:
+        return connection.execute(_SCREEN, {"egm": egm_id}).first()

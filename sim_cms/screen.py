@@ -7,14 +7,16 @@ background worker runs; a Trustly failure is shown on the page, never raised.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template
 
+from sim_cms import qr_store
 from sim_cms.context import CmsContext, cms
-from sim_cms.egms import EgmNotFound, egm_json, get_egm
-from sim_cms.models import Egm
-from sim_cms.qr_display import QrStatus, qr_status, refresh_if_due
+from sim_cms.egms import EGM_ID, EgmNotFound, egm_json
+from sim_cms.models import Egm, QrDisplay
+from sim_cms.qr_display import QrStatus, refresh_if_due
 from simkit import qr
 from simkit.clock import format_instant
 from simkit.errors import SimError
@@ -34,13 +36,40 @@ def format_meter(minor: int, currency: str) -> str:
     return text.replace(f"{currency} ", symbol, 1) if symbol else text
 
 
+def _read_screen(ctx: CmsContext, egm_id: str) -> tuple[Egm, QrStatus, bool]:
+    """The EGM, its QR status and whether a new QR is due, from one SELECT
+    (`qr_store.screen_row`); the objects are detached copies of the rows."""
+    row = qr_store.screen_row(ctx.db, egm_id) if EGM_ID.fullmatch(egm_id) else None
+    if row is None:
+        raise EgmNotFound(egm_id)
+    egm = Egm(id=row.id, name=row.name, state=row.state, credit_meter=row.credit_meter,
+              credit_limit=row.credit_limit, currency=row.currency, updated_at=row.updated_at)
+    display = None if row.qr_token_id is None else QrDisplay(
+        qr_token_id=row.qr_token_id, egm_id=row.id, url=row.url, token=row.token,
+        expires_at=row.expires_at, rotates_at=row.rotates_at, displayed_at=row.displayed_at)
+    now, failing = ctx.clock.now(), bool(row.failures)
+    status = QrStatus(egm_id=egm_id, now=now, display=display, failures=row.failures or 0,
+                      error=row.last_error if failing else None,
+                      retry_at=row.next_acquire_at if failing else None)
+    # `qr_display.due_for_rotation`'s rule: no QR or past rotatesAt, and not backing off
+    # (nor claimed by another caller: a claim moves next_acquire_at ahead too).
+    due = (display is None or display.rotates_at <= now) and (
+        row.next_acquire_at is None or row.next_acquire_at <= now)
+    return egm, status, due
+
+
 def _screen_state(ctx: CmsContext, egm_id: str) -> tuple[Egm, QrStatus]:
-    """The EGM and its QR after a lazy acquisition; EgmNotFound for an unknown id."""
-    with ctx.db.read() as session:
-        get_egm(session, egm_id)
+    """The EGM and its QR after a lazy acquisition; EgmNotFound for an unknown id.
+
+    One SELECT when nothing is due (every poll but the one after a rotation time);
+    otherwise the acquisition (claimed, so only one caller asks Trustly) and a second read.
+    """
+    egm, status, due = _read_screen(ctx, egm_id)
+    if not due:
+        return egm, status
     refresh_if_due(ctx, egm_id)
-    with ctx.db.read() as session:
-        return get_egm(session, egm_id), qr_status(session, egm_id, ctx.clock.now())
+    egm, status, _ = _read_screen(ctx, egm_id)
+    return egm, status
 
 
 def notice(status: QrStatus) -> str | None:
@@ -94,15 +123,28 @@ def _current_url(egm_id: str) -> str:
     return shown.url
 
 
+# Images are rendered when a screen first asks for a code, then served from memory: every
+# screen of the floor polls its QR, and a code is shown until its rotation (minutes).
+RENDERED_CODES = 512
+
+
+@lru_cache(maxsize=RENDERED_CODES)
+def _png(url: str) -> bytes:
+    return qr.render_png(url, box_size=10)
+
+
+@lru_cache(maxsize=RENDERED_CODES)
+def _svg(url: str) -> str:
+    return qr.render_svg(url)
+
+
 @bp.get("/<egm_id>/qr.png")
 def qr_png(egm_id: str) -> Response:
-    """The current QR as PNG (never cached: it changes at every rotation)."""
-    return Response(qr.render_png(_current_url(egm_id), box_size=10), mimetype="image/png",
-                    headers=NO_STORE)
+    """The current QR as PNG (never cached by the browser: it changes at every rotation)."""
+    return Response(_png(_current_url(egm_id)), mimetype="image/png", headers=NO_STORE)
 
 
 @bp.get("/<egm_id>/qr.svg")
 def qr_svg(egm_id: str) -> Response:
     """The current QR as SVG."""
-    return Response(qr.render_svg(_current_url(egm_id)), mimetype="image/svg+xml",
-                    headers=NO_STORE)
+    return Response(_svg(_current_url(egm_id)), mimetype="image/svg+xml", headers=NO_STORE)
