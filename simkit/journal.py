@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import CursorResult, Table, delete, select
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -155,10 +156,25 @@ def redact_body(body: bytes | str, content_type: str, *, limit: int | None = Non
     return text
 
 
+# Every secret field name, lower-cased with `_` and `-` removed, contains one of these; a JSON
+# text without any of them (and without escapes, which could spell one) has nothing to mask.
+_SECRET_HINTS = ("key", "pass", "secret", "token")
+_SEPARATORS = str.maketrans("", "", "_-")
+
+
+def _may_name_a_secret(text: str) -> bool:
+    if "\\" in text:
+        return True
+    normal = text.lower().translate(_SEPARATORS)
+    return any(hint in normal for hint in _SECRET_HINTS)
+
+
 def _redact_text(text: str, kind: str) -> str:
     if kind == "application/x-www-form-urlencoded":
         return redact_form(text)
     if "json" in kind or text.lstrip().startswith(("{", "[")):
+        if not _may_name_a_secret(text):
+            return text  # stored as sent: the common case costs no parse
         try:
             return json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
         except ValueError:
@@ -246,9 +262,9 @@ class Journal:
             "method": exchange.method[:16], "path": exchange.path[:512],
             "query": redact_form(exchange.query) if exchange.query else "",
             "status": exchange.status, "latency_ms": exchange.latency_ms,
-            "request_headers": json.dumps(req_headers),
+            "request_headers": orjson.dumps(req_headers).decode(),
             "request_body": self._body(exchange.request_body, req_headers),
-            "response_headers": json.dumps(resp_headers),
+            "response_headers": orjson.dumps(resp_headers).decode(),
             "response_body": self._body(exchange.response_body, resp_headers),
             "fault": exchange.fault,
         }
