@@ -1,11 +1,14 @@
 """Scale-out: two `trustly` and two `cms` services on the same two PostgreSQL databases.
 
-Each replica is the compose file's own service (gunicorn --preload, 2 workers x 8 threads,
-the file's environment; `tests.e2e.compose_local`), replica i's CMS wired to replica i's
-Trustly and back. Players pay concurrently and across replicas: a QR the CMS of one replica
-acquired is paid through the Trustly of the other, two phones on the two Trustlys race for
-the same QR, and players of one bank account race on the two Trustlys for a daily limit with
-room for LIMIT_ROOM payments. Whatever process served a request, exactly-once holds (each
+Each replica is the compose file's own service (granian, 2 workers x 8 blocking threads, each
+worker building the app; the file's environment; `tests.e2e.compose_local`), replica i's CMS
+wired to replica i's Trustly and back. All four servers start at the same moment on the empty
+databases: the start-up lock lets one worker migrate and seed while the others wait.
+
+Players pay concurrently and across replicas: a QR the CMS of one replica acquired is paid
+through the Trustly of the other, two phones on the two Trustlys race for the same QR, and
+players of one bank account race on the two Trustlys for a daily limit with room for
+LIMIT_ROOM payments. Whatever process served a request, exactly-once holds (each
 transactionId applied at most once, and only for a CREDITED payment; each EGM's meter is
 the sum of its credited payments; one success per QR) and no limit is exceeded.
 
@@ -59,7 +62,7 @@ class Attempt:
 
 
 def _start_together(*servers: ComposeServer) -> None:
-    """Start servers of different databases at once (each waits, bounded, for readiness)."""
+    """Start servers at once, on the same databases too (each waits, bounded, for readiness)."""
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
         for future in [pool.submit(server.start) for server in servers]:
             future.result()
@@ -75,13 +78,15 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PayStack
     stacks: list[PayStack] = []
     try:
         databases = {name: postgres.create(name) for name in initdb_databases()}
-        for _ in range(REPLICAS):  # the first replica migrates and seeds the empty databases
+        pairs = []
+        for _ in range(REPLICAS):
             local = LocalCompose(root, databases)
-            trustly, cms = local.server("trustly"), local.server("cms")
-            servers += [trustly, cms]
-            _start_together(trustly, cms)
-            stacks.append(PayStack(cms, trustly, controllable=False,
-                                   admin_token=trustly.service.env["SCANPAY_ADMIN_TOKEN"]))
+            pairs.append((local.server("trustly"), local.server("cms")))
+        servers += [server for pair in pairs for server in pair]
+        _start_together(*servers)  # every replica's workers race for the empty databases
+        stacks += [PayStack(cms, trustly, controllable=False,
+                            admin_token=trustly.service.env["SCANPAY_ADMIN_TOKEN"])
+                   for trustly, cms in pairs]
         yield stacks
     finally:
         for stack in stacks:
