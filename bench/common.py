@@ -78,7 +78,7 @@ def _stat_fields(pid: int) -> list[str]:
 
 
 def process_tree(root: int) -> list[int]:
-    """`root` and every descendant process alive now (gunicorn's master and its workers)."""
+    """`root` and every descendant process alive now (a server's master and its workers)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
