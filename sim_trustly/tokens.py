@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Final, Literal
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -403,4 +404,4 @@ def _b64(raw: bytes) -> bytes:
 
 
 def _b64_json(value: dict[str, Any]) -> bytes:
-    return _b64(json.dumps(value, separators=(",", ":")).encode("ascii"))
+    return _b64(orjson.dumps(value))  # compact, members in the order given

@@ -41,7 +41,7 @@ MAX_BATCH = 500  # rows per transaction; a backlog is written in several batches
 LINGER_S = 0.004
 # Rows waiting at most; past this a request waits for the writer, so memory stays bounded
 # when rows come faster than the database takes them.
-MAX_PENDING = 20_000
+MAX_PENDING = 2_000
 
 RowMaker = Callable[[], dict[str, Any]]
 

@@ -10,6 +10,7 @@ path only captures what it saw. Secrets are removed before anything is stored
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import logging
 import re
@@ -88,14 +89,23 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
 
 
 def _redact_header(name: str, value: str) -> str:
+    kind = _header_kind(name)
+    if kind == "authorization":
+        return _redact_authorization(value)
+    return MASK if kind == "secret" else value
+
+
+@functools.lru_cache(maxsize=512)
+def _header_kind(name: str) -> str:
+    """How a header is shown: 'authorization', 'secret' or 'plain' (names repeat: cached)."""
     lower = name.lower()
     if lower in ("authorization", "proxy-authorization"):
-        return _redact_authorization(value)
+        return "authorization"
     if lower in _PUBLIC_HEADERS:
-        return value
+        return "plain"
     if lower in _SECRET_HEADERS or any(word in lower for word in _SECRET_HEADER_WORDS):
-        return MASK
-    return value
+        return "secret"
+    return "plain"
 
 
 def _redact_json(value: Any) -> Any:
@@ -175,6 +185,10 @@ def _redact_text(text: str, kind: str) -> str:
     if "json" in kind or text.lstrip().startswith(("{", "[")):
         if not _may_name_a_secret(text):
             return text  # stored as sent: the common case costs no parse
+        try:
+            return orjson.dumps(_redact_json(orjson.loads(text))).decode()
+        except orjson.JSONDecodeError:
+            pass  # what orjson refuses (NaN, huge integers) the standard parser may take
         try:
             return json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
         except ValueError:
