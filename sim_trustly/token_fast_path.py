@@ -18,10 +18,11 @@ within the TTL. A failed key check is never cached: it takes the Flask path, whi
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,12 @@ class CredentialCache:
         """Drop everything (after any change through the control API)."""
         with self._lock:
             self._entries.clear()
+
+
+@functools.lru_cache(maxsize=256)
+def _header_name(environ_key: str) -> str:
+    """`HTTP_X_CORRELATION_ID` -> `X-Correlation-Id`, as the journal hook records names."""
+    return environ_key[5:].replace("_", "-").title()
 
 
 class TokenFastPath:
@@ -156,10 +163,9 @@ class TokenFastPath:
         """Record the exchange as the Flask journal hook would; returns its correlation id."""
         assert self._journal is not None
         offered = environ.get(_CORRELATION_ENVIRON, "")
-        correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex
+        correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else os.urandom(16).hex()
         request_headers = [
-            (key[5:].replace("_", "-").title(), value)
-            for key, value in environ.items() if key.startswith("HTTP_")
+            (_header_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"
         ]
         request_headers.append(("Content-Type", environ.get("CONTENT_TYPE", "")))
         request_headers.append(("Content-Length", environ.get("CONTENT_LENGTH", "")))

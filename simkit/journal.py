@@ -56,6 +56,7 @@ _SECRET_FIELD_SUFFIXES = ("secret", "password", "token", "accesskey", "apikey", 
                           "privatekey")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_field(name: str) -> bool:
     normal = name.lower().replace("_", "").replace("-", "")
     return normal in _SECRET_FIELDS or normal.endswith(_SECRET_FIELD_SUFFIXES)
@@ -138,10 +139,12 @@ def _redact_broken_json(text: str) -> str:
     return _JSON_PAIR.sub(mask, text)
 
 
+@functools.lru_cache(maxsize=64)
 def _media_type(content_type: str) -> str:
     return content_type.split(";", maxsplit=1)[0].strip().lower()
 
 
+@functools.lru_cache(maxsize=64)
 def _is_textual(content_type: str) -> bool:
     kind = _media_type(content_type)
     return (not kind or kind.startswith("text/") or kind.endswith(("json", "xml"))
