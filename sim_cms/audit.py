@@ -104,9 +104,21 @@ def append(session: Session, *, kind: str, subject: str, payload: dict[str, Any]
 
 _HEAD = cast(Table, AuditHead.__table__)
 _LOG = cast(Table, AuditRecord.__table__)
-_PG_APPEND = text("""
-    WITH old AS (
-        SELECT last_seq, last_hash FROM audit_head WHERE id = :head FOR UPDATE
+
+
+def pg_chain_sql(after: str = "") -> str:
+    """The PostgreSQL append as the tail of a WITH statement (`WITH` not included).
+
+    `after` names a CTE of the same statement whose rows must exist before the head is
+    locked (as a one-time filter it runs first), so a statement can do its other writes,
+    and fail on their unique keys, before it waits for the head.
+    """
+    if after and not after.isidentifier():
+        raise ValueError(f"not a CTE name: {after!r}")
+    guard = f"AND EXISTS (SELECT 1 FROM {after})" if after else ""  # noqa: S608 - a CTE name
+    return f"""
+    old AS (
+        SELECT last_seq, last_hash FROM audit_head WHERE id = :head {guard} FOR UPDATE
     ), new AS (
         SELECT last_seq + 1 AS seq, last_hash AS prev_hash,
                encode(sha256(convert_to(
@@ -120,12 +132,31 @@ _PG_APPEND = text("""
     INSERT INTO audit_log (seq, at, kind, subject, payload, prev_hash, hash)
     SELECT seq, :at, :kind, :subject, :payload, prev_hash, hash FROM new
     RETURNING seq
-""").bindparams(bindparam("before", type_=String()), bindparam("after", type_=String()),
-                bindparam("at", type_=UtcDateTime()))
+    """  # noqa: S608 - the values are bound parameters; `guard` names a CTE
+
+
+def pg_chain_params(*, kind: str, subject: str, payload: dict[str, Any],
+                    now: datetime) -> dict[str, Any]:
+    """The bound values `pg_chain_sql` needs (bind `at` as UtcDateTime, the rest as text)."""
+    before, after = _content_around_seq(at=now, kind=kind, subject=subject, payload=payload)
+    return {"head": HEAD_ID, "before": before, "after": after, "at": now, "kind": kind,
+            "subject": subject, "payload": canonical_json(payload)}
+
+
+PG_CHAIN_TYPES = (bindparam("before", type_=String()), bindparam("after", type_=String()),
+                  bindparam("at", type_=UtcDateTime()))
+_PG_APPEND = text("WITH " + pg_chain_sql()).bindparams(*PG_CHAIN_TYPES)
 _READ_HEAD = select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == HEAD_ID)
 _INSERT_HEAD = insert(_HEAD)
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID)
 _INSERT_RECORD = insert(_LOG)
+
+
+def ensure_head(connection: Connection) -> None:
+    """Create the chain's head if it is missing (seeding makes it; a hand-emptied table must
+    not break appends)."""
+    if connection.execute(_READ_HEAD).first() is None:
+        connection.execute(_INSERT_HEAD.values(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH))
 
 
 def append_core(connection: Connection, *, kind: str, subject: str, payload: dict[str, Any],
@@ -135,16 +166,14 @@ def append_core(connection: Connection, *, kind: str, subject: str, payload: dic
     The chain is the same one `append` builds and `verify_chain` checks. On SQLite the
     writer's BEGIN IMMEDIATE serialises appends, so the head is read, and then moved.
     """
+    if connection.dialect.name == "postgresql":
+        values = pg_chain_params(kind=kind, subject=subject, payload=payload, now=now)
+        if connection.execute(_PG_APPEND, values).first() is None:
+            ensure_head(connection)
+            connection.execute(_PG_APPEND, values).one()
+        return
     before, after = _content_around_seq(at=now, kind=kind, subject=subject, payload=payload)
     body = canonical_json(payload)
-    if connection.dialect.name == "postgresql":
-        values = {"head": HEAD_ID, "before": before, "after": after, "at": now, "kind": kind,
-                  "subject": subject, "payload": body}
-        if connection.execute(_PG_APPEND, values).first() is not None:
-            return
-        connection.execute(_INSERT_HEAD.values(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH))
-        connection.execute(_PG_APPEND, values).one()  # seeding makes the head; a hand-emptied
-        return                                        # table must not break appends
     head = connection.execute(_READ_HEAD).first()
     if head is None:
         connection.execute(_INSERT_HEAD.values(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH))

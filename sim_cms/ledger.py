@@ -232,10 +232,10 @@ def _apply(
             (meter_account_id(egm.id), request.amount))
     credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
     outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
-    ledger_sql.write_credit(connection, request, outcome, legs=legs, day=day, now=now)
-    audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
-                      now=now, payload={**request.wire(), "creditMeter": credit_meter,
-                                        "usedToday": used, "gamingDay": day.isoformat()})
+    payload = {**request.wire(), "creditMeter": credit_meter, "usedToday": used,
+               "gamingDay": day.isoformat()}
+    ledger_sql.write_credit(connection, request, outcome, legs=legs, day=day, now=now,
+                            audit_payload=payload)
     return outcome
 
 

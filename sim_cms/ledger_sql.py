@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from sim_cms import audit
 from sim_cms.models import (
     DailyLimit,
     Egm,
@@ -152,10 +153,10 @@ def insert_funding(connection: Connection, request: FundingRequest, outcome: Fun
     })
 
 
-# PostgreSQL: the whole credit in one statement (a round trip instead of six). The audit
-# append is a separate, later statement so that a racing twin of the transactionId fails
-# here, on a unique key, before this transaction waits for the audit head.
-_PG_CREDIT = text("""
+# PostgreSQL: the whole credit in one statement (one round trip instead of seven), the audit
+# append last: its head lock waits until the funding record is in (a racing twin of the
+# transactionId has failed on a unique key by then), and is held from here to the commit.
+_PG_CREDIT_WRITES = """
     WITH tx AS (
         INSERT INTO ledger_transactions (reference, kind, created_at)
         VALUES (:tid, 'FUNDING', :now) RETURNING id
@@ -170,21 +171,26 @@ _PG_CREDIT = text("""
     ), usage AS (
         UPDATE limit_usage SET used = used + CAST(:plus AS BIGINT)
         WHERE ubai = :ubai AND gaming_day = :day
-    )
-    INSERT INTO funding_records (transaction_id, fingerprint, outcome, http_status,
-        error_code, response_body, egm_id, ubai, amount, currency, qr_token_id, gaming_day,
-        created_at)
-    VALUES (:tid, :fingerprint, 'APPLIED', :status, NULL, :body, :egm, :ubai,
-        CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
-""").bindparams(bindparam("now", type_=UtcDateTime()), bindparam("day", type_=Date()),
-                bindparam("minus", type_=BigInteger()), bindparam("plus", type_=BigInteger()))
+    ), outcome AS (
+        INSERT INTO funding_records (transaction_id, fingerprint, outcome, http_status,
+            error_code, response_body, egm_id, ubai, amount, currency, qr_token_id,
+            gaming_day, created_at)
+        VALUES (:tid, :fingerprint, 'APPLIED', :status, NULL, :body, :egm, :ubai,
+            CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
+        RETURNING transaction_id
+    ),"""
+_PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindparams(
+    bindparam("now", type_=UtcDateTime()), bindparam("day", type_=Date()),
+    bindparam("minus", type_=BigInteger()), bindparam("plus", type_=BigInteger()),
+    *audit.PG_CHAIN_TYPES)
 
 
 def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
-                 legs: tuple[tuple[str, int], tuple[str, int]], day: date,
-                 now: datetime) -> None:
+                 legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                 audit_payload: dict[str, Any]) -> None:
     """Write an applied funding: its ledger transaction with two legs (settlement, then the
-    EGM's meter), the meter and the usage moved by the amount, and the stored answer.
+    EGM's meter), the meter and the usage moved by the amount, the stored answer, and the
+    FUNDING_APPLIED audit record with `audit_payload`.
     """
     check_balanced(request.transaction_id, legs)
     if connection.dialect.name != "postgresql":
@@ -192,13 +198,20 @@ def write_credit(connection: Connection, request: FundingRequest, outcome: Fundi
                            currency=request.currency, now=now, legs=list(legs))
         add_credit(connection, request, day)
         insert_funding(connection, request, outcome, day, now)
+        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                          payload=audit_payload, now=now)
         return
     (from_account, minus), (to_account, plus) = legs
     assert plus == request.amount, "the second leg credits the EGM's meter"
-    connection.execute(_PG_CREDIT, {
+    values = {
         "tid": request.transaction_id, "now": now, "currency": request.currency,
         "from_account": from_account, "minus": minus, "to_account": to_account, "plus": plus,
         "egm": request.egm_id, "ubai": request.ubai, "day": day,
         "fingerprint": request.fingerprint(), "status": outcome.http_status,
         "body": outcome.body, "qr": request.qr_token_id,
-    })
+        **audit.pg_chain_params(kind="FUNDING_APPLIED", subject=request.transaction_id,
+                                payload=audit_payload, now=now),
+    }
+    if connection.execute(_PG_CREDIT, values).first() is None:  # the head row was missing
+        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                          payload=audit_payload, now=now)  # makes the head, then appends

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
-from sim_cms import ledger, ledger_sql
+from sim_cms import audit, ledger, ledger_sql
 from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
-from sim_cms.models import Egm, LedgerEntry, LedgerTransaction, QrDisplay
+from sim_cms.models import AuditHead, AuditRecord, Egm, LedgerEntry, LedgerTransaction, QrDisplay
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
@@ -192,3 +192,16 @@ def test_unbalanced_legs_are_refused_before_anything_is_written(app: Flask) -> N
                                       now=app.extensions["sim_cms"].clock.now(),
                                       legs=[("a", -1), ("b", 2)])
     assert ledger_transactions(app) == 0
+
+
+@pytest.mark.parametrize("outcome", ["applied", "rejected"])
+def test_a_funding_recreates_an_emptied_audit_chain(app: Flask, outcome: str) -> None:
+    """A hand-emptied audit log and head must not break fundings (nor lose their record)."""
+    with db_of(app).write() as session:
+        session.execute(delete(AuditRecord))
+        session.execute(delete(AuditHead))
+    funding = request() if outcome == "applied" else request(egm_id="EGM-404")
+    assert post(app, funding).http_status == (201 if outcome == "applied" else 404)
+    with db_of(app).read() as session:
+        assert audit.verify_chain(session) == audit.VerifyResult(ok=True, length=1)
+        assert [r.subject for r in audit.records_for(session, "tx-1")] == ["tx-1"]
