@@ -19,6 +19,7 @@ from simkit.db import Database
 from simkit.errors import install_error_handler
 from simkit.faults import FaultPlan, install_faults
 from simkit.journal import Journal, install_journal
+from simkit.json_provider import install_orjson
 from simkit.migrate import upgrade_to_head
 from simkit.startup_lock import startup_lock
 
@@ -63,6 +64,7 @@ def create_app(
             seed(session, settings, clock.now())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    install_orjson(app)
     ctx = CmsContext(settings=settings, db=db, clock=clock, trustly_transport=trustly_transport)
     app.extensions[EXTENSION] = ctx
     install_error_handler(app, render_problem)

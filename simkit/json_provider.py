@@ -27,14 +27,20 @@ class OrjsonProvider(DefaultJSONProvider):
         """Serialise like Flask does; unusual keyword arguments take Flask's own path."""
         if kwargs:
             return super().dumps(obj, **kwargs)
-        return orjson.dumps(obj, default=self.default, option=_OPTIONS).decode()
+        try:
+            return orjson.dumps(obj, default=self.default, option=_OPTIONS).decode()
+        except TypeError:  # what orjson cannot write (integers beyond 64 bits) Flask can
+            return super().dumps(obj)
 
     def response(self, *args: Any, **kwargs: Any) -> WerkzeugResponse:
         """A JSON response (what `jsonify` returns), pretty only in debug mode as Flask does."""
         obj = self._prepare_response_obj(args, kwargs)
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(obj)
-        body = orjson.dumps(obj, default=self.default, option=_OPTIONS) + b"\n"
+        try:
+            body = orjson.dumps(obj, default=self.default, option=_OPTIONS) + b"\n"
+        except TypeError:  # what orjson cannot write (integers beyond 64 bits) Flask can
+            return super().response(obj)
         return Response(body, mimetype=self.mimetype)
 
 

@@ -40,3 +40,11 @@ def test_members_come_sorted_as_with_flask() -> None:
     assert list(json.loads(_body(app))) == sorted(SAMPLE)
     with app.app_context():
         assert app.json.dumps({2: "x", 1: "y"}) == '{"1":"y","2":"x"}'
+
+
+def test_integers_beyond_64_bits_are_written_as_flask_would() -> None:
+    app = Flask("fast")
+    install_orjson(app)
+    with app.app_context():
+        assert json.loads(jsonify({"amount": 10**30}).get_data()) == {"amount": 10**30}
+        assert app.json.dumps([2**70]) == "[1180591620717411303424]"
