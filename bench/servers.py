@@ -183,9 +183,17 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and every process it started (no worker may outlive a benchmark)."""
+    """Stop the server and every process it started (no worker may outlive a benchmark).
+
+    SIGINT goes to the server's main process only, which stops its workers itself (gunicorn's
+    quick shutdown: the load is over). Not to the whole group: a granian worker that gets the
+    group's SIGINT and its main process's SIGTERM at once can miss both and never exit, and
+    its main process then waits for it forever. The group's SIGKILL afterwards takes whatever
+    is left.
+    """
     if proc.poll() is None:
-        _signal_group(proc, signal.SIGINT)  # gunicorn's quick shutdown: the load is over
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
