@@ -1,8 +1,12 @@
-"""WSGI entry point for production servers: `gunicorn --preload 'sim_cms.wsgi:create()'`.
+"""WSGI entry point for production servers.
+
+    granian --interface wsgi --factory --workers 2 'sim_cms.wsgi:create'
+    gunicorn --preload 'sim_cms.wsgi:create()'
 
 Settings come from the environment (`SCANPAY_CMS_DATABASE_URL`, `SCANPAY_CONFIG`,
-`SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`). With `--preload` the migrations and
-seeding run once in the master before the workers fork.
+`SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`). granian (the default, see
+docs/performance.md) builds the app in every worker, migrations and seeding under the
+start-up lock; gunicorn's `--preload` builds it once in the master before the workers fork.
 """
 
 from __future__ import annotations

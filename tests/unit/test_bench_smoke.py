@@ -9,6 +9,8 @@ itself (with a note) where no server answers; the figures' size is not judged he
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +19,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
-    done = subprocess.run(
+    # A session of its own, so that on a timeout the servers the bench started go with it.
+    bench = subprocess.Popen(
         [sys.executable, "-m", "bench", "--smoke", "--no-wiremock", "--flow-db", "postgresql",
          "--results-dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    try:
+        stdout, stderr = bench.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(bench.pid, signal.SIGKILL)
+        bench.communicate()
+        raise
+    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["ok"] is True
     assert summary["run"]["smoke"] is True
