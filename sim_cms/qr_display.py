@@ -187,25 +187,24 @@ def _record_success(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
     if got.expires_at <= now:
         raise TrustlyUnavailable("malformed", "expiresAt is not in the future", status=200)
     try:
-        with ctx.db.write() as session:
-            return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+        return _show(ctx, egm_id, got, now)
     except IntegrityError as exc:  # the primary key: a token id recorded before
         raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200) from exc
 
 
-def _show(session: Session, egm_id: str, got: AcquiredQr, now: datetime,
-          buffer_s: int) -> QrDisplay:
+def _show(ctx: CmsContext, egm_id: str, got: AcquiredQr, now: datetime) -> QrDisplay:
     """Record `got` as displayed on the EGM and make it the one on screen (clears failures).
 
-    Two Core statements (`qr_store.show`); the returned display is not attached to the
-    session. EgmNotFound when the EGM does not exist.
+    See `qr_store.record`; the returned display is a detached copy. EgmNotFound when the EGM
+    does not exist.
     """
+    buffer_s = ctx.settings.rotation_buffer_s
     display = QrDisplay(
         qr_token_id=got.qr_token_id, egm_id=egm_id, url=got.url, token=got.token,
         expires_at=got.expires_at, displayed_at=now,
         rotates_at=rotates_at_for(now, got.expires_at, buffer_s),
     )
-    if not qr_store.show(session.connection(), display):
+    if not qr_store.record(ctx.db, display):
         raise EgmNotFound(egm_id)
     return display
 
@@ -273,8 +272,7 @@ def register_display(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay
     taken = SimError("QR_TOKEN_ID_TAKEN", 409, f"QR token {got.qr_token_id} was already "
                      "displayed", qrTokenId=got.qr_token_id)
     try:
-        with ctx.db.write() as session:
-            return _show(session, egm_id, got, now, ctx.settings.rotation_buffer_s)
+        return _show(ctx, egm_id, got, now)
     except IntegrityError as exc:  # the primary key: the id was recorded before
         raise taken from exc
 

@@ -1,8 +1,10 @@
 """The QR acquisition's SQL: Core statements for the hot path of `POST /cws/v1/egms/{id}/qr`.
 
-Recording a new QR is two statements and no reads: the display row is inserted only if the
-EGM exists (INSERT ... SELECT from `egms`, so an EGM removed meanwhile shows nothing), and
-the EGM's `qr_state` is upserted to point at it. The state row's own lock (taken by the
+Recording a new QR reads nothing: the display row is inserted only if the EGM exists (INSERT
+... SELECT from `egms`, so an EGM removed meanwhile shows nothing), and the EGM's `qr_state`
+is upserted to point at it. On PostgreSQL both are one statement sent in autocommit (one
+round trip, atomic on its own); SQLite, which has no data-modifying WITH, runs the two in a
+write transaction. The state row's own lock (taken by the
 upsert) serialises this against a rotation claim; nothing needs the EGM row's lock, so an
 acquisition never waits for a funding on the same machine.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, literal, select
+from sqlalchemy import Connection, Table, bindparam, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sim_cms.models import Egm, QrDisplay, QrState
@@ -59,6 +61,37 @@ def egm_exists(db: Database, egm_id: str) -> bool:
     """Whether the EGM exists (one SELECT, no transaction)."""
     with single_read(db) as connection:
         return connection.execute(_EGM_EXISTS, {"egm": egm_id}).first() is not None
+
+
+_PG_RECORD = text("""
+    WITH shown AS (
+        INSERT INTO qr_displays (egm_id, qr_token_id, url, token, expires_at, rotates_at,
+                                 displayed_at)
+        SELECT id, :qr_token_id, :url, :token, :expires_at, :rotates_at, :displayed_at
+        FROM egms WHERE id = :egm
+        RETURNING egm_id, qr_token_id
+    )
+    INSERT INTO qr_state (egm_id, current_qr_token_id, failures)
+    SELECT egm_id, qr_token_id, 0 FROM shown
+    ON CONFLICT (egm_id) DO UPDATE SET current_qr_token_id = excluded.current_qr_token_id,
+        failures = 0, last_error = NULL, next_acquire_at = NULL
+    RETURNING egm_id
+""").bindparams(*(bindparam(name, type_=_DISPLAYS.c[name].type) for name in _COLUMNS))
+
+
+def record(db: Database, display: QrDisplay) -> bool:
+    """Record `display` and make it the EGM's current QR (clears failures and backoff).
+
+    False, with nothing written, when the EGM does not exist. A token id already recorded
+    fails on the primary key (IntegrityError), also with nothing written.
+    """
+    if db.is_sqlite:
+        with db.write() as session:
+            return show(session.connection(), display)
+    values = {name: getattr(display, name) for name in _COLUMNS}
+    with single_read(db) as connection:
+        return connection.execute(_PG_RECORD, {"egm": display.egm_id, **values}).first() \
+            is not None
 
 
 def show(connection: Connection, display: QrDisplay) -> bool:
