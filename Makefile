@@ -53,5 +53,12 @@ flow-browser: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+## load-soak: the soak of loadtests/README.md, run by hand (not in `make test`): both sims under
+## granian on scratch PostgreSQL databases, 50 Locust users for 10 minutes, RSS sampled;
+## PASS/FAIL and results in load-results/soak. Shorter: make load-soak SOAK_ARGS="--minutes 1"
+.PHONY: load-soak
+load-soak: $(STAMP)
+	$(BIN)/python -m loadtests.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) data reports .pytest_cache .mypy_cache .ruff_cache
