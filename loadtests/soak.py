@@ -43,7 +43,7 @@ from types import FrameType
 from typing import Any
 
 from bench.common import REPO_ROOT, Pinning, free_port, rss_mb, scrubbed_env
-from bench.pg import scratch_database
+from bench.pg import PostgresUnavailable, scratch_database
 from bench.report import machine
 from bench.run import PG_ADMIN_URL
 from bench.servers import DEFAULT_SERVING, SERVINGS, Ready, Server, _stop, serve
@@ -301,7 +301,7 @@ def _run_load(options: SoakOptions, trustly: Server, cms: Server) -> tuple[int, 
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C: every server stopped, databases dropped
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: servers stopped, databases dropped
 
 
 def soak(options: SoakOptions) -> dict[str, Any]:
@@ -370,10 +370,18 @@ def _parse(argv: Sequence[str] | None) -> SoakOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the soak, print the summary; 0 on PASS, 1 on FAIL."""
+    """Run the soak, print the summary; 0 on PASS, 1 on FAIL, 2 without PostgreSQL."""
     options = _parse(argv)
     signal.signal(signal.SIGTERM, _sigterm)
-    summary = soak(options)
+    try:
+        summary = soak(options)
+    except PostgresUnavailable as exc:
+        print(f"soak not run: {exc}\n(give --pg-admin-url, or --db sqlite)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("soak interrupted: servers stopped, scratch databases dropped, no verdict",
+              file=sys.stderr)
+        return 130
     print("\n".join(["", *summary_lines(summary)]))
     print(f"results in {options.results_dir}")
     return 0 if summary["verdict"] == "PASS" else 1
