@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Row, Table, Update, bindparam, func, insert, 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from sim_trustly import payment_statements
 from sim_trustly.models import Payment, PaymentEvent
 from simkit.clock import format_instant, utc
 from simkit.db import Database
@@ -164,23 +165,49 @@ def _json_default(value: Any) -> str:
     return format_instant(value) if isinstance(value, datetime) else str(value)
 
 
+def _event_pairs(events: Iterable[Event]) -> list[tuple[str, str]]:
+    return [(event.kind, json.dumps(event.detail, sort_keys=True, default=_json_default))
+            for event in events]
+
+
 def add_events(
     connection: Connection | Session, payment_id: str, now: datetime, events: Iterable[Event],
 ) -> None:
     """Append events to a payment's history (rows are never changed afterwards)."""
-    rows = [{"payment_id": payment_id, "at": now, "kind": event.kind,
-             "detail": json.dumps(event.detail, sort_keys=True, default=_json_default)}
-            for event in events]
+    rows = [{"payment_id": payment_id, "at": now, "kind": kind, "detail": detail}
+            for kind, detail in _event_pairs(events)]
     if len(rows) == 1:  # one row: a plain execute, not the executemany path
         connection.execute(_INSERT_EVENTS, rows[0])
     elif rows:
         connection.execute(_INSERT_EVENTS, rows)
 
 
+def log_events(db: Database, payment_id: str, now: datetime, events: Iterable[Event]) -> None:
+    """Append events to a payment's history in a transaction of their own."""
+    with db.core_write() as connection:
+        add_events(connection, payment_id, now, events)
+
+
 def create(connection: Connection, record: PaymentRecord, events: Iterable[Event]) -> None:
     """Store a new payment and its first events, inside the caller's transaction."""
     connection.execute(_INSERT_PAYMENT, record.values())
     add_events(connection, record.id, record.created_at, events)
+
+
+def claim_and_create(db: Database, code: str, record: PaymentRecord,
+                     events: Iterable[Event]) -> bool:
+    """PostgreSQL only: claim `code` and store `record` with its events in one statement.
+
+    False, with nothing written, when the code could not be claimed (used, or expired at
+    `record.created_at`); the caller explains why (`redemption.claim` on SQLite).
+    """
+    pairs = _event_pairs(events)
+    statement = payment_statements.claimed_and_created(PAYMENTS, len(pairs))
+    params = {f"new_{key}": value for key, value in record.values().items()}
+    params.update(payment_statements.event_params(pairs), claimed_code=code,
+                  now=record.created_at, event_at=record.created_at)
+    with payment_statements.autocommit(db) as connection:
+        return connection.execute(statement, params).first() is not None
 
 
 def get(db: Database, payment_id: str) -> PaymentRecord | None:
@@ -220,9 +247,19 @@ def _compare_and_set(
     db: Database, statement: Update, params: dict[str, Any], now: datetime,
     events: Iterable[Event],
 ) -> PaymentRecord | None:
-    """One UPDATE ... RETURNING guarded by its condition, and the events, in one transaction."""
-    with db.write() as session:
-        connection = session.connection()
+    """One UPDATE ... RETURNING guarded by its condition, and the events, atomically.
+
+    On PostgreSQL one statement in autocommit (`payment_statements`); on SQLite the UPDATE
+    and the event inserts in one write transaction.
+    """
+    if not db.is_sqlite:
+        pairs = _event_pairs(events)
+        combined = payment_statements.moved_with_events(statement, len(pairs))
+        with payment_statements.autocommit(db) as connection:
+            row = connection.execute(combined, {
+                **params, **payment_statements.event_params(pairs), "event_at": now}).first()
+        return PaymentRecord.of(row) if row is not None else None
+    with db.core_write() as connection:
         row = connection.execute(statement, params).first()
         if row is None:
             return None

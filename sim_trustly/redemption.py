@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, CursorResult, bindparam, text, update
 from sqlalchemy.orm import Session
@@ -196,5 +196,17 @@ def claim(connection: Connection | Session, code: str, now: datetime) -> None:
     result = cast(CursorResult[Any], connection.execute(_CLAIM, {"claimed_code": code, "now": now}))
     if result.rowcount == 1:
         return
-    refuse_if_unpayable(lookup(connection, code), now)
+    _explain_refusal(lookup(connection, code), now)
+
+
+def refuse_claim(db: Database, code: str, now: datetime) -> NoReturn:
+    """Raise why a claim of `code` at `now` matched nothing (a claim made in one statement
+    that was not a transaction: the token is read again, as it stands now)."""
+    with db.core_read() as connection:
+        token = lookup(connection, code)
+    _explain_refusal(token, now)
+
+
+def _explain_refusal(token: PresentedToken | None, now: datetime) -> NoReturn:
+    refuse_if_unpayable(token, now)
     raise QrCodeUsed()  # unreachable unless the row changed under us: fail closed

@@ -150,12 +150,14 @@ def _create(
         reason=None, credit_meter=None, attempts=0, created_at=now, updated_at=now,
         next_attempt_at=now + timedelta(seconds=lease),
     )
-    with ctx.db.write() as session:
-        connection = session.connection()
-        redemption.claim(connection, token.code, now)
-        payments.create(connection, row, [Event("CREATED", {
-            "qrCode": token.code, "transactionId": row.transaction_id,
-            "amount": row.amount, "currency": row.currency})])
+    events = [Event("CREATED", {"qrCode": token.code, "transactionId": row.transaction_id,
+                                "amount": row.amount, "currency": row.currency})]
+    if ctx.db.is_sqlite:
+        with ctx.db.core_write() as connection:
+            redemption.claim(connection, token.code, now)
+            payments.create(connection, row, events)
+    elif not payments.claim_and_create(ctx.db, token.code, row, events):
+        redemption.refuse_claim(ctx.db, token.code, now)
     return row
 
 

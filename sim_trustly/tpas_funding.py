@@ -131,9 +131,7 @@ def _send(
 def _inquire(ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecord) -> FundingResult:
     """Ask the CMS what became of our transactionId, and note the answer."""
     result = adapter.get_funding(row.transaction_id)
-    with ctx.db.write() as session:
-        payments.add_events(session.connection(), row.id, ctx.clock.now(),
-                            [Event("INQUIRY", _detail(result))])
+    payments.log_events(ctx.db, row.id, ctx.clock.now(), [Event("INQUIRY", _detail(result))])
     return result
 
 
@@ -151,9 +149,8 @@ def _retries(ctx: TrustlyContext, row: PaymentRecord) -> RetryPolicy:
 
 
 def _note_unknown(ctx: TrustlyContext, row: PaymentRecord, result: FundingResult) -> None:
-    with ctx.db.write() as session:
-        payments.add_events(session.connection(), row.id, ctx.clock.now(),
-                            [Event("FUNDING_UNKNOWN", _detail(result))])
+    payments.log_events(ctx.db, row.id, ctx.clock.now(),
+                        [Event("FUNDING_UNKNOWN", _detail(result))])
 
 
 def _drive(
