@@ -71,13 +71,27 @@ def propagate_correlation_id(request: httpx.Request) -> None:
         request.headers[CORRELATION_HEADER] = current_correlation_id()
 
 
-def make_http_client(profile: CmsProfile, transport: httpx.BaseTransport | None) -> httpx.Client:
-    """A keep-alive client for one profile: base URL, timeouts, transport, correlation ids."""
-    timeout = httpx.Timeout(profile.read_timeout_s, connect=profile.connect_timeout_s)
+def profile_timeout(profile: CmsProfile) -> httpx.Timeout:
+    """The profile's connect and read timeouts."""
+    return httpx.Timeout(profile.read_timeout_s, connect=profile.connect_timeout_s)
+
+
+def make_transport(transport: httpx.BaseTransport | None) -> httpx.BaseTransport:
+    """The transport a CMS client sends through: the in-process one given, or sockets."""
     # Over a socket, the standard library's HTTP/1.1 costs a third of httpcore's CPU per call.
-    chosen = InProcessTransport(transport) if transport is not None else StdlibTransport()
-    return httpx.Client(base_url=profile.base_url, timeout=timeout, transport=chosen,
-                        headers={"User-Agent": USER_AGENT}, follow_redirects=False,
+    return InProcessTransport(transport) if transport is not None else StdlibTransport()
+
+
+def make_http_client(profile: CmsProfile, transport: httpx.BaseTransport | None, *,
+                     own_transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """A keep-alive client for one profile: base URL, timeouts, transport, correlation ids.
+
+    `own_transport` is one `make_transport` already made (the client then owns and closes it).
+    """
+    chosen = own_transport or make_transport(transport)
+    return httpx.Client(base_url=profile.base_url, timeout=profile_timeout(profile),
+                        transport=chosen, headers={"User-Agent": USER_AGENT},
+                        follow_redirects=False,
                         event_hooks={"request": [propagate_correlation_id]})
 
 
