@@ -104,8 +104,10 @@ def parse_shares(text: str, what: str) -> tuple[tuple[str, float], ...]:
 
 def pick(shares: tuple[tuple[str, float], ...], rng: random.Random) -> str:
     """One name drawn with its share's probability."""
-    names, weights = zip(*shares, strict=True)
-    return rng.choices(names, weights=weights)[0]
+    names = [name for name, _ in shares]
+    weights = [weight for _, weight in shares]
+    chosen: str = rng.choices(names, weights=weights)[0]
+    return chosen
 
 
 @dataclass(frozen=True)

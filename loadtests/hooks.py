@@ -70,12 +70,12 @@ def unreachable(url: str) -> str | None:
     return None
 
 
-@events.init_command_line_parser.add_listener
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def _options(parser: Any, **_: Any) -> None:
     add_options(parser)
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     if _is_worker(environment):
@@ -112,7 +112,7 @@ def _on_drain(environment: Any, **_: Any) -> None:
     environment.runner.worker_state = STATE_INIT  # what Locust's own stop leaves behind
 
 
-@events.test_stopping.add_listener
+@events.test_stopping.add_listener  # type: ignore[untyped-decorator]
 def _on_test_stopping(environment: Any, **_: Any) -> None:
     """On the master: stop the workers and wait for their reports before the gates judge.
 
@@ -129,7 +129,7 @@ def _on_test_stopping(environment: Any, **_: Any) -> None:
         gevent.sleep(0.2)
 
 
-@events.test_start.add_listener
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
 def _on_test_start(environment: Any, **_: Any) -> None:
     TALLY.reset()
     if _is_worker(environment):
@@ -147,7 +147,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     STATE.live = start_live_line(environment, float(getattr(options, "live_interval", 0) or 0))
 
 
-@events.test_stop.add_listener
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
 def _on_test_stop(environment: Any, **_: Any) -> None:
     if _is_worker(environment):
         send_stats = getattr(environment.runner, "_send_stats", None)

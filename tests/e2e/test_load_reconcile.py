@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.gates import Step, Thresholds, judge_steps, parse_step_p95, reconcile
+from gates import Step, Thresholds, judge_steps, parse_step_p95, reconcile
 
 
 def _payment(tid: str, amount: int, status: str = "CREDITED", egm: str = "R-0-0",

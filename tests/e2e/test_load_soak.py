@@ -13,9 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bench.servers import Server
-from loadtests.soak import (
+from soak import (
     LoadOutcome,
     RssSample,
     RssSampler,
@@ -23,6 +21,8 @@ from loadtests.soak import (
     read_load_outcome,
     rss_growth,
 )
+
+from bench.servers import Server
 from simkit.clock import monotonic
 
 SUMMARY = """\
