@@ -13,12 +13,33 @@ import os
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 
 _NAMED_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _Held:
+    """One thread's connection; closed when the thread ends (its locals go) or on dispose.
+
+    Servers that start a thread per request (werkzeug's) would otherwise leave one open
+    connection behind per request.
+    """
+
+    __slots__ = ("__weakref__", "connection")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection already gone is fine
+            self.connection.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class HotConnections:
@@ -28,7 +49,7 @@ class HotConnections:
         self._url = engine.url
         self._backend = engine.dialect.name
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._sql_cache: dict[str, str] = {}
 
@@ -44,10 +65,9 @@ class HotConnections:
     def close_all(self) -> None:
         """Close every connection this object opened (the engine is being disposed)."""
         with self._lock:
-            connections, self._all = self._all, []
-        for connection in connections:
-            with contextlib.suppress(Exception):  # a connection already gone is fine
-                connection.close()
+            held, self._all = list(self._all), weakref.WeakSet()
+        for one in held:
+            one.close()
         self._local = threading.local()
 
     def _native(self, sql: str) -> str:
@@ -60,12 +80,12 @@ class HotConnections:
     def _connection(self) -> Any:
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
-            return local.connection
-        connection = self._open()
-        local.connection, local.pid = connection, os.getpid()
+            return local.held.connection
+        held = _Held(self._open())
+        local.held, local.pid = held, os.getpid()
         with self._lock:
-            self._all.append(connection)
-        return connection
+            self._all.add(held)
+        return held.connection
 
     def _open(self) -> Any:
         if self._backend == "sqlite":
