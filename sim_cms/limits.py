@@ -12,15 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, delete, literal_column, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sim_cms import audit, ledger_sql
 from sim_cms.models import DailyLimit, LimitUsage
-from sim_cms.reads import single_read
 from sim_cms.settings import CmsSettings
 from simkit.clock import format_instant, utc
 from simkit.db import Database
@@ -200,27 +199,30 @@ def _view(session: Session, ubai: str, settings: CmsSettings, now: datetime) -> 
     return LimitView(ubai, row.daily_limit, row.currency, used, day, row.updated_at, "SET")
 
 
-_ONE = select(literal_column("1").label("one")).subquery()
-_LIMIT_AND_USAGE = select(
-    select(LimitUsage.used)
-    .where(LimitUsage.ubai == bindparam("ubai"), LimitUsage.gaming_day == bindparam("day"))
-    .scalar_subquery().label("used"),
-    DailyLimit.daily_limit, DailyLimit.currency, DailyLimit.updated_at,
-).select_from(_ONE.outerjoin(DailyLimit, DailyLimit.ubai == bindparam("ubai")))
+# The limit view in one read on the driver connection of `Database.hot_read` (no pooled
+# checkout, no SQLAlchemy result machinery): the read every scan-then-pay flow makes.
+_LIMIT_AND_USAGE = (
+    "SELECT (SELECT used FROM limit_usage WHERE ubai = :ubai AND gaming_day = :day),"
+    " d.daily_limit, d.currency, d.updated_at"
+    " FROM (SELECT 1 AS one) AS k LEFT OUTER JOIN daily_limits AS d ON d.ubai = :ubai"
+)
+_UPDATED_AT = cast(Table, DailyLimit.__table__).c.updated_at.type
 
 
 def get_limit(db: Database, ubai: str, settings: CmsSettings, now: datetime) -> LimitView:
     """The limit view of `ubai` now (the default when none was set): one SELECT, no
-    transaction, as the read every scan-then-pay flow makes."""
+    transaction. The driver's values are converted as the columns' types would."""
     validate_ubai(ubai)
     day = gaming_day(now, settings)
-    with single_read(db) as connection:
-        row = connection.execute(_LIMIT_AND_USAGE, {"ubai": ubai, "day": day}).one()
-    used = row.used or 0
-    if row.daily_limit is None:
-        return LimitView(ubai, settings.default_daily_limit, settings.currency, used, day,
+    ((used, daily_limit, currency, updated_at),) = db.hot_read(
+        _LIMIT_AND_USAGE, {"ubai": ubai, "day": day.isoformat() if db.is_sqlite else day})
+    if daily_limit is None:
+        return LimitView(ubai, settings.default_daily_limit, settings.currency, used or 0, day,
                          None, "DEFAULT")
-    return LimitView(ubai, row.daily_limit, row.currency, used, day, row.updated_at, "SET")
+    dialect = db.engine.dialect
+    to_instant = _UPDATED_AT.dialect_impl(dialect).result_processor(dialect, None)
+    return LimitView(ubai, daily_limit, currency, used or 0, day,
+                     to_instant(updated_at) if to_instant else updated_at, "SET")
 
 
 def set_limit(
