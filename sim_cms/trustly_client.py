@@ -21,6 +21,7 @@ import jwt
 
 from sim_cms.settings import TrustlyLink
 from simkit.clock import parse_instant
+from simkit.http_transport import StdlibTransport
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path, not a secret
 MAX_URL_BYTES = 1024  # simkit.qr renders at most this much; a longer url is not a QR we can show
@@ -89,8 +90,11 @@ class ClientPool:
             if len(self._clients) >= self.MAX_CLIENTS:  # dropped, not closed: maybe in use
                 self._clients.pop(next(iter(self._clients)))
             timeout = httpx.Timeout(link.read_timeout_s, connect=link.connect_timeout_s)
-            made = httpx.Client(base_url=link.base_url, timeout=timeout, transport=transport,
-                                auth=httpx.BasicAuth(link.access_id, link.access_key))
+            made = httpx.Client(
+                base_url=link.base_url, timeout=timeout,
+                transport=transport if transport is not None else StdlibTransport(),
+                auth=httpx.BasicAuth(link.access_id, link.access_key),
+            )
             self._clients[key] = (transport, made)
             return made
 

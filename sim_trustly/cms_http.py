@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from flask import has_request_context
 
-from sim_trustly.cms_transport import StdlibTransport
 from sim_trustly.partner_profiles import CmsProfile
 from simkit.clock import Clock, SystemClock
+from simkit.http_transport import StdlibTransport
 from simkit.journal import CORRELATION_HEADER, current_correlation_id
 
 USER_AGENT = "scanpay-sim-tpas/0.1"

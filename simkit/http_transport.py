@@ -1,12 +1,13 @@
-"""The socket transport under TPAS's HTTP clients: httpx's API on the standard library's HTTP/1.1.
+"""The socket transport under the sims' HTTP clients: httpx's API on the stdlib's HTTP/1.1.
 
-Every payment makes two calls to the CMS (limits, funding). httpx's own transport (httpcore
-and h11) spends about 350 us of CPU per call on 127.0.0.1; `http.client` parses the same
-exchange for about 120 us. This transport keeps httpx as the interface adapters program
-against (requests, responses, timeouts, `httpx.RequestError` for every network failure) and
-sends through `http.client` connections kept alive in a small pool per origin.
+The sims call each other on every flow: TPAS calls the CMS twice per payment (limits,
+funding), the CMS calls Trustly for every QR. httpx's own transport (httpcore and h11) spends
+about 350 us of CPU per call on 127.0.0.1; `http.client` parses the same exchange for about
+120 us. This transport keeps httpx as the interface callers program against (requests,
+responses, timeouts, `httpx.RequestError` for every network failure) and sends through
+`http.client` connections kept alive in a small pool per origin.
 
-What the rest of TPAS relies on, kept here:
+What callers rely on (TPAS most of all), kept here:
 
 - Failures are httpx exceptions: a connect failure is `ConnectError`/`ConnectTimeout`, a
   slow answer `ReadTimeout`, a connection closed without an answer `RemoteProtocolError`,

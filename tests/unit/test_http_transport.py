@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sim_trustly.cms_transport import StdlibTransport
+from simkit.http_transport import StdlibTransport
 
 BODY = b'{"status":"APPLIED"}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
