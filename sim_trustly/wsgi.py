@@ -27,6 +27,7 @@ from sim_trustly.cms_client import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.settings import load_trustly_settings
 from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
+from simkit.heap import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -47,4 +48,5 @@ def create_in_worker() -> Flask:
     """Build sim_trustly in this worker process and start its recovery sweep."""
     app = create_app(load_trustly_settings())
     start_recovery_worker(app)
+    settle_heap()
     return app

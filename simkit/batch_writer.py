@@ -39,9 +39,11 @@ MAX_BATCH = 500  # rows per transaction; a backlog is written in several batches
 # How long the writer waits for more rows after the first of a batch arrives: under load
 # this gathers many rows into one commit; `flush()` cuts it short.
 LINGER_S = 0.004
-# Rows waiting at most; past this a request waits for the writer, so memory stays bounded
-# when rows come faster than the database takes them.
-MAX_PENDING = 2_000
+# What may wait at most, in (estimated) bytes; past this a request waits for the writer, so
+# memory stays bounded when rows come faster than the database takes them. Generous enough
+# that a commit stalled by a WAL checkpoint does not reach back into request latency.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+ROW_BYTES = 600  # the estimate for a row whose caller gives none (a QR token's row)
 
 RowMaker = Callable[[], dict[str, Any]]
 
@@ -62,23 +64,26 @@ class BatchWriter:
         # Everything a forked child must not share with its parent is made here.
         self._pid = os.getpid()
         self._cond = threading.Condition()
-        self._pending: list[tuple[Table, RowMaker]] = []
+        self._pending: list[tuple[Table, RowMaker, int]] = []
+        self._pending_bytes = 0
         self._submitted = 0
         self._written = 0
         self._waiting_readers = 0
         self._thread: threading.Thread | None = None
 
-    def submit(self, table: Table, make_row: RowMaker) -> None:
+    def submit(self, table: Table, make_row: RowMaker, size: int = ROW_BYTES) -> None:
         """Queue one row (made by the writer, so costly work like redaction leaves the request).
 
-        Never blocks on the database.
+        `size` estimates what the queued row holds in memory. Never blocks on the database;
+        waits only while the queue is over its memory budget.
         """
         if self._pid != os.getpid():
             self._start_process()
         with self._cond:
-            while len(self._pending) >= MAX_PENDING and self._thread is not None:
+            while self._pending_bytes >= MAX_PENDING_BYTES and self._thread is not None:
                 self._cond.wait(1.0)
-            self._pending.append((table, make_row))
+            self._pending.append((table, make_row, size))
+            self._pending_bytes += size
             self._submitted += 1
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -120,15 +125,16 @@ class BatchWriter:
                     self._cond.wait(left)
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
+                self._pending_bytes -= sum(size for _, _, size in batch)
             self._store(batch)
             with self._cond:
                 self._written += len(batch)
                 self._cond.notify_all()
 
-    def _store(self, batch: list[tuple[Table, RowMaker]]) -> None:
+    def _store(self, batch: list[tuple[Table, RowMaker, int]]) -> None:
         by_table: dict[Table, list[dict[str, Any]]] = {}
         try:
-            for table, make_row in batch:
+            for table, make_row, _ in batch:
                 by_table.setdefault(table, []).append(make_row())
             with self._db.core_write_relaxed() as connection:
                 for table, rows in by_table.items():

@@ -231,6 +231,7 @@ class Exchange:
     fault: str | None = None
 
 
+_CAPTURED_BYTES = 2048  # headers and the rest of a captured exchange, besides its bodies
 _JOURNAL_TABLE: Table = JournalEntry.__table__  # type: ignore[assignment]
 
 
@@ -263,7 +264,7 @@ class Journal:
             query=query, status=status, latency_ms=latency_ms,
             request_headers=request_headers, request_body=request_body,
             response_headers=response_headers, response_body=response_body, fault=fault,
-        )))
+        )), size=_CAPTURED_BYTES + len(request_body) + len(response_body))
 
     def flush(self) -> None:
         """Wait until every exchange this process recorded so far is stored."""
