@@ -108,6 +108,11 @@ SERVINGS: dict[str, Serving] = {
         # granian has no --preload and no hooks: each worker builds the app (`App.per_worker`).
         Serving("granian", "granian WSGI, 2 workers x 8 blocking threads",
                 _granian(2, 8), requires="granian"),
+        # How throughput grows with workers (docs/performance.md, "Scale-out").
+        Serving("granian-1w", "granian WSGI, 1 worker x 8 blocking threads",
+                _granian(1, 8), requires="granian"),
+        Serving("granian-4w", "granian WSGI, 4 workers x 8 blocking threads",
+                _granian(4, 8), requires="granian"),
     )
 }
 # What docker-compose.yml deploys (docs/operations.md); tests/e2e/test_compose.py checks
