@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, between
 
 CORRELATION_HEADER = "X-Correlation-Id"  # what the sims journal a request under
@@ -176,6 +177,10 @@ def problem(response: Any) -> str:
     return f"HTTP {response.status_code} {code}".strip()
 
 
+SETTLED = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
+SETTLE_POLLS, SETTLE_POLL_S = 40, 0.25  # a payment answered 202 is polled for ~10 s at most
+
+
 class ScanPayUser(FastHttpUser):
     """What every journey shares: settings and response checks."""
 
@@ -218,3 +223,20 @@ class ScanPayUser(FastHttpUser):
                               catch_response=True) as response:
             body = self.expect(response, 200, keys=("access_token",))
         return str(body["access_token"]) if body else None
+
+    def pay_and_settle(self, api: str, code: str, body: dict[str, Any],
+                       headers: dict[str, str]) -> dict[str, Any] | None:
+        """Pay a scanned code as the phone does; poll a payment answered 202 until it settles."""
+        with self.client.post(f"{api}/scan/{code}/payments", json=body, headers=headers,
+                              name="Phone->Trustly POST /api/v1/scan/[code]/payments",
+                              catch_response=True) as response:
+            payment = self.expect(response, 201, 202, keys=("status", "paymentId"))
+        for _ in range(SETTLE_POLLS):
+            if payment is None or payment["status"] in SETTLED:
+                break
+            gevent.sleep(SETTLE_POLL_S)  # Locust's cooperative wait between polls
+            with self.client.get(f"{api}/payments/{payment['paymentId']}", headers=headers,
+                                 name="Phone->Trustly GET /api/v1/payments/[id]",
+                                 catch_response=True) as response:
+                payment = self.expect(response, 200, keys=("status", "paymentId"))
+        return payment

@@ -33,8 +33,6 @@ from base import CORRELATION_HEADER, ScanPayUser, pick, problem
 from locust import between, task
 from locust.exception import StopUser
 
-SETTLED = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
-SETTLE_POLLS, SETTLE_POLL_S = 40, 0.25  # a payment answered 202 is polled for ~10 s at most
 BANK_REASONS = {"notenoughfunds": "BANK_NOT_ENOUGH_FUNDS", "loginerror": "BANK_LOGIN_ERROR",
                 "accountlocked": "BANK_ACCOUNT_LOCKED", "unavailable": "BANK_UNAVAILABLE",
                 "timeouterror": "BANK_TIMEOUT"}
@@ -214,19 +212,7 @@ class PlayerUser(ScanPayUser):
         password = "load" if outcome.casefold() == "ok" else f"load-{outcome}"
         body = {"amount": amount, "currency": self.settings.currency,
                 "bank": {"username": self.username, "password": password}}
-        with self.client.post(f"{api}/scan/{code}/payments", json=body, headers=headers,
-                              name="Phone->Trustly POST /api/v1/scan/[code]/payments",
-                              catch_response=True) as response:
-            payment = self.expect(response, 201, 202, keys=("status", "paymentId"))
-        for _ in range(SETTLE_POLLS):
-            if payment is None or payment["status"] in SETTLED:
-                break
-            gevent.sleep(SETTLE_POLL_S)
-            with self.client.get(f"{api}/payments/{payment['paymentId']}", headers=headers,
-                                 name="Phone->Trustly GET /api/v1/payments/[id]",
-                                 catch_response=True) as response:
-                payment = self.expect(response, 200, keys=("status", "paymentId"))
-        return payment
+        return self.pay_and_settle(api, code, body, headers)
 
     def record(self, payment: dict[str, Any] | None, outcome: str, started: float) -> None:
         """One journey entry per payment: failed unless it ended as the bank outcome says."""

@@ -22,10 +22,9 @@ import time
 import uuid
 from typing import Any
 
-import gevent
 import hooks  # noqa: F401 - registers the options, the reach check, the live line and gates
 from base import CORRELATION_HEADER, ScanPayUser
-from floor import SETTLE_POLL_S, SETTLE_POLLS, SETTLED, PartnerOpsUser, PlayerUser, qr_code_of
+from floor import PartnerOpsUser, PlayerUser, qr_code_of
 from locust import task
 
 __all__ = ["CmsQrTokenUser", "PartnerOpsUser", "PlayerUser", "ScanThenPayUser"]
@@ -121,19 +120,7 @@ class ScanThenPayUser(SeededEgmUser):
         s = self.settings
         body = {"amount": s.amount, "currency": s.currency,
                 "bank": {"username": f"load-{uuid.uuid4().hex[:16]}", "password": "load"}}
-        with self.client.post(f"{api}/scan/{code}/payments", json=body, headers=headers,
-                              name="Phone->Trustly POST /api/v1/scan/[code]/payments",
-                              catch_response=True) as response:
-            payment = self.expect(response, 201, 202, keys=("status", "paymentId"))
-        for _ in range(SETTLE_POLLS):
-            if payment is None or payment["status"] in SETTLED:
-                break
-            gevent.sleep(SETTLE_POLL_S)  # Locust's cooperative wait between polls
-            with self.client.get(f"{api}/payments/{payment['paymentId']}", headers=headers,
-                                 name="Phone->Trustly GET /api/v1/payments/[id]",
-                                 catch_response=True) as response:
-                payment = self.expect(response, 200, keys=("status", "paymentId"))
-        return payment
+        return self.pay_and_settle(api, code, body, headers)
 
     def record(self, payment: dict[str, Any] | None, started: float) -> None:
         """Count the whole journey as one entry (its time from QR to settled payment),

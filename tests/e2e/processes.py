@@ -20,12 +20,18 @@ from simkit.clock import monotonic
 SCANPAY = str(Path(sys.executable).with_name("scanpay"))
 
 
+# The machine's own services and the sims' and Locust's default ports: never a test's.
+RESERVED_PORTS = frozenset({1883, 3306, 4222, 5432, 5672, 6379, 8089, 8710, 8720})
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 nobody listens on right now, never a reserved one."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
 
 
 def wait_until_up(url: str, process: Process, deadline_s: float = 60.0) -> None:
@@ -113,3 +119,16 @@ def gunicorn(app_spec: str, env: dict[str, str], *, ready_path: str = "/openapi.
     base = f"http://127.0.0.1:{port}"
     with running(args, base + ready_path, env=env):
         yield base
+
+
+@contextmanager
+def scanpay_serve(data_dir: Path, admin_token: str | None = None) -> Iterator[tuple[str, str]]:
+    """`scanpay serve` on two free ports until the block ends; yields the Trustly and CMS URLs."""
+    trustly_port, cms_port = free_port(), free_port()
+    args = [SCANPAY, "serve", "--trustly-port", str(trustly_port), "--cms-port", str(cms_port),
+            "--data-dir", str(data_dir)]
+    if admin_token is not None:
+        args += ["--admin-token", admin_token]
+    trustly, cms = f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}"
+    with running(args, f"{cms}/openapi.json"):
+        yield trustly, cms

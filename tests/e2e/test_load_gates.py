@@ -15,31 +15,19 @@ from pathlib import Path
 import pytest
 
 from simkit.clock import monotonic
-from tests.e2e.processes import SCANPAY, free_port, running
+from tests.e2e.processes import SCANPAY, free_port, scanpay_serve
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                  reason="Locust is not installed (pip install -e '.[dev]')")]
 
-RESERVED_PORTS = {5432, 6379, 5672, 1883, 4222, 3306, 8710, 8720, 8089}
 ADMIN_TOKEN = "load-test-admin-token"
-
-
-def _port() -> int:
-    while (port := free_port()) in RESERVED_PORTS:
-        continue
-    return port
 
 
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    trustly_port, cms_port = _port(), _port()
-    data = tmp_path_factory.mktemp("load-gates-sims")
-    args = [SCANPAY, "serve", "--trustly-port", str(trustly_port), "--cms-port", str(cms_port),
-            "--data-dir", str(data), "--admin-token", ADMIN_TOKEN]
-    trustly, cms = f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}"
-    with running(args, f"{cms}/openapi.json"):
-        yield trustly, cms
+    with scanpay_serve(tmp_path_factory.mktemp("load-gates-sims"), ADMIN_TOKEN) as urls:
+        yield urls
 
 
 def _load(sims: tuple[str, str], results: Path, *args: str,
@@ -102,7 +90,7 @@ def test_two_workers_run_users_and_the_master_judges(
 
 
 def test_an_unreachable_target_fails_fast_with_one_message(tmp_path: Path) -> None:
-    nobody = f"http://127.0.0.1:{_port()}"
+    nobody = f"http://127.0.0.1:{free_port()}"
     started = monotonic()
     done = subprocess.run(
         [SCANPAY, "load", "--trustly-url", nobody, "--cms-url", nobody, "--run-time", "30",

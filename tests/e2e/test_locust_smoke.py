@@ -16,33 +16,21 @@ import pytest
 import yaml
 
 from harness.load import JOURNEYS, LoadOptions, default_locustfile
-from tests.e2e.processes import SCANPAY, free_port, running
+from tests.e2e.processes import SCANPAY, scanpay_serve
 
 # Only looked up, never imported: importing Locust monkey-patches this process with gevent.
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                  reason="Locust is not installed (pip install -e '.[dev]')")]
 
-RESERVED_PORTS = {5432, 6379, 5672, 1883, 4222, 3306, 8710, 8720}
 RUN_TIME_S = 5
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _port() -> int:
-    while (port := free_port()) in RESERVED_PORTS:
-        continue
-    return port
-
-
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    trustly_port, cms_port = _port(), _port()
-    data = tmp_path_factory.mktemp("load-sims")
-    args = [SCANPAY, "serve", "--trustly-port", str(trustly_port), "--cms-port", str(cms_port),
-            "--data-dir", str(data)]
-    trustly, cms = f"http://127.0.0.1:{trustly_port}", f"http://127.0.0.1:{cms_port}"
-    with running(args, f"{cms}/openapi.json"):
-        yield trustly, cms
+    with scanpay_serve(tmp_path_factory.mktemp("load-sims")) as urls:
+        yield urls
 
 
 def test_load_command_is_bounded_and_names_the_journeys() -> None:
