@@ -107,11 +107,14 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
     sock = connection.sock
     if sock is None:
         return False
+    # poll(), not select(): select() refuses descriptors above 1023, which a busy server
+    # process reaches, and every connection would then look closed and never be reused.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def _exchange(connection: http.client.HTTPConnection, request: httpx.Request) -> Any:

@@ -149,3 +149,21 @@ def test_nobody_listening_is_a_connect_error() -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", transport=StdlibTransport()) as http, \
             pytest.raises(httpx.ConnectError):
         http.get("/")
+
+
+def test_connections_are_reused_in_a_process_with_many_open_descriptors(
+    serve: list[ScriptedServer],
+) -> None:
+    """A busy server holds more than 1,024 descriptors; keep-alive must still work there."""
+    import os
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = ScriptedServer(["answer", "answer"])
+        serve.append(server)
+        with client(server) as http:
+            assert http.get("/a").status_code == 200
+            assert http.get("/b").status_code == 200
+        assert server.carried_on == [server.carried_on[0]] * 2
+    finally:
+        for fd in padding:
+            os.close(fd)
