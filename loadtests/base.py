@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,7 @@ class ScanPayUser(FastHttpUser):
     abstract = True
     wait_time = between(0.05, 0.25)
     settings: LoadSettings
+    token: str | None = None  # the CMS access token, renewed when it expires
 
     def on_start(self) -> None:
         """Read the options once per simulated user."""
@@ -223,6 +225,31 @@ class ScanPayUser(FastHttpUser):
                               catch_response=True) as response:
             body = self.expect(response, 200, keys=("access_token",))
         return str(body["access_token"]) if body else None
+
+    def cms_call(
+        self, method: str, url: str, name: str, keys: tuple[str, ...], *,
+        headers: dict[str, str] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> dict[str, Any] | None:
+        """One Bearer call to the CMS expecting 200; an expired access token is renewed once
+        (a 401 then is the protocol working, not a failure). `check` may fail a 200 body."""
+        for attempt in (1, 2):
+            self.token = self.token or self.cms_token()
+            if self.token is None:
+                return None
+            sent = {**(headers or {}), "Authorization": f"Bearer {self.token}"}
+            with self.client.request(method, url, headers=sent, name=name,
+                                     catch_response=True) as response:
+                if response.status_code == 401 and attempt == 1:
+                    response.success()
+                    self.token = None
+                    continue
+                body = self.expect(response, 200, keys=keys)
+                wrong = check(body) if body is not None and check is not None else None
+                if wrong:
+                    response.failure(wrong)
+                return body
+        return None
 
     def pay_and_settle(self, api: str, code: str, body: dict[str, Any],
                        headers: dict[str, str]) -> dict[str, Any] | None:

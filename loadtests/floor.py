@@ -151,22 +151,11 @@ class PlayerUser(ScanPayUser):
 
     def refresh_qr(self) -> dict[str, Any] | None:
         """`POST /cws/v1/egms/{id}/qr`: the EGM shows a fresh QR (one retry on token expiry)."""
-        for attempt in (1, 2):
-            self.token = self.token or self.cms_token()
-            if self.token is None:
-                return None
-            with self.client.post(f"{self.settings.cms_url}/cws/v1/egms/{self.egm_id}/qr",
-                                  headers={"Authorization": f"Bearer {self.token}"},
-                                  name="EGM->CMS POST /cws/v1/egms/[egm]/qr",
-                                  catch_response=True) as response:
-                if response.status_code == 401 and attempt == 1:
-                    response.success()  # an expired token is the protocol working: renew
-                    self.token = None
-                    continue
-                shown = self.expect(response, 200, keys=("url", "qrTokenId"))
+        shown = self.cms_call("POST", f"{self.settings.cms_url}/cws/v1/egms/{self.egm_id}/qr",
+                              "EGM->CMS POST /cws/v1/egms/[egm]/qr", ("url", "qrTokenId"))
+        if shown is not None:
             self.shown = shown
-            return shown
-        return None
+        return shown
 
     @task
     def play(self) -> None:
@@ -272,19 +261,11 @@ class PartnerOpsUser(ScanPayUser):
         """`GET /cws/v1/limits/{ubai}` of a player of this process (one renewal on 401)."""
         username = self.rng.choice(TALLY.usernames) if TALLY.usernames else "load-nobody"
         url = f"{self.settings.cms_url}/cws/v1/limits/{ubai_for(username)}"
-        for attempt in (1, 2):
-            self.token = self.token or self.cms_token()
-            if self.token is None:
-                return
-            with self.client.get(url, headers={"Authorization": f"Bearer {self.token}"},
-                                 name="Ops->CMS GET /cws/v1/limits/[ubai]",
-                                 catch_response=True) as response:
-                if response.status_code == 401 and attempt == 1:
-                    response.success()
-                    self.token = None
-                    continue
-                view = self.expect(response, 200, keys=("dailyLimit", "usedToday"))
-                if view is not None and int(view["usedToday"]) > int(view["dailyLimit"]):
-                    response.failure(f"used {view['usedToday']} over the limit "
-                                     f"{view['dailyLimit']}")
-            return
+
+        def within_limit(view: dict[str, Any]) -> str | None:
+            if int(view["usedToday"]) > int(view["dailyLimit"]):
+                return f"used {view['usedToday']} over the limit {view['dailyLimit']}"
+            return None
+
+        self.cms_call("GET", url, "Ops->CMS GET /cws/v1/limits/[ubai]",
+                      ("dailyLimit", "usedToday"), check=within_limit)

@@ -78,21 +78,9 @@ class ScanThenPayUser(SeededEgmUser):
 
     def acquire_qr(self, egm_id: str, headers: dict[str, str]) -> str | None:
         """The QR url the CMS got from Trustly for the EGM (one retry with a fresh token)."""
-        for attempt in (1, 2):
-            token = self.token = self.token or self.cms_token()
-            if token is None:
-                return None
-            with self.client.post(f"{self.settings.cms_url}/cws/v1/egms/{egm_id}/qr",
-                                  headers={**headers, "Authorization": f"Bearer {token}"},
-                                  name="EGM->CMS POST /cws/v1/egms/[egm]/qr",
-                                  catch_response=True) as response:
-                if response.status_code == 401 and attempt == 1:
-                    response.success()  # an expired token is the protocol working: renew
-                    self.token = None
-                    continue
-                body = self.expect(response, 200, keys=("url",))
-            return str(body["url"]) if body else None
-        return None
+        body = self.cms_call("POST", f"{self.settings.cms_url}/cws/v1/egms/{egm_id}/qr",
+                             "EGM->CMS POST /cws/v1/egms/[egm]/qr", ("url",), headers=headers)
+        return str(body["url"]) if body else None
 
     @task
     def scan_then_pay(self) -> None:
