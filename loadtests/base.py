@@ -251,6 +251,17 @@ class ScanPayUser(FastHttpUser):
                 return body
         return None
 
+    def scan_code(self, code: str, headers: dict[str, str]) -> dict[str, Any] | None:
+        """The phone opens the QR's page: it must be ACTIVE (no spent or expired QR on show)."""
+        api = f"{self.settings.trustly_url}/api/v1"
+        with self.client.get(f"{api}/scan/{code}", headers=headers, catch_response=True,
+                             name="Phone->Trustly GET /api/v1/scan/[code]") as response:
+            scanned = self.expect(response, 200, keys=("state",))
+            if scanned is not None and scanned["state"] != "ACTIVE":
+                response.failure(f"QR state {scanned['state']}, not ACTIVE")
+                return None
+        return scanned
+
     def pay_and_settle(self, api: str, code: str, body: dict[str, Any],
                        headers: dict[str, str]) -> dict[str, Any] | None:
         """Pay a scanned code as the phone does; poll a payment answered 202 until it settles."""

@@ -184,14 +184,7 @@ class PlayerUser(ScanPayUser):
 
     def scan(self, code: str, headers: dict[str, str]) -> dict[str, Any] | None:
         """The phone opens the QR: it must be ACTIVE (the screen shows no spent QR)."""
-        api = f"{self.settings.trustly_url}/api/v1"
-        with self.client.get(f"{api}/scan/{code}", headers=headers, catch_response=True,
-                             name="Phone->Trustly GET /api/v1/scan/[code]") as response:
-            scanned = self.expect(response, 200, keys=("state",))
-            if scanned is not None and scanned["state"] != "ACTIVE":
-                response.failure(f"QR state {scanned['state']}, not ACTIVE")
-                return None
-        return scanned
+        return self.scan_code(code, headers)
 
     def pay(self, code: str, amount: int, outcome: str,
             headers: dict[str, str]) -> dict[str, Any] | None:

@@ -94,13 +94,7 @@ class ScanThenPayUser(SeededEgmUser):
         # generator (e.g. inside docker-compose) may be another address than --host.
         code = qr_code_of(url)
         api = f"{self.settings.trustly_url}/api/v1"
-        with self.client.get(f"{api}/scan/{code}", headers=headers, catch_response=True,
-                             name="Phone->Trustly GET /api/v1/scan/[code]") as response:
-            scanned = self.expect(response, 200, keys=("state",))
-            if scanned is not None and scanned["state"] != "ACTIVE":
-                response.failure(f"QR state {scanned['state']}, not ACTIVE")
-                return
-        if scanned is not None:
+        if self.scan_code(code, headers) is not None:
             self.record(self.pay(api, code, headers), started)
 
     def pay(self, api: str, code: str, headers: dict[str, str]) -> dict[str, Any] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,23 +14,16 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import free_port
 from simkit.clock import monotonic
+
+# free_port is bench.common's, re-exported so every test picks ports one way.
+__all__ = ["SCANPAY", "Process", "free_port", "gunicorn", "running", "scanpay_serve",
+           "wait_until_up"]
 
 SCANPAY = str(Path(sys.executable).with_name("scanpay"))
 
 
-# The machine's own services and the sims' and Locust's default ports: never a test's.
-RESERVED_PORTS = frozenset({1883, 3306, 4222, 5432, 5672, 6379, 8089, 8710, 8720})
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now, never a reserved one."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in RESERVED_PORTS:
-            return port
 
 
 def wait_until_up(url: str, process: Process, deadline_s: float = 60.0) -> None:
