@@ -186,6 +186,18 @@ class Context:
         after = self.meters(list(before))
         return sum(after[egm] - before[egm] for egm in before)
 
+    def expect_rise(self, description: str, before: dict[str, int], amount: int,
+                    times: int = 1) -> bool:
+        """The money check: the meters of `before` went up by exactly `times` x `amount`.
+
+        Expected and observed are said in multiples of the amount ("+8800 (8x the amount)"),
+        so a failure names its money effect. Record it before any status or shape check: the
+        first failed check is the reason a report gives.
+        """
+        rise = self.delta(before)
+        return self.expect(description, money_rise(times * amount, amount),
+                           money_rise(rise, amount), ok=rise == times * amount)
+
     # --- scan-then-pay steps (harness.flow) -------------------------------------------------
 
     def qr(self, egm_id: str) -> ShownQr:
@@ -274,6 +286,14 @@ class Context:
 
         with ThreadPoolExecutor(max_workers=len(calls)) as pool:
             return list(pool.map(run, calls))
+
+
+def money_rise(rise: int, amount: int) -> str:
+    """A meter movement in multiples of one funding's amount: "+2200 (2x the amount)"."""
+    if rise == 0:
+        return "+0 (unchanged)"
+    times = rise / amount if amount else 0.0
+    return f"{rise:+d} ({times:g}x the amount)"
 
 
 def problem_code(response: httpx.Response) -> str | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.scenarios import CATALOGUE, COVERAGE
+from harness.scenarios import AWAITING_REFERENCE, CATALOGUE, COVERAGE
+from harness.scenarios.model import Scenario
 from harness.target_config import HOOK_MEANINGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,12 +98,29 @@ def _coverage() -> list[str]:
     return [*lines, ""]
 
 
-def _scenarios() -> list[str]:
-    lines = ["## Scenarios", "", "| ID | Title | Needs |", "|---|---|---|"]
+AWAITING = """\
+## Awaiting the reference CMS
+
+These requirements hold for every CMS, but the reference sim_cms does not meet them yet (it
+accepts several fundings on one QR token, at any later time, and keeps a spent QR on screen
+until its rotation). Their scenarios are written and run when named
+(`scanpay certify --only QR-001,QR-002,QR-003`); they join a default run once the reference
+passes them.
+"""
+
+
+def _table(items: tuple[Scenario, ...]) -> list[str]:
+    lines = ["| ID | Title | Needs |", "|---|---|---|"]
     lines += [f"| [{s.id}](#{s.id.lower()}) | {s.title} | {', '.join(s.needs) or '-'} |"
-              for s in CATALOGUE]
-    lines.append("")
-    for item in CATALOGUE:
+              for s in items]
+    return [*lines, ""]
+
+
+def _scenarios() -> list[str]:
+    lines = ["## Scenarios", "", *_table(CATALOGUE)]
+    if AWAITING_REFERENCE:
+        lines += [AWAITING, *_table(AWAITING_REFERENCE)]
+    for item in (*CATALOGUE, *AWAITING_REFERENCE):
         lines += [f"### {item.id}", "", f"**{item.title}**", "",
                   f"- Requirement: {item.requirement}",
                   f"- Tags: {', '.join(item.tags) or '-'}",

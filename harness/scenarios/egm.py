@@ -24,27 +24,27 @@ def _refused_in_state(state: str) -> Scenario:
         f"EGM-{number:03d}", f"An EGM that is {state} refuses credit with {status} {code}",
         requirement=f"{REJECTION_DUTY}: {status} {code}",
         tags=("egm", "rejection"), needs=("egm-state",),
-        steps=("Make the EGM show a fresh QR while IDLE.",
+        steps=("Make the EGM show two fresh QRs while IDLE (one for TPAS, one for a player).",
                f"Put the EGM into {state} (egm-state hook).",
-               f"As TPAS, fund it: {status} {code}.",
-               f"A player pays with the QR: REJECTED_VOIDED, reason {code}.",
+               f"As TPAS, fund it with the first QR: {status} {code}.",
+               f"A player pays with the second QR: REJECTED_VOIDED, reason {code}.",
                "The meter did not move. Put the EGM back to IDLE."))
     def run(ctx: Context) -> None:
         egm_id = ctx.egm()
         before = ctx.meters([egm_id])
-        qr = ctx.qr(egm_id)
+        for_tpas, for_player = ctx.qr(egm_id), ctx.qr(egm_id)
         ctx.set_egm_state(egm_id, state)
         try:
             direct = ctx.cms.post_funding(ctx.funding(egm_id, 500, ubai=ctx.unique("ubai"),
-                                                      qr=qr))
-            ctx.expect(f"a funding is refused {status} {code}", (status, code),
-                       (direct.status_code, problem_code(direct)))
-            payment = ctx.pay(qr.url, 500, username=ctx.player())
-            ctx.expect(f"the player's payment is REJECTED_VOIDED for {code}",
-                       ("REJECTED_VOIDED", code), (payment.get("status"), payment.get("reason")))
+                                                      qr=for_tpas))
+            payment = ctx.pay(for_player.url, 500, username=ctx.player())
         finally:
             ctx.set_egm_state(egm_id, "IDLE")
-        ctx.expect("the meter did not move", 0, ctx.delta(before))
+        ctx.expect_rise(f"the meter did not move while {state}", before, 500, 0)
+        ctx.expect(f"a funding is refused {status} {code}", (status, code),
+                   (direct.status_code, problem_code(direct)))
+        ctx.expect(f"the player's payment is REJECTED_VOIDED for {code}",
+                   ("REJECTED_VOIDED", code), (payment.get("status"), payment.get("reason")))
 
     return run
 
@@ -67,9 +67,9 @@ def egm_005(ctx: Context) -> None:
              f"no daily limit can be as large as {amount} (HTTP {limit.status_code})")
     before = ctx.meters([egm_id])
     over = ctx.cms.post_funding(ctx.funding(egm_id, amount, ubai=ubai))
+    ctx.expect_rise("the meter did not move past its cap", before, amount, 0)
     ctx.expect("one unit over the cap: 422 CREDIT_LIMIT_EXCEEDED",
                (422, "CREDIT_LIMIT_EXCEEDED"), (over.status_code, problem_code(over)))
-    ctx.expect("the meter did not move", 0, ctx.delta(before))
 
 
 SCENARIOS = (*(_refused_in_state(state) for state in REJECTIONS), egm_005)

@@ -67,18 +67,18 @@ def lim_002(ctx: Context) -> None:
     before = ctx.meters([egm_id])
     ctx.require("the limit is set", True,
                 ctx.cms.limit("PUT", ubai, {"dailyLimit": 5000}).status_code in (200, 201))
-    qr = ctx.qr(egm_id)
-    ctx.expect("3000 is applied", 201,
-               ctx.cms.post_funding(ctx.funding(egm_id, 3000, ubai=ubai, qr=qr)).status_code)
-    ctx.expect("2000 remain", 2000, _view(ctx.cms.limit("GET", ubai)).get("remainingToday"))
-    over = ctx.cms.post_funding(ctx.funding(egm_id, 2001, ubai=ubai, qr=qr))
+    applied = ctx.cms.post_funding(ctx.funding(egm_id, 3000, ubai=ubai))
+    remaining = _view(ctx.cms.limit("GET", ubai)).get("remainingToday")
+    over = ctx.cms.post_funding(ctx.funding(egm_id, 2001, ubai=ubai))
+    exact = ctx.cms.post_funding(ctx.funding(egm_id, 2000, ubai=ubai))
+    ctx.expect_rise("the meter went up by 3000 + 2000, never by the 2001", before, 5000)
+    ctx.expect("3000 is applied", 201, applied.status_code)
+    ctx.expect("2000 remain", 2000, remaining)
     ctx.expect("2001 is refused 422 DAILY_LIMIT_EXCEEDED", (422, "DAILY_LIMIT_EXCEEDED"),
                (over.status_code, problem_code(over)))
     ctx.expect("saying 2000 remain", 2000, _view(over).get("remaining"))
-    ctx.expect("exactly 2000 is applied", 201,
-               ctx.cms.post_funding(ctx.funding(egm_id, 2000, ubai=ubai, qr=qr)).status_code)
+    ctx.expect("exactly 2000 is applied", 201, exact.status_code)
     ctx.expect("nothing remains", 0, _view(ctx.cms.limit("GET", ubai)).get("remainingToday"))
-    ctx.expect("the meter went up by 5000", 5000, ctx.delta(before))
 
 
 @scenario(
@@ -118,11 +118,10 @@ def lim_004(ctx: Context) -> None:
     egm_id, ubai = ctx.egm(), ctx.unique("ubai")
     ctx.require("the limit is set", True,
                 ctx.cms.limit("PUT", ubai, {"dailyLimit": 1000}).status_code in (200, 201))
-    qr = ctx.qr(egm_id)
     ctx.expect("1000 is applied", 201,
-               ctx.cms.post_funding(ctx.funding(egm_id, 1000, ubai=ubai, qr=qr)).status_code)
+               ctx.cms.post_funding(ctx.funding(egm_id, 1000, ubai=ubai)).status_code)
     today = _view(ctx.cms.limit("GET", ubai))
-    refused = ctx.cms.post_funding(ctx.funding(egm_id, 1, ubai=ubai, qr=qr))
+    refused = ctx.cms.post_funding(ctx.funding(egm_id, 1, ubai=ubai))
     ctx.expect("1 more is refused today", "DAILY_LIMIT_EXCEEDED", problem_code(refused))
     ctx.advance(24 * 3600)
     tomorrow = _view(ctx.cms.limit("GET", ubai))
@@ -130,9 +129,8 @@ def lim_004(ctx: Context) -> None:
                ok=tomorrow.get("gamingDay") != today.get("gamingDay"))
     ctx.expect("nothing used and 1000 remaining", (0, 1000),
                (tomorrow.get("usedToday"), tomorrow.get("remainingToday")))
-    fresh_qr = ctx.qr(egm_id)
     ctx.expect("1000 is applied on the new day", 201, ctx.cms.post_funding(
-        ctx.funding(egm_id, 1000, ubai=ubai, qr=fresh_qr)).status_code)
+        ctx.funding(egm_id, 1000, ubai=ubai)).status_code)
 
 
 @scenario(
@@ -152,18 +150,18 @@ def lim_005(ctx: Context) -> None:
                 ctx.cms.limit("PUT", ubai, {"dailyLimit": 1000}).status_code in (200, 201))
     egm_ids = ctx.egms(RACERS)
     before = ctx.meters(egm_ids)
-    shown = {egm_id: ctx.qr(egm_id) for egm_id in dict.fromkeys(egm_ids)}
-    bodies = [ctx.funding(egm_id, 1000, ubai=ubai, qr=shown[egm_id]) for egm_id in egm_ids]
+    bodies = [ctx.funding(egm_id, 1000, ubai=ubai) for egm_id in egm_ids]  # a QR each
     ctx.cms.token()  # one token for all racers, fetched before the race
     answers = ctx.concurrently([lambda b=b: ctx.cms.post_funding(b)  # type: ignore[misc]
                                 for b in bodies])
+    ctx.expect_rise(f"{RACERS} racers for room for one: the meters went up by one amount",
+                    before, 1000)
     statuses = sorted(a.status_code for a in answers)
     ctx.expect("exactly one is applied", 1, statuses.count(201))
     refused = [a for a in answers if problem_code(a) == "DAILY_LIMIT_EXCEEDED"]
     ctx.expect("the others are refused DAILY_LIMIT_EXCEEDED", RACERS - 1, len(refused))
     ctx.expect("the UBAI used exactly 1000", 1000,
                _view(ctx.cms.limit("GET", ubai)).get("usedToday"))
-    ctx.expect("the meters went up by 1000 in total", 1000, ctx.delta(before))
 
 
 @scenario(
@@ -201,4 +199,39 @@ def lim_006(ctx: Context) -> None:
                _view(ctx.cms.limit("GET", ubai)).get("dailyLimit"))
 
 
-SCENARIOS = (lim_001, lim_002, lim_003, lim_004, lim_005, lim_006)
+@scenario(
+    "LIM-007", "The CMS enforces the daily limit itself, on fundings TPAS never pre-checked",
+    requirement=f"{LIMITS_DUTY}. TPAS reads the limit before it funds, but the Funding API "
+                "is the last line: a funding that reaches it without that pre-check (a "
+                "self-excluded player, a limit lowered below today's usage) is refused there "
+                "with 422 DAILY_LIMIT_EXCEEDED and applies nothing.",
+    tags=("limits", "funding", "boundary"),
+    steps=("PUT a daily limit of 0 (self-exclusion) for a fresh UBAI; as TPAS, POST a funding "
+           "of 500 for it directly: 422 DAILY_LIMIT_EXCEEDED.",
+           "PUT 1000 for another fresh UBAI; fund 1000: applied. Lower it to 500 (below "
+           "today's usage): remainingToday 0.",
+           "POST a funding of 1 for it directly: 422 DAILY_LIMIT_EXCEEDED.",
+           "The meter went up by the 1000 alone."))
+def lim_007(ctx: Context) -> None:
+    egm_id, excluded, lowered = ctx.egm(), ctx.unique("ubai"), ctx.unique("ubai")
+    before = ctx.meters([egm_id])
+    ctx.require("the self-exclusion is set", True,
+                ctx.cms.limit("PUT", excluded, {"dailyLimit": 0}).status_code in (200, 201))
+    ctx.require("the limit is set", True,
+                ctx.cms.limit("PUT", lowered, {"dailyLimit": 1000}).status_code in (200, 201))
+    on_excluded = ctx.cms.post_funding(ctx.funding(egm_id, 500, ubai=excluded))
+    applied = ctx.cms.post_funding(ctx.funding(egm_id, 1000, ubai=lowered))
+    ctx.require("the limit can be lowered", 200,
+                ctx.cms.limit("PUT", lowered, {"dailyLimit": 500}).status_code)
+    remaining = _view(ctx.cms.limit("GET", lowered)).get("remainingToday")
+    over = ctx.cms.post_funding(ctx.funding(egm_id, 1, ubai=lowered))
+    ctx.expect_rise("the meter went up by the one allowed funding (1000) alone", before, 1000)
+    ctx.expect("a self-excluded UBAI's funding: 422 DAILY_LIMIT_EXCEEDED",
+               (422, "DAILY_LIMIT_EXCEEDED"), (on_excluded.status_code, problem_code(on_excluded)))
+    ctx.expect("1000 within the limit is applied", 201, applied.status_code)
+    ctx.expect("lowered below today's usage, nothing remains", 0, remaining)
+    ctx.expect("1 more is refused 422 DAILY_LIMIT_EXCEEDED", (422, "DAILY_LIMIT_EXCEEDED"),
+               (over.status_code, problem_code(over)))
+
+
+SCENARIOS = (lim_001, lim_002, lim_003, lim_004, lim_005, lim_006, lim_007)

@@ -110,7 +110,7 @@ def scan_003(ctx: Context) -> None:
                    ("ACTIVE", egm_id), (view.get("state"), view.get("egmId")))
 
 
-def _wait_for_new_qr(ctx: Context, egm_id: str, old_url: str) -> str:
+def wait_for_new_qr(ctx: Context, egm_id: str, old_url: str) -> str:
     """The url the EGM shows once it differs from `old_url` (deadline-bound), else old_url."""
     end = monotonic() + ROTATION_WAIT_S
     while True:
@@ -131,7 +131,7 @@ def _to_rotation(ctx: Context, egm_id: str) -> tuple[Any, str]:
     ctx.advance(due - ctx.target.now().timestamp())
     if ctx.target.has("qr-rotate"):
         ctx.cms_control("POST", "/_sim/qr/rotate")
-    return shown, _wait_for_new_qr(ctx, egm_id, shown.url)
+    return shown, wait_for_new_qr(ctx, egm_id, shown.url)
 
 
 @scenario(
@@ -165,16 +165,21 @@ def scan_004(ctx: Context) -> None:
     tags=("scan", "rotation", "pay"), needs=("clock",),
     steps=("Make the EGM show a fresh QR; a phone scans it.",
            "Move both clocks past the rotation (before expiry) and let the CMS rotate.",
+           "The EGM's QR image now shows another code (the rotation really happened: a CMS "
+           "that never rotates fails here).",
            "The phone pays with the old code: CREDITED, the meter goes up by the amount."))
 def scan_005(ctx: Context) -> None:
     ctx.need(ctx.target.egm_paths.qr_png is not None, "the target names no QR image path")
     egm_id = ctx.egm()
     before = ctx.meters([egm_id])
-    old, _ = _to_rotation(ctx, egm_id)
+    old, shown_now = _to_rotation(ctx, egm_id)
     payment = ctx.pay(old.url, 700, username=ctx.player())
+    ctx.expect_rise("the meter went up by the amount paid with the rotated-away code",
+                    before, 700)
+    ctx.expect("the EGM shows another code after the rotation", "a different url", shown_now,
+               ok=shown_now != old.url)
     ctx.expect("the payment with the rotated-away code is CREDITED", "CREDITED",
                payment.get("status"))
-    ctx.expect("the meter went up by the amount", 700, ctx.delta(before))
 
 
 @scenario(
