@@ -1,6 +1,7 @@
 """The target TOML of `scanpay certify --target FILE`: parsed and validated whole, nothing started.
 
-Two kinds (full reference and an example in docs/conformance.md and
+Two kinds (every key, its type and default: `TARGET_KEYS` below, published as the key table
+of docs/partner-contract.md by `python -m harness.contract_doc --write`; an example in
 examples/partner-target.toml):
 
     kind = "partner"                      # default; the harness plays Trustly and the player
@@ -39,12 +40,13 @@ Every problem is a `ConfigError` naming the file and the key, so `certify` can e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile, parse_profile
+from sim_trustly.settings import TrustlySettings
 from simkit.settings import ConfigError, load_toml, require_type
 
 TargetKind = Literal["embedded", "local", "partner"]
@@ -60,15 +62,19 @@ HOOK_MEANINGS: dict[str, str] = {
     "fundings": "GET {control}/_sim/fundings lists decided fundings (whole-run reconciliation)",
     "qr-rotate": "POST {control}/_sim/qr/rotate runs one QR rotation pass now",
 }
+# The control API calls of each hook (docs/api/partner-hooks.openapi.json documents each).
+# GET /_sim/clock is also the probe every control API answers, whatever its hooks; the
+# ledger dump (GET /_sim/state) is optional within `fundings` (a 404 is fine).
+HOOK_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "egm-state": (("POST", "/_sim/egms/{egmId}"),),
+    "clock": (("GET", "/_sim/clock"), ("POST", "/_sim/clock")),
+    "faults": (("GET", "/_sim/faults"), ("POST", "/_sim/faults"), ("DELETE", "/_sim/faults")),
+    "journal": (("GET", "/_sim/journal"),),
+    "reset": (("POST", "/_sim/reset"),),
+    "fundings": (("GET", "/_sim/fundings"), ("GET", "/_sim/state")),
+    "qr-rotate": (("POST", "/_sim/qr/rotate"),),
+}
 DEMO_EGM_IDS: tuple[str, ...] = tuple(f"EGM-{n:03d}" for n in range(1, 11))
-_TOP_KEYS = {"partner": frozenset({"kind", "name", "cms", "control", "trustly"}),
-             "local": frozenset({"kind", "name", "trustly_url", "cms_url", "admin_token",
-                                 "egm_ids"})}
-_CMS_EXTRA_KEYS = frozenset({"egm_ids", "egm"})
-_EGM_KEYS = frozenset({"read", "acquire_qr", "qr_png", "screen"})
-_CONTROL_KEYS = frozenset({"base_url", "admin_token", "hooks"})
-_TRUSTLY_KEYS = frozenset({"host", "port", "public_url", "merchant_id", "access_id",
-                           "access_key", "merchant_name", "token_lifetime_s"})
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,117 @@ class TargetSpec:
     trustly_url: str | None = None  # local: the running sim_trustly
     admin_token: str | None = field(default=None, repr=False)  # local: both sims' token
     source: Path | None = None
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One key of a target file, as the contract documents it.
+
+    `table` is the TOML table ("" for the top level); `kinds` the target kinds that take the
+    key. The parser's lists of allowed keys are built from these records, so a key cannot be
+    accepted without being documented, nor documented without being accepted.
+    """
+
+    table: str
+    key: str
+    type: str
+    default: str
+    description: str
+    kinds: tuple[str, ...] = ("partner",)
+
+    @property
+    def dotted(self) -> str:
+        """`table.key` (just `key` at the top level)."""
+        return f"{self.table}.{self.key}" if self.table else self.key
+
+
+def _shown(value: object) -> str:
+    """A default as the key table shows it (TOML-ish: strings quoted, None as 'none')."""
+    if value is None:
+        return "none"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _trustly_default(name: str) -> object:
+    """A sim_trustly setting's default (what the harness's Trustly uses when not told)."""
+    return next(item.default for item in fields(TrustlySettings) if item.name == name)
+
+
+_EGM = EgmPaths()
+_MERCHANT = MerchantCredentials()
+_LISTEN = TrustlyListen()
+REQUIRED = "required"
+TARGET_KEYS: tuple[KeyDoc, ...] = (
+    KeyDoc("", "kind", "string", '"partner"', '`"partner"` (a partner\'s CMS) or `"local"` '
+           "(sims already running, `scanpay serve`)", ("partner", "local")),
+    KeyDoc("", "name", "string", "the file's name without .toml", "shown in the reports",
+           ("partner", "local")),
+    KeyDoc("", "cms", "table", REQUIRED, "the partner's CMS: a partner profile (the `[cms]` "
+           "keys below) plus `egm_ids` and `[cms.egm]`"),
+    KeyDoc("", "control", "table", "none (no hooks)", "the CMS's control API; leave it out "
+           "when the CMS offers no hooks"),
+    KeyDoc("", "trustly", "table", "all defaults", "the harness's own sim_trustly: where it "
+           "listens and the merchant it seeds for the CMS"),
+    KeyDoc("", "trustly_url", "string (http(s) URL)", REQUIRED,
+           "local: the running sim_trustly's base URL", ("local",)),
+    KeyDoc("", "cms_url", "string (http(s) URL)", REQUIRED,
+           "local: the running sim_cms's base URL", ("local",)),
+    KeyDoc("", "admin_token", "string", REQUIRED,
+           "local: both sims' admin token (`scanpay serve --admin-token`)", ("local",)),
+    KeyDoc("", "egm_ids", "list of strings",
+           f"{_shown(DEMO_EGM_IDS[0])} .. {_shown(DEMO_EGM_IDS[-1])} (the demo casino)",
+           "local: the EGMs the harness may fund", ("local",)),
+    KeyDoc("cms", "egm_ids", "list of strings (non-empty, distinct)", REQUIRED,
+           "the EGMs the harness may fund; scenarios take them in turn and judge meter "
+           "deltas, so they may be in use by others"),
+    KeyDoc("cms", "egm", "table", "all defaults", "how the harness, as the EGM, reaches the "
+           "CMS (the `[cms.egm]` keys below)"),
+    KeyDoc("cms.egm", "read", "string (path with {egm_id})", _shown(_EGM.read),
+           "GET: the EGM as JSON with `creditMeter`, `creditLimit`, `state`, `currency`"),
+    KeyDoc("cms.egm", "acquire_qr", "string (path with {egm_id})", _shown(_EGM.acquire_qr)
+           + ' (none when only qr_png is given)', "POST: the CMS gets a fresh QR from Trustly "
+           "now, shows it on the EGM and answers its `url` (and `qrTokenId`, `expiresAt`, "
+           "`rotatesAt`); without it the QR is read from `qr_png`"),
+    KeyDoc("cms.egm", "qr_png", "string (path with {egm_id})", _shown(_EGM.qr_png),
+           "GET: the QR the EGM shows now, as a PNG (the rotation and QR scenarios decode it)"),
+    KeyDoc("cms.egm", "screen", "string (path with {egm_id})", _shown(_EGM.screen),
+           "GET: the EGM's screen page (informative: not called by the catalogue)"),
+    KeyDoc("control", "base_url", "string (http(s) URL)", "cms.base_url",
+           "where the control API is served"),
+    KeyDoc("control", "admin_token", "string", "required when hooks are listed",
+           "sent as `Authorization: Bearer <admin_token>` on every control call"),
+    KeyDoc("control", "hooks", "list of strings", "[] (none)",
+           "the hooks the CMS offers, among " + ", ".join(f"`{hook}`" for hook in HOOKS)),
+    KeyDoc("trustly", "host", "string", _shown(_LISTEN.host),
+           "the interface the harness's sim_trustly listens on"),
+    KeyDoc("trustly", "port", "integer (1..65535)", _shown(_LISTEN.port),
+           "its port (must be free)"),
+    KeyDoc("trustly", "public_url", "string (http(s) URL)", "http://<host>:<port>",
+           "the base of every QR url, when the CMS and phones reach the harness another way"),
+    KeyDoc("trustly", "merchant_id", "string", _shown(_MERCHANT.merchant_id),
+           "the merchantId the CMS sends with its QR token requests"),
+    KeyDoc("trustly", "access_id", "string", _shown(_MERCHANT.access_id),
+           "the CMS's Basic user for the QR Code API"),
+    KeyDoc("trustly", "access_key", "string", _shown(_MERCHANT.access_key),
+           "the CMS's Basic password for the QR Code API"),
+    KeyDoc("trustly", "merchant_name", "string", _shown(_MERCHANT.name),
+           "the casino name the player's page shows"),
+    KeyDoc("trustly", "token_lifetime_s", "integer (60..86400)",
+           f"{_trustly_default('token_lifetime_s')} (sim_trustly's default)",
+           "the lifetime of the QR tokens the CMS gets (seconds)"),
+)
+
+
+def keys_of(table: str, kind: str = "partner") -> frozenset[str]:
+    """The keys a table of a `kind` target file accepts (from `TARGET_KEYS`)."""
+    return frozenset(doc.key for doc in TARGET_KEYS if doc.table == table and kind in doc.kinds)
+
+
+_TOP_KEYS = {kind: keys_of("", kind) for kind in ("partner", "local")}
+_CMS_EXTRA_KEYS = keys_of("cms")
+_EGM_KEYS = keys_of("cms.egm")
+_CONTROL_KEYS = keys_of("control")
+_TRUSTLY_KEYS = keys_of("trustly")
 
 
 def embedded_spec() -> TargetSpec:
