@@ -41,6 +41,7 @@ from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
 from simkit.errors import SimError
+from simkit.hot_connections import HotIntegrityError
 
 
 class EgmLike(Protocol):
@@ -77,6 +78,9 @@ def post_transaction(
     racing request for the same new transactionId is retried once, which then finds the
     racer's committed record.
     """
+    applied = apply_on_hot_path(db, request, settings, now)
+    if applied is not None:
+        return applied
     try:
         return _decide(db, request, settings, now)
     except IntegrityError:
@@ -87,6 +91,50 @@ def post_transaction(
         raise SimError("FUNDING_IN_PROGRESS", 409,
                        "another request with this transactionId is being decided; retry",
                        transactionId=request.transaction_id) from exc
+
+
+def apply_on_hot_path(
+    db: Database, request: FundingRequest, settings: CmsSettings, now: datetime,
+) -> FundingOutcome | None:
+    """The common case on PostgreSQL, an applied funding, in two round trips; None otherwise.
+
+    One statement locks the EGM row and the usage row (in that order, as `_decide` does) and
+    reads what the decision needs; the same refusal checks as `_decide` run on it; only when
+    they all pass does the second statement write the credit (`ledger_sql.PG_HOT_CREDIT`, the
+    general path's own statement), committed with it. Anything else (an unknown EGM, a known
+    transactionId, any refusal, a racing twin's unique key) rolls back and returns None, and
+    the caller decides on the general path, which stores and audits what it decides.
+    """
+    if db.is_sqlite or not egms.EGM_ID.fullmatch(request.egm_id):
+        return None
+    day = limits.gaming_day(now, settings)
+    try:
+        with db.hot_transaction() as tx:
+            row = tx.first(ledger_sql.PG_HOT_LOCK_FOR_CREDIT, {
+                "egm": request.egm_id, "tid": request.transaction_id, "day": day,
+                "qr": request.qr_token_id, "ubai": request.ubai, "head": audit.HEAD_ID})
+            if row is None or row.transaction_id is not None or not row.audit_head:
+                raise _NotTheCommonCase
+            limit = settings.default_daily_limit if row.daily_limit is None \
+                else row.daily_limit
+            if (_refusal_before_limits(None, row, request, displayed_on=row.qr_egm_id)
+                    or _refusal_by_limits(None, row, row, request, settings,
+                                          daily_limit=limit)):
+                raise _NotTheCommonCase
+            outcome, legs, payload = _credit(row, row, request, day=day, now=now)
+            written = tx.first_and_commit(ledger_sql.PG_HOT_CREDIT, ledger_sql.pg_credit_values(
+                request, outcome, legs=legs, day=day, now=now, audit_payload=payload))
+    except (_NotTheCommonCase, HotIntegrityError):
+        return None
+    if written is None:  # the head was deleted by hand meanwhile: the credit is committed
+        with db.core_write() as connection:  # and its record is appended after it
+            audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                              payload=payload, now=now)
+    return outcome
+
+
+class _NotTheCommonCase(Exception):
+    """The hot path rolls back; the general path decides this funding."""
 
 
 def _decide(
@@ -143,7 +191,7 @@ _LOOK_IT_UP: Any = object()
 
 
 def _refusal_before_limits(
-    session: Session, egm: EgmLike | None, request: FundingRequest, *,
+    session: Session | None, egm: EgmLike | None, request: FundingRequest, *,
     displayed_on: str | None = _LOOK_IT_UP,
 ) -> SimError | None:
     """EGM existence and state, amount and currency, and the displayed QR, in that order.
@@ -165,8 +213,11 @@ def _refusal_before_limits(
     if request.currency != egm.currency:
         return SimError("INVALID_AMOUNT", 422, f"EGM {egm.id} takes credit in {egm.currency}",
                         transactionId=tid, field="currency", expected=egm.currency)
-    shown = displayed_on == egm.id if displayed_on is not _LOOK_IT_UP else \
-        qr_display.was_displayed(session, egm.id, request.qr_token_id)
+    if displayed_on is _LOOK_IT_UP:
+        assert session is not None, "looking the display up needs the unit of work's session"
+        displayed_on = egm.id if qr_display.was_displayed(
+            session, egm.id, request.qr_token_id) else None
+    shown = displayed_on == egm.id
     if not shown:
         return SimError("QR_TOKEN_MISMATCH", 422,
                         f"QR token {request.qr_token_id} was not displayed on EGM {egm.id}",
@@ -175,7 +226,7 @@ def _refusal_before_limits(
 
 
 def _refusal_by_limits(
-    session: Session, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest,
+    session: Session | None, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest,
     settings: CmsSettings, *, daily_limit: int | None = None,
 ) -> SimError | None:
     """The EGM's credit cap, then the UBAI's daily limit (its usage row is locked).
@@ -190,8 +241,10 @@ def _refusal_by_limits(
                         f"EGM {egm.id} can take at most {available} more",
                         transactionId=tid, egmId=egm.id, creditMeter=egm.credit_meter,
                         creditLimit=egm.credit_limit, available=available)
-    limit = limits.effective_limit(session, request.ubai, settings) if daily_limit is None \
-        else daily_limit
+    if daily_limit is None:
+        assert session is not None, "looking the limit up needs the unit of work's session"
+        daily_limit = limits.effective_limit(session, request.ubai, settings)
+    limit = daily_limit
     if usage.used + request.amount > limit:
         remaining = max(0, limit - usage.used)
         return SimError("DAILY_LIMIT_EXCEEDED", 422,
@@ -227,16 +280,23 @@ def _apply(
     `egm` and `usage` are the rows as locked; they are not changed in place: the meter and
     the usage move by relative UPDATEs in this transaction.
     """
-    connection = session.connection()
+    outcome, legs, payload = _credit(egm, usage, request, day=day, now=now)
+    ledger_sql.write_credit(session.connection(), request, outcome, legs=legs, day=day,
+                            now=now, audit_payload=payload)
+    return outcome
+
+
+def _credit(
+    egm: EgmLike, usage: limits.UsageLike, request: FundingRequest, *, day: date, now: datetime,
+) -> tuple[FundingOutcome, tuple[tuple[str, int], tuple[str, int]], dict[str, Any]]:
+    """What applying writes: the 201 answer, the two legs and the audit payload."""
     legs = ((settlement_account_id(request.currency), -request.amount),
             (meter_account_id(egm.id), request.amount))
     credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
     outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
     payload = {**request.wire(), "creditMeter": credit_meter, "usedToday": used,
                "gamingDay": day.isoformat()}
-    ledger_sql.write_credit(connection, request, outcome, legs=legs, day=day, now=now,
-                            audit_payload=payload)
-    return outcome
+    return outcome, legs, payload
 
 
 def get_funding(session: Session, transaction_id: str) -> FundingRecord | None:

@@ -185,6 +185,54 @@ _PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindp
     *audit.PG_CHAIN_TYPES)
 
 
+def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
+                      legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                      audit_payload: dict[str, Any]) -> dict[str, Any]:
+    """The bound values of `_PG_CREDIT` (and of `PG_HOT_CREDIT`, the same statement)."""
+    check_balanced(request.transaction_id, legs)
+    (from_account, minus), (to_account, plus) = legs
+    assert plus == request.amount, "the second leg credits the EGM's meter"
+    return {
+        "tid": request.transaction_id, "now": now, "currency": request.currency,
+        "from_account": from_account, "minus": minus, "to_account": to_account, "plus": plus,
+        "egm": request.egm_id, "ubai": request.ubai, "day": day,
+        "fingerprint": request.fingerprint(), "status": outcome.http_status,
+        "body": outcome.body, "qr": request.qr_token_id,
+        **audit.pg_chain_params(kind="FUNDING_APPLIED", subject=request.transaction_id,
+                                payload=audit_payload, now=now),
+    }
+
+
+# The hot path (PostgreSQL, `Database.hot_transaction`): a whole applied funding in two round
+# trips. The first statement locks the EGM row, then creates-or-locks the UBAI's usage row for
+# the gaming day (an upsert whose no-op update takes the row lock; it reads the EGM CTE, so the
+# locks come in the same order as on the general path: EGM row, usage row), and reads with
+# them the stored outcome of the transactionId, the EGM the QR token was displayed on and the
+# UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; without
+# it the general path must make it first). No row: the EGM does not exist. The second statement
+# is `_PG_CREDIT`'s text, committed in the same round trip.
+PG_HOT_LOCK_FOR_CREDIT = """
+    WITH egm AS (
+        SELECT id, state, credit_meter, credit_limit, currency
+        FROM egms WHERE id = :egm FOR UPDATE
+    ), usage AS (
+        INSERT INTO limit_usage (ubai, gaming_day, used)
+        SELECT :ubai, :day, 0 FROM egm
+        ON CONFLICT (ubai, gaming_day) DO UPDATE SET used = limit_usage.used
+        RETURNING gaming_day, used
+    )
+    SELECT egm.id, egm.state, egm.credit_meter, egm.credit_limit, egm.currency,
+           f.transaction_id,
+           (SELECT q.egm_id FROM qr_displays q WHERE q.qr_token_id = :qr) AS qr_egm_id,
+           (SELECT d.daily_limit FROM daily_limits d WHERE d.ubai = :ubai) AS daily_limit,
+           usage.gaming_day, usage.used,
+           EXISTS (SELECT 1 FROM audit_head h WHERE h.id = :head) AS audit_head
+    FROM egm CROSS JOIN usage
+    LEFT JOIN funding_records f ON f.transaction_id = :tid
+"""
+PG_HOT_CREDIT = _PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")
+
+
 def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
                  legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
                  audit_payload: dict[str, Any]) -> None:
@@ -201,17 +249,8 @@ def write_credit(connection: Connection, request: FundingRequest, outcome: Fundi
         audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
                           payload=audit_payload, now=now)
         return
-    (from_account, minus), (to_account, plus) = legs
-    assert plus == request.amount, "the second leg credits the EGM's meter"
-    values = {
-        "tid": request.transaction_id, "now": now, "currency": request.currency,
-        "from_account": from_account, "minus": minus, "to_account": to_account, "plus": plus,
-        "egm": request.egm_id, "ubai": request.ubai, "day": day,
-        "fingerprint": request.fingerprint(), "status": outcome.http_status,
-        "body": outcome.body, "qr": request.qr_token_id,
-        **audit.pg_chain_params(kind="FUNDING_APPLIED", subject=request.transaction_id,
-                                payload=audit_payload, now=now),
-    }
+    values = pg_credit_values(request, outcome, legs=legs, day=day, now=now,
+                               audit_payload=audit_payload)
     if connection.execute(_PG_CREDIT, values).first() is None:  # the head row was missing
         audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
                           payload=audit_payload, now=now)  # makes the head, then appends

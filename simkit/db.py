@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from simkit.hot_connections import HotConnections
+from simkit.hot_connections import HotConnections, HotTransaction
 
 _BEGIN_OPTION = "scanpay_sqlite_begin"
 _SYNC_OPTION = "scanpay_sqlite_synchronous"
@@ -180,6 +180,17 @@ class Database:
         consistent snapshot.
         """
         return self._hot.read(sql, params or {})
+
+    def hot_transaction(self) -> AbstractContextManager[HotTransaction]:
+        """A short PostgreSQL transaction on a driver connection, for the hottest write.
+
+        Each statement costs one round trip and little else: no pool checkout, no ORM, no
+        execution context; the transaction commits when the block ends and rolls back when it
+        raises (a unique-key refusal as `HotIntegrityError`). Statements are plain SQL with
+        `:name` parameters, bound as the driver adapts them; rows come back as named tuples.
+        Not on SQLite (`NotImplementedError`): use `core_write()` there.
+        """
+        return self._hot.transaction()
 
     def dispose(self) -> None:
         """Close pooled connections (call in a child after fork, and on shutdown)."""

@@ -1,4 +1,4 @@
-"""A few driver connections for reads made on every request, outside SQLAlchemy's pool.
+"""A few driver connections for the statements made on every request, outside SQLAlchemy's pool.
 
 A pooled checkout, SQLAlchemy's execution context and result wrapping cost several times what
 a one-row read of a small table costs the database. The few reads that run on every request
@@ -6,6 +6,10 @@ use these connections instead: a small stack of driver connections in autocommit
 statement is its own snapshot), taken and given back around each read, so a server that runs
 a fixed thread pool and one that starts a thread per request both reuse them. A forked child
 never uses (nor closes) what its parent opened.
+
+On PostgreSQL the same connections also carry short hot-path transactions (`transaction()`):
+the connection leaves autocommit for the transaction's length and is given back in it, so a
+worker needs no second set of connections for its writes.
 """
 
 from __future__ import annotations
@@ -15,13 +19,45 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 
 _NAMED_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 MAX_IDLE = 16  # connections kept between reads; more are closed after use
+
+
+class HotIntegrityError(Exception):
+    """A unique or foreign key refused a statement of a hot transaction (now rolled back)."""
+
+
+class HotTransaction:
+    """The statements of one hot transaction: `:name` parameters, rows read by attribute."""
+
+    def __init__(self, connection: Any, native: Any) -> None:
+        from psycopg.rows import namedtuple_row
+
+        self._connection = connection
+        self._cursor = connection.cursor(row_factory=namedtuple_row)
+        self._native = native
+
+    def first(self, sql: str, params: Mapping[str, Any]) -> Any | None:
+        """Run one statement and return its first row (a named tuple), or None."""
+        return self._cursor.execute(self._native(sql), params).fetchone()
+
+    def first_and_commit(self, sql: str, params: Mapping[str, Any]) -> Any | None:
+        """Run the transaction's last statement and its COMMIT in one round trip.
+
+        The row locks the transaction holds are released as soon as the database has
+        committed, not one more round trip (and one more wait for this process's turn to run)
+        later: for a lock every writer queues on, that wait is the throughput.
+        """
+        from psycopg import ClientCursor
+        from psycopg.rows import namedtuple_row
+
+        cursor = ClientCursor(self._connection, row_factory=namedtuple_row)
+        return cursor.execute(self._native(sql) + ";\nCOMMIT", params).fetchone()
 
 
 class HotConnections:
@@ -50,6 +86,35 @@ class HotConnections:
             raise
         self._give(connection)
         return rows
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[HotTransaction]:
+        """One transaction on a driver connection: committed when the block ends, rolled back
+        when it raises (a unique-key refusal surfaces as `HotIntegrityError`). PostgreSQL only:
+        on SQLite the units of work need `BEGIN IMMEDIATE`, which `Database.core_write` gives.
+        """
+        if self._backend != "postgresql":
+            raise NotImplementedError("hot transactions run on PostgreSQL only")
+        from psycopg import IntegrityError
+
+        connection = self._take()
+        try:
+            connection.autocommit = False
+            yield HotTransaction(connection, self._native)
+            connection.commit()  # nothing to send after `first_and_commit`
+        except BaseException as exc:
+            try:
+                connection.rollback()
+                connection.autocommit = True
+            except BaseException:
+                _close(connection)  # its state is unknown: never hand it out again
+                raise
+            self._give(connection)
+            if isinstance(exc, IntegrityError):
+                raise HotIntegrityError(str(exc)) from exc
+            raise
+        connection.autocommit = True
+        self._give(connection)
 
     def close_all(self) -> None:
         """Close every idle connection (the engine is being disposed)."""

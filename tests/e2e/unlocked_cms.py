@@ -1,11 +1,13 @@
 """TEST-ONLY: sim_cms with its funding locks removed, to show the concurrency tests have teeth.
 
-`create()` builds the very same app as `sim_cms.wsgi:create()` except for three things:
+`create()` builds the very same app as `sim_cms.wsgi:create()` except for four things:
 
 - `Database.write()` opens a plain (deferred) `BEGIN` instead of SQLite's `BEGIN IMMEDIATE`,
   so two fundings can both read before either writes;
 - `egms.lock_egm` reads the EGM row without `FOR UPDATE`;
-- `limits.lock_usage` reads (creating if missing, as before) the usage row without `FOR UPDATE`.
+- `limits.lock_usage` reads (creating if missing, as before) the usage row without `FOR UPDATE`;
+- `ledger.apply_on_hot_path` (PostgreSQL's two-round-trip credit, which takes both locks in
+  its own SQL) declines every funding, so all of them take the general path above.
 
 The names are replaced on the modules where `ledger.post_transaction` looks them up, in the
 gunicorn master (`--preload`), so every forked worker inherits them. The unique keys and the
@@ -17,16 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sim_cms import egms, limits
+from sim_cms import egms, ledger, limits
 from sim_cms.app import create_app
+from sim_cms.funding import FundingOutcome, FundingRequest
 from sim_cms.models import Egm, LimitUsage
-from sim_cms.settings import load_cms_settings
+from sim_cms.settings import CmsSettings, load_cms_settings
 from simkit.db import Database
 
 
@@ -58,9 +61,16 @@ def read_usage(session: Session, ubai: str, day: date) -> LimitUsage:
     return row
 
 
+def no_hot_path(db: Database, request: FundingRequest, settings: CmsSettings,
+                now: datetime) -> FundingOutcome | None:
+    """`ledger.apply_on_hot_path` declining: the general path decides every funding."""
+    return None
+
+
 def create() -> Flask:
     """sim_cms from the environment, with the funding locks replaced by plain reads."""
     settings = load_cms_settings()
     egms.lock_egm = read_egm
     limits.lock_usage = read_usage
+    ledger.apply_on_hot_path = no_hot_path
     return create_app(settings, database=UnlockedDatabase(settings.database_url))
