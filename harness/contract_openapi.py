@@ -167,8 +167,10 @@ SCHEMAS: dict[str, Any] = {
                          "description": "Whether every ledger transaction sums to zero."}}}}},
     "Reset": {"type": "object"},
     "Rotation": {"type": "object", "properties": {
-        "acquired": {"type": "array", "items": {"type": "string"}},
-        "failed": {"type": "array", "items": {"type": "string"}}}},
+        "acquired": {"type": "array", "items": {"type": "string"},
+                     "description": "The EGMs that got a new QR."},
+        "failed": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "EGM id -> why its QR could not be replaced."}}},
 }
 
 
