@@ -66,8 +66,9 @@ docs/partner-adapters.md: `oauth2_client_credentials`, `basic` or `api_key`).
 
 ### Hooks
 
-A hook is a route of the CMS's control API (`Authorization: Bearer <admin token>`), shaped as
-sim_cms's `/_sim` API:
+A hook is a route of the CMS's control API (`Authorization: Bearer <admin token>`); every hook's
+request, answer and meaning is in [partner-contract.md](partner-contract.md) and
+[api/partner-hooks.openapi.json](api/partner-hooks.openapi.json):
 
 | Hook | Meaning |
 |---|---|
