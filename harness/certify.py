@@ -6,9 +6,15 @@ scenario: *skipped* when the target lacks a hook it needs (or it raised `Scenari
 *failed* when any of its checks failed, *error* when it raised anything else (the run goes
 on), *passed* otherwise, and only if it recorded at least one check.
 
-`certify` is the command's body: load and open the target, run, print, write the reports,
-and return the exit code (0 all passed or skipped, 1 any failure or error, 2 the target
-cannot be used).
+A failed scenario's reason is its most important failed check (`harness.results.headline`:
+money checks before protocol checks), as `description: expected X, observed Y`.
+
+`certify` is the command's body: load and open the target (which runs the preflight), run,
+print, write the reports, and return the exit code of the run's verdict
+(`harness.results.EXIT_CODES`): 0 PASSED (every scenario ran and passed), 1 FAILED (any
+failure or error), 2 the target or the harness cannot run (usage, target file, preflight:
+one paragraph of diagnosis, no scenario run), 3 INCOMPLETE (nothing failed, but scenarios
+were skipped). The harness's own servers log into the report directory, not the console.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from rich.console import Console
 from rich.text import Text
 
 from harness.certify_sequence import SequenceRecorder, target_secrets
-from harness.results import Check, RunResult, ScenarioResult
+from harness.results import EXIT_CODES, Check, RunResult, ScenarioResult, headline
 from harness.scenarios import UnknownScenario, select
 from harness.scenarios.context import Context, RunState
 from harness.scenarios.model import CheckFailed, Scenario, ScenarioSkipped
+from harness.server_logs import SERVER_LOG, server_logs_to
 from harness.targets import Target, TargetError, TargetSpec, load_target, open_target
 from simkit.clock import format_instant, monotonic, system_now
 from simkit.settings import ConfigError
@@ -46,8 +53,8 @@ class CertifyOptions:
 
 
 def _first_failure(checks: Sequence[Check]) -> str:
-    failed = next(check for check in checks if not check.passed)
-    return f"{failed.description}: expected {failed.expected}, observed {failed.observed}"
+    failed = headline(checks)
+    return failed.summary() if failed is not None else "failed"
 
 
 def _judge(ctx: Context, raised: BaseException | None) -> tuple[str, str]:
@@ -122,32 +129,43 @@ def progress_line(console: Console) -> Progress:
     return show
 
 
+def _run(spec: TargetSpec, scenarios: Sequence[Scenario], console: Console) -> RunResult:
+    """Open the target (the preflight runs there) and run; a target that cannot be used
+    gives a run of no scenarios with the diagnosis (verdict ERROR)."""
+    try:
+        with open_target(spec) as target:
+            console.print(Text(f"Certifying {target.name} ({target.kind}): {len(scenarios)} "
+                               f"scenario(s); hooks: {', '.join(sorted(target.hooks)) or 'none'}"
+                               ))
+            console.print(Text(f"Preflight passed: {'; '.join(target.preflight)}", "dim"))
+            return run_catalogue(target, scenarios, progress_line(console))
+    except TargetError as exc:
+        return RunResult(target=spec.name, target_kind=spec.kind,
+                         started_at=format_instant(system_now()), duration_s=0.0,
+                         diagnosis=str(exc))
+
+
 def certify(options: CertifyOptions, console: Console, *,
             spec: TargetSpec | None = None) -> int:
     """Run the command; returns its exit code (see the module docstring)."""
     from harness.report import render_summary, write_reports
 
+    usage = EXIT_CODES["ERROR"]
     try:
         scenarios = select(options.only, options.tags)
         spec = spec if spec is not None else load_target(options.target_file)
     except (ConfigError, UnknownScenario) as exc:
-        console.print(f"[red]scanpay certify:[/red] {exc}")
-        return 2
+        console.print(Text.assemble(("scanpay certify: ", "red"), str(exc)))
+        return usage
     if not scenarios:
         console.print("[red]scanpay certify:[/red] no scenario matches --only/--tag")
-        return 2
+        return usage
     started = monotonic()
-    try:
-        with open_target(spec) as target:
-            console.print(f"Certifying [bold]{target.name}[/] ({target.kind}): "
-                          f"{len(scenarios)} scenario(s); hooks: "
-                          f"{', '.join(sorted(target.hooks)) or 'none'}")
-            run = run_catalogue(target, scenarios, progress_line(console))
-    except TargetError as exc:
-        console.print(f"[red]scanpay certify: the target cannot be used:[/red] {exc}")
-        return 2
+    with server_logs_to(options.report_dir / SERVER_LOG) as log:
+        run = _run(spec, scenarios, console)
+    run.server_log = str(log)
     render_summary(console, run)
     paths = write_reports(run, options.report_dir)
-    console.print(f"Reports: {paths.json}  {paths.junit}  {paths.html}")
+    console.print(f"Reports: {paths.json}  {paths.junit}  {paths.html}  {paths.text}")
     console.print(f"Wall time: {monotonic() - started:.2f} s")
-    return 0 if run.ok else 1
+    return run.exit_code

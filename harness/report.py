@@ -1,12 +1,17 @@
-"""The reports of a certification run: `report.json`, `junit.xml`, `report.html` and the console.
+"""The reports of a certification run: `report.json`, `junit.xml`, `report.html`, `report.txt`
+and the console.
 
 `scanpay certify` calls `write_reports` once the run is over and `render_summary` to print
 it; each format has its own module (`report_junit`, `report_html`), and all of them read only
-the `RunResult`, so they always agree with one another and with `report.json`.
+the `RunResult`, so they always agree with one another and with `report.json`: the same
+verdict (PASSED, FAILED, INCOMPLETE, ERROR), and the same disclaimer that this is a dry run
+against the project's model of Trustly, not a Trustly certification. `report.txt` is the
+console summary without colours, for CI logs.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +22,14 @@ from rich.text import Text
 
 from harness.report_html import ordered, write_html
 from harness.report_junit import write_junit
-from harness.report_text import clean_text, format_seconds, one_line
-from harness.results import OUTCOMES, RunResult
+from harness.report_text import clean_text, format_seconds, one_line, verdict_text
+from harness.results import DISCLAIMER, OUTCOMES, RunResult, Verdict
 
 OUTCOME_STYLES = {"passed": "green", "failed": "bold red", "error": "bold magenta",
                   "skipped": "yellow"}
+VERDICT_STYLES: dict[Verdict, str] = {"PASSED": "bold green", "FAILED": "bold red",
+                                      "INCOMPLETE": "bold yellow", "ERROR": "bold magenta"}
+TEXT_WIDTH = 120
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class ReportPaths:
     json: Path
     junit: Path
     html: Path
+    text: Path
 
 
 def json_text(run: RunResult) -> str:
@@ -54,7 +63,22 @@ def write_reports(run: RunResult, report_dir: Path) -> ReportPaths:
     report_dir.mkdir(parents=True, exist_ok=True)
     return ReportPaths(json=write_json(run, report_dir / "report.json"),
                        junit=write_junit(run, report_dir / "junit.xml"),
-                       html=write_html(run, report_dir / "report.html"))
+                       html=write_html(run, report_dir / "report.html"),
+                       text=write_text(run, report_dir / "report.txt"))
+
+
+def summary_text(run: RunResult) -> str:
+    """The console summary as plain text (no colours)."""
+    out = io.StringIO()
+    render_summary(Console(file=out, width=TEXT_WIDTH, color_system=None, force_terminal=False,
+                           soft_wrap=True), run)
+    return out.getvalue()
+
+
+def write_text(run: RunResult, path: Path) -> Path:
+    """Write `report.txt` (the summary as text, UTF-8) and return its path."""
+    path.write_text(summary_text(run), encoding="utf-8", errors="backslashreplace")
+    return path
 
 
 def summary_table(run: RunResult) -> Table:
@@ -81,7 +105,7 @@ def summary_table(run: RunResult) -> Table:
 
 
 def counts_line(run: RunResult) -> Text:
-    """`12 scenarios: 10 passed, 1 failed, 0 error, 1 skipped in 4.20 s`, coloured."""
+    """`12 scenarios: 10 passed, 1 failed, 0 error, 1 skipped in 4.20 s  FAILED`, coloured."""
     counts = run.counts()
     line = Text(f"{len(run.scenarios)} scenarios: ")
     for index, outcome in enumerate(OUTCOMES):
@@ -90,11 +114,17 @@ def counts_line(run: RunResult) -> Text:
         style = OUTCOME_STYLES[outcome] if counts[outcome] else "dim"
         line.append(f"{counts[outcome]} {outcome}", style=style)
     line.append(f" in {format_seconds(run.duration_s)}  ")
-    line.append("PASSED" if run.ok else "FAILED", style="bold green" if run.ok else "bold red")
+    line.append(run.verdict, style=VERDICT_STYLES[run.verdict])
     return line
 
 
 def render_summary(console: Console, run: RunResult) -> None:
-    """Print the summary table, then the counts and the total time."""
-    console.print(summary_table(run))
-    console.print(counts_line(run))
+    """Print the summary table and the counts (unless the run never started), then the
+    verdict with its meaning and exit code, the server log, and the disclaimer."""
+    if not run.diagnosis:
+        console.print(summary_table(run))
+        console.print(counts_line(run))
+    console.print(Text(clean_text(verdict_text(run)), VERDICT_STYLES[run.verdict]))
+    if run.server_log:
+        console.print(Text(f"The harness's own servers logged to {run.server_log}", "dim"))
+    console.print(Text(DISCLAIMER, "italic"))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from harness.report_text import clean_text, format_seconds
-from harness.results import OUTCOMES, Check, Exchange, RunResult, ScenarioResult
+from harness.report_text import clean_text, format_seconds, verdict_text
+from harness.results import DISCLAIMER, OUTCOMES, Check, Exchange, RunResult, ScenarioResult
 from simkit.clock import parse_instant
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -27,6 +27,9 @@ MAX_DEPTH_CLASS = 6  # deeper nesting is drawn at this indent
 # Problems first: what a reader of a failed run looks for, then what was not run.
 _OUTCOME_RANK = {"error": 0, "failed": 1, "skipped": 2, "passed": 3}
 _NOT_ANCHOR = re.compile(r"[^A-Za-z0-9_-]+")
+# The verdict badge: CSS class and label. INCOMPLETE is amber, never green: skips are untested.
+VERDICT_BADGES = {"PASSED": ("ok", "Passed"), "FAILED": ("bad", "Failed"),
+                  "INCOMPLETE": ("incomplete", "Incomplete"), "ERROR": ("bad", "Not run")}
 
 # The page's only script: the outcome filter. Its hash goes into the CSP (see module doc).
 FILTER_SCRIPT = """
@@ -175,11 +178,15 @@ def _environment() -> Environment:
 def render_html(run: RunResult) -> str:
     """The report page for `run`, as one HTML document."""
     scenarios = [_scenario(result, index) for index, result in enumerate(ordered(run), 1)]
+    verdict_class, verdict_label = VERDICT_BADGES[run.verdict]
     return _environment().get_template("report.html").render(
         target=clean_text(run.target), target_kind=clean_text(run.target_kind),
         started=_started(run.started_at), duration=format_seconds(run.duration_s),
-        tool_version=clean_text(run.tool_version), ok=run.ok, counts=run.counts(),
-        total=len(run.scenarios), outcomes=OUTCOMES, scenarios=scenarios,
+        tool_version=clean_text(run.tool_version), verdict=run.verdict,
+        verdict_class=verdict_class, verdict_label=verdict_label,
+        verdict_text=clean_text(verdict_text(run)), disclaimer=DISCLAIMER,
+        server_log=clean_text(run.server_log),
+        counts=run.counts(), total=len(run.scenarios), outcomes=OUTCOMES, scenarios=scenarios,
         script=FILTER_SCRIPT, script_hash=script_hash(FILTER_SCRIPT))
 
 

@@ -2,9 +2,13 @@
 reporters) read.
 
 One `<testsuite>` inside `<testsuites>`, one `<testcase>` per scenario, with `<failure>`,
-`<error>` or `<skipped>` and the observed message sequence in `<system-out>`. The tree is built
-with `xml.etree`, never by concatenating strings, so every text and attribute is escaped, and
-every string passes `clean_text` first, so nothing XML 1.0 forbids can reach the file.
+`<error>` or `<skipped>` and the observed message sequence in `<system-out>`. Skips stay
+skips (CI tools count them as such); the run's verdict, its exit code and the disclaimer are
+`<property>`s of the suite, so an INCOMPLETE run does not read as a pass. A run that never
+started (verdict ERROR) holds one `preflight` test case with the diagnosis as its `<error>`.
+The tree is built with `xml.etree`, never by concatenating strings, so every text and
+attribute is escaped, and every string passes `clean_text` first, so nothing XML 1.0 forbids
+can reach the file.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.report_text import clean_text, failure_text, one_line, sequence_text
-from harness.results import RunResult, ScenarioResult
+from harness.results import DISCLAIMER, RunResult, ScenarioResult, headline
 from simkit.clock import parse_instant
 
 SUITE_NAME = "scanpay-certify"
@@ -64,10 +68,8 @@ def _testcase(suite: ET.Element, result: ScenarioResult) -> None:
         "time": _seconds(result.duration_s),
     })
     if result.outcome == "failed":
-        failed = [c for c in result.checks if not c.passed]
-        head = failed[0] if failed else None
-        message = (f"{head.description}: expected {head.expected}, observed {head.observed}"
-                   if head else result.reason or "failed")
+        head = headline(result.checks)
+        message = head.summary() if head else result.reason or "failed"
         node = ET.SubElement(case, "failure", {"message": one_line(message, limit=500),
                                                "type": "CheckFailed"})
         node.text = failure_text(result)
@@ -86,9 +88,10 @@ def _testcase(suite: ET.Element, result: ScenarioResult) -> None:
 def junit_tree(run: RunResult) -> ET.ElementTree[ET.Element]:
     """The run as a JUnit XML tree."""
     counts = run.counts()
+    not_run = 1 if run.diagnosis else 0
     totals = {
-        "tests": str(len(run.scenarios)), "failures": str(counts["failed"]),
-        "errors": str(counts["error"]), "skipped": str(counts["skipped"]),
+        "tests": str(len(run.scenarios) + not_run), "failures": str(counts["failed"]),
+        "errors": str(counts["error"] + not_run), "skipped": str(counts["skipped"]),
         "time": _seconds(run.duration_s),
     }
     root = ET.Element("testsuites", {"name": SUITE_NAME, **totals})
@@ -97,8 +100,17 @@ def junit_tree(run: RunResult) -> ET.ElementTree[ET.Element]:
         "hostname": "localhost", "id": "0"})
     properties = ET.SubElement(suite, "properties")
     for name, value in (("target", run.target), ("targetKind", run.target_kind),
-                        ("startedAt", run.started_at), ("toolVersion", run.tool_version)):
-        ET.SubElement(properties, "property", {"name": name, "value": clean_text(value)})
+                        ("startedAt", run.started_at), ("toolVersion", run.tool_version),
+                        ("verdict", run.verdict), ("exitCode", str(run.exit_code)),
+                        ("disclaimer", DISCLAIMER), ("diagnosis", run.diagnosis),
+                        ("serverLog", run.server_log)):
+        if value:
+            ET.SubElement(properties, "property", {"name": name, "value": clean_text(value)})
+    if run.diagnosis:
+        case = ET.SubElement(suite, "testcase", {"classname": "scanpay.preflight",
+                                                 "name": "preflight", "time": "0.000"})
+        ET.SubElement(case, "error", {"message": one_line(run.diagnosis, limit=500),
+                                      "type": "PreflightError"}).text = clean_text(run.diagnosis)
     for result in run.scenarios:
         _testcase(suite, result)
     ET.indent(root, space="  ")

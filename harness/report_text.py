@@ -1,7 +1,7 @@
 """Plain-text pieces shared by the report writers (console, JUnit XML and HTML).
 
-Kept apart from the writers so the three formats word a check, a sequence line or a duration
-the same way, and so the rule for unprintable characters is written once.
+Kept apart from the writers so the formats word a check, a sequence line, a duration or the
+verdict the same way, and so the rule for unprintable characters is written once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from harness.results import Check, Exchange, ScenarioResult
+from harness.results import Check, Exchange, RunResult, ScenarioResult
 
 # Everything XML 1.0 forbids (C0 controls other than tab, LF and CR; lone surrogates; U+FFFE
 # and U+FFFF), plus DEL and the C1 controls, which XML allows but no reader wants to see raw.
@@ -85,3 +85,22 @@ def one_line(text: str, limit: int = 200) -> str:
     """`text` squeezed onto one line and cut at `limit` characters (for attributes, tables)."""
     squeezed = " ".join(clean_text(text).split())
     return squeezed if len(squeezed) <= limit else squeezed[: limit - 1] + "…"
+
+
+def verdict_text(run: RunResult) -> str:
+    """What the verdict means for this run, and the exit code it gives."""
+    counts = run.counts()
+    if run.verdict == "ERROR":
+        meaning = run.diagnosis
+    elif run.verdict == "FAILED":
+        meaning = (f"{counts['failed']} scenario(s) failed and {counts['error']} could not "
+                   "run to the end (error); the reasons above say why.")
+    elif run.verdict == "INCOMPLETE" and not counts["skipped"]:
+        meaning = "no scenario ran, so nothing was tested."
+    elif run.verdict == "INCOMPLETE":
+        meaning = (f"nothing failed, but {counts['skipped']} scenario(s) were skipped: what "
+                   "they check was not tested, so this is not a pass. Offer the hooks they "
+                   "need (see each reason) for a complete run.")
+    else:
+        meaning = f"all {len(run.scenarios)} scenarios ran and passed."
+    return f"Verdict: {run.verdict} (exit code {run.exit_code}): {meaning}"

@@ -4,37 +4,73 @@ The runner (`harness.certify`) fills these; the report writers (`harness.report`
 them, so a report can never say more than the run observed. Everything here is plain data
 that round-trips through JSON (`to_json` / `from_json`), which is also the schema of
 `report.json`.
+
+The run's *verdict* is decided here, once, so every report says the same: PASSED only when
+every scenario ran and passed, FAILED when any failed or errored, INCOMPLETE when none failed
+but some were skipped (a green verdict would claim what was never tested), and ERROR when the
+run could not start (the preflight's diagnosis says why). `EXIT_CODES` maps each to the exit
+code of `scanpay certify`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "skipped", "error")
-REPORT_VERSION = 1
+Verdict = Literal["PASSED", "FAILED", "INCOMPLETE", "ERROR"]
+EXIT_CODES: dict[Verdict, int] = {"PASSED": 0, "FAILED": 1, "ERROR": 2, "INCOMPLETE": 3}
+# Money checks (a meter, a ledger, a limit: what the player or the casino loses) come before
+# protocol checks (status codes, error codes, shapes) when a failed scenario names its reason.
+CheckKind = Literal["money", "protocol"]
+CHECK_KINDS: tuple[CheckKind, ...] = ("money", "protocol")
+REPORT_VERSION = 2
+DISCLAIMER = ("Dry run against scanpay-sim's model of Trustly Scan and Pay, not a Trustly "
+              "certification: passing it does not mean Trustly has tested or approved this CMS.")
 
 
 @dataclass(frozen=True)
 class Check:
-    """One assertion a scenario made: what it expected, what it saw, and whether they agree."""
+    """One assertion a scenario made: what it expected, what it saw, and whether they agree.
+
+    `kind` is "money" for a check of what money did (a meter, the ledger, a limit's use) and
+    "protocol" (the default) for the shape of an answer; a failed scenario's reason names its
+    first failed money check, if any (`headline`).
+    """
 
     description: str
     passed: bool
     expected: str = ""
     observed: str = ""
+    kind: CheckKind = "protocol"
 
     def to_json(self) -> dict[str, Any]:
         """The check as `report.json` holds it."""
         return {"description": self.description, "passed": self.passed,
-                "expected": self.expected, "observed": self.observed}
+                "expected": self.expected, "observed": self.observed, "kind": self.kind}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Check:
-        """Parse one item of `checks[]`."""
+        """Parse one item of `checks[]` (a report without `kind` holds protocol checks)."""
+        kind = raw.get("kind", "protocol")
         return cls(str(raw["description"]), bool(raw["passed"]), str(raw.get("expected", "")),
-                   str(raw.get("observed", "")))
+                   str(raw.get("observed", "")), kind if kind in CHECK_KINDS else "protocol")
+
+    def summary(self) -> str:
+        """`description: expected X, observed Y` (a failed scenario's reason)."""
+        return f"{self.description}: expected {self.expected}, observed {self.observed}"
+
+
+def headline(checks: Sequence[Check]) -> Check | None:
+    """The failed check that matters most: the first failed money check, else the first
+    failed check (None when every check held)."""
+    failed = [check for check in checks if not check.passed]
+    for check in failed:
+        if check.kind == "money":
+            return check
+    return failed[0] if failed else None
 
 
 @dataclass(frozen=True)
@@ -122,6 +158,8 @@ class RunResult:
     duration_s: float
     scenarios: list[ScenarioResult] = field(default_factory=list)
     tool_version: str = "0.1"
+    diagnosis: str = ""  # why the run could not start (verdict ERROR); empty when it ran
+    server_log: str = ""  # where the harness's own servers logged, if anywhere
 
     def counts(self) -> dict[str, int]:
         """How many scenarios ended in each outcome (every outcome present, maybe 0)."""
@@ -131,18 +169,36 @@ class RunResult:
         return totals
 
     @property
-    def ok(self) -> bool:
-        """No scenario failed or errored (skips do not fail a run)."""
+    def verdict(self) -> Verdict:
+        """The run's verdict (see the module docstring); a run of no scenarios proved nothing."""
         counts = self.counts()
-        return counts["failed"] == 0 and counts["error"] == 0
+        if self.diagnosis:
+            return "ERROR"
+        if counts["failed"] or counts["error"]:
+            return "FAILED"
+        if counts["skipped"] or not self.scenarios:
+            return "INCOMPLETE"
+        return "PASSED"
+
+    @property
+    def ok(self) -> bool:
+        """The verdict is PASSED: every scenario ran, and every one passed."""
+        return self.verdict == "PASSED"
+
+    @property
+    def exit_code(self) -> int:
+        """`scanpay certify`'s exit code for this run (`EXIT_CODES`)."""
+        return EXIT_CODES[self.verdict]
 
     def to_json(self) -> dict[str, Any]:
         """`report.json`."""
         return {"reportVersion": REPORT_VERSION, "tool": "scanpay-sim",
-                "toolVersion": self.tool_version, "target": self.target,
-                "targetKind": self.target_kind, "startedAt": self.started_at,
-                "durationS": round(self.duration_s, 3), "ok": self.ok, "counts": self.counts(),
-                "scenarios": [s.to_json() for s in self.scenarios]}
+                "toolVersion": self.tool_version, "disclaimer": DISCLAIMER,
+                "target": self.target, "targetKind": self.target_kind,
+                "startedAt": self.started_at, "durationS": round(self.duration_s, 3),
+                "verdict": self.verdict, "exitCode": self.exit_code, "ok": self.ok,
+                "diagnosis": self.diagnosis, "serverLog": self.server_log,
+                "counts": self.counts(), "scenarios": [s.to_json() for s in self.scenarios]}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> RunResult:
@@ -150,4 +206,6 @@ class RunResult:
         return cls(target=str(raw["target"]), target_kind=str(raw["targetKind"]),
                    started_at=str(raw["startedAt"]), duration_s=float(raw["durationS"]),
                    scenarios=[ScenarioResult.from_json(s) for s in raw.get("scenarios", [])],
-                   tool_version=str(raw.get("toolVersion", "0.1")))
+                   tool_version=str(raw.get("toolVersion", "0.1")),
+                   diagnosis=str(raw.get("diagnosis") or ""),
+                   server_log=str(raw.get("serverLog") or ""))

@@ -15,6 +15,9 @@ APIs, which hooks the CMS offers, which EGMs the harness may use, and two clocks
   the ones the TOML declares.
 
 Scenarios use only what a `Target` exposes, so the same catalogue runs against all three.
+Before a target is handed out, `harness.preflight` checks it (reachable, auth, hooks, QR
+from the harness's Trustly, the harness's port free) and its clocks are aligned; a target
+that cannot be used raises `TargetError` with a diagnosis.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,6 @@ from werkzeug.serving import make_server
 from harness.flow import Endpoint
 from harness.target_config import (
     HOOKS,
-    ControlConfig,
     EgmPaths,
     MerchantCredentials,
     TargetKind,
@@ -99,6 +101,8 @@ class Target:
     merchant: MerchantCredentials
     trustly_control: ControlApi
     cms_control: ControlApi | None
+    trustly_public_url: str = ""  # the base of the QR urls the harness's Trustly issues
+    preflight: tuple[str, ...] = ()  # what the preflight found (for the console)
 
     def has(self, hook: str) -> bool:
         """Whether the CMS offers `hook` (one of `HOOKS`)."""
@@ -145,14 +149,20 @@ class Target:
 
 
 def _read_clock(control: ControlApi) -> datetime:
-    response = control.call("GET", "/_sim/clock")
-    if response.status_code != 200:
-        raise TargetError(f"{control.base_url}/_sim/clock answered {response.status_code}")
-    return parse_instant(str(response.json()["now"]))
+    try:
+        response = control.call("GET", "/_sim/clock")
+        if response.status_code != 200:
+            raise TargetError(f"{control.base_url}/_sim/clock answered {response.status_code}")
+        return parse_instant(str(response.json()["now"]))
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise TargetError(f"{control.base_url}/_sim/clock cannot be read ({exc})") from exc
 
 
 def _move_clock(control: ControlApi, body: dict[str, Any]) -> None:
-    response = control.call("POST", "/_sim/clock", json=body)
+    try:
+        response = control.call("POST", "/_sim/clock", json=body)
+    except httpx.HTTPError as exc:
+        raise TargetError(f"{control.base_url}/_sim/clock cannot be moved ({exc})") from exc
     if response.status_code != 200:
         raise TargetError(f"{control.base_url}/_sim/clock refused {body}: "
                           f"HTTP {response.status_code} {response.text[:200]}")
@@ -170,6 +180,8 @@ def _align_clocks(target: Target) -> None:
 @contextmanager
 def open_target(spec: TargetSpec) -> Iterator[Target]:
     """Bring up what `spec` needs for the block; raises TargetError when it cannot be used."""
+    from harness.preflight import run_preflight  # it builds on this module
+
     with ExitStack() as stack:
         if spec.kind == "embedded":
             target = _open_embedded(stack, spec)
@@ -177,6 +189,7 @@ def open_target(spec: TargetSpec) -> Iterator[Target]:
             target = _open_local(spec)
         else:
             target = _open_partner(stack, spec)
+        target = replace(target, preflight=target.preflight + run_preflight(target))
         _align_clocks(target)
         yield target
 
@@ -252,6 +265,7 @@ def _partner_trustly(stack: ExitStack, spec: TargetSpec, admin_token: str, clock
 
 
 def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
+    from harness.preflight import claim_port
     from sim_trustly.cms_client import close_adapters
     from simkit.clock import ManualClock, system_now
 
@@ -260,45 +274,33 @@ def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
     if control is None or "clock" not in control.hooks:
         clock.resume()  # the partner's CMS runs on real time: so does our Trustly
     admin_token = secrets.token_urlsafe(24)
-    try:
-        app = _partner_trustly(stack, spec, admin_token, clock)
-        server = make_server(spec.trustly.host, spec.trustly.port, app, threaded=True)
-    except (ConfigError, OSError) as exc:
-        raise TargetError(f"cannot start the harness's sim_trustly on "
-                          f"{spec.trustly.host}:{spec.trustly.port}: {exc}") from exc
+    host, port = spec.trustly.host, spec.trustly.port
+    # Bound before anything is built: werkzeug would print and sys.exit on a busy port.
+    listening = claim_port(host, port, "the harness's own Trustly (which the CMS asks for QRs)")
+    with listening:
+        try:
+            app = _partner_trustly(stack, spec, admin_token, clock)
+            server = make_server(host, port, app, threaded=True, fd=listening.fileno())
+        except (ConfigError, OSError) as exc:
+            raise TargetError(f"cannot start the harness's sim_trustly on {host}:{port}: "
+                              f"{exc}") from exc
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="certify-trustly")
     thread.start()
     stack.callback(app.extensions["sim_trustly"].db.dispose)
     stack.callback(close_adapters, app.extensions["sim_trustly"])
+    stack.callback(server.server_close)  # after shutdown: the port is free again at once
     stack.callback(server.shutdown)
-    local = f"http://{_connect_host(spec.trustly.host)}:{spec.trustly.port}"
-    cms_control = _partner_control(control)
-    target = Target(
+    local = f"http://{_connect_host(host)}:{port}"
+    return Target(
         kind="partner", name=spec.name, trustly=Endpoint(local),
         cms=Endpoint(spec.cms_profile.base_url), cms_profile=spec.cms_profile,
         egm_paths=spec.egm_paths, egm_ids=spec.egm_ids,
         hooks=control.hooks if control else frozenset(), merchant=spec.merchant,
-        trustly_control=ControlApi(local, admin_token), cms_control=cms_control)
-    _check_cms_reachable(target)
-    return target
+        trustly_control=ControlApi(local, admin_token),
+        cms_control=ControlApi(control.base_url, control.admin_token) if control else None,
+        trustly_public_url=spec.trustly.base_url,
+        preflight=(f"port {port} free for the harness's Trustly",))
 
 
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-
-
-def _partner_control(control: ControlConfig | None) -> ControlApi | None:
-    if control is None:
-        return None
-    api = ControlApi(control.base_url, control.admin_token)
-    _probe(api, "the partner's control API")
-    return api
-
-
-def _check_cms_reachable(target: Target) -> None:
-    """Fail fast (exit 2) when the partner's CMS does not answer at all."""
-    try:
-        with target.cms_client() as client:
-            client.get(target.egm_paths.of(target.egm_paths.read, target.egm_ids[0]))
-    except httpx.HTTPError as exc:
-        raise TargetError(f"cannot reach the CMS at {target.cms.base_url} ({exc})") from exc

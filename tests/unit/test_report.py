@@ -79,13 +79,15 @@ def written(tmp_path: Path) -> tuple[RunResult, ReportPaths]:
     return run, write_reports(run, tmp_path / "new" / "reports")
 
 
-def test_write_reports_creates_the_dir_and_all_three_files(
+def test_write_reports_creates_the_dir_and_all_four_files(
         written: tuple[RunResult, ReportPaths], tmp_path: Path) -> None:
     _, paths = written
     folder = tmp_path / "new" / "reports"
-    assert (paths.json, paths.junit, paths.html) == (
-        folder / "report.json", folder / "junit.xml", folder / "report.html")
-    assert all(path.stat().st_size > 500 for path in (paths.json, paths.junit, paths.html))
+    assert (paths.json, paths.junit, paths.html, paths.text) == (
+        folder / "report.json", folder / "junit.xml", folder / "report.html",
+        folder / "report.txt")
+    assert all(path.stat().st_size > 500
+               for path in (paths.json, paths.junit, paths.html, paths.text))
 
 
 def test_report_json_is_the_run_and_round_trips(written: tuple[RunResult, ReportPaths]) -> None:
@@ -221,11 +223,11 @@ def test_html_shows_checks_reason_and_counts() -> None:
     assert '<div class="n">2</div><div class="l">failed</div>' in text
 
 
-def test_html_of_an_empty_run_says_so() -> None:
+def test_html_of_an_empty_run_says_so_and_is_not_a_pass() -> None:
     run = RunResult("embedded", "embedded", "2025-06-01T10:15:30Z", 0.0)
     text, page = _page(run)
     assert "This run has no scenarios." in text
-    assert '<div class="verdict ok" id="verdict">Passed</div>' in text
+    assert '<div class="verdict incomplete" id="verdict">Incomplete</div>' in text
     assert page.section_ids == []
 
 

@@ -1,0 +1,275 @@
+"""The preflight: before any scenario, check that a run can mean something, or say why not.
+
+A certification whose target cannot be reached, refuses the credentials, or gets its QR codes
+from another Trustly does not fail one scenario: it fails all of them, each with a different
+symptom (a raw `HTTPStatusError 404`, a `QR_CODE_USED`, a green payment against the wrong
+Trustly). So `harness.targets.open_target` runs `run_preflight` once the target is up, and a
+problem ends the run before any scenario with one paragraph that names the cause and the fix
+(`PreflightError`; `scanpay certify` exits 2 with it). In order:
+
+1. the CMS answers at all (connection refused, timeout, DNS);
+2. its auth works: the OAuth2 token request succeeds (or Basic / API key are accepted), as
+   TPAS and as the EGM; every EGM of the target answers its read with a `creditMeter`;
+3. each hook the target declares answers in its documented shape (`reset` is never called:
+   it would forget the CMS's data);
+4. when the CMS can be asked for a QR (`cms.egm.acquire_qr`), the QR is one the harness's own
+   Trustly issued, else "your CMS got its QR from X; point its Trustly base URL at Y".
+
+The fifth check, that the harness's own port is free, runs as the server is started
+(`claim_port`, called by `open_target` for a partner target) so a busy port is diagnosed
+instead of werkzeug's `sys.exit`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import secrets
+import socket
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from werkzeug.serving import get_sockaddr, select_address_family
+
+from harness.scenarios.cms_api import CmsApi, token_id_of
+from harness.targets import ControlApi, Target, TargetError
+from simkit.clock import format_instant, parse_instant, system_now
+
+READ_S, CONNECT_S = 10.0, 5.0
+TIMEOUT = httpx.Timeout(READ_S, connect=CONNECT_S)
+EXCERPT = 200
+_WHERE_CMS = {"partner": "cms.base_url in the target file",
+              "local": "--cms-url (cms_url in a local target file)",
+              "embedded": "the embedded sims (a scanpay-sim bug: please report it)"}
+
+
+class PreflightError(TargetError):
+    """The target or the harness cannot run; the message is the diagnosis (cause and fix)."""
+
+
+def claim_port(host: str, port: int, who: str) -> socket.socket:
+    """A socket listening on host:port for one of the harness's own servers.
+
+    Bound here rather than by werkzeug, which prints to stderr and calls `sys.exit(1)` on a
+    busy port; the caller hands the socket to the server (`make_server(fd=...)`).
+    """
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        busy = exc.errno == errno.EADDRINUSE
+        cause = "is in use by another program" if busy else f"cannot be listened on ({exc})"
+        raise PreflightError(
+            f"Preflight failed: port {port} on {host} {cause}, and {who} must listen there. "
+            "Stop the program that holds it (e.g. an earlier run still going, or `scanpay "
+            "serve`), or choose another [trustly] port in the target file and point the "
+            "CMS's Trustly base URL at it.") from None
+    return sock
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {READ_S:.0f} s"
+    text = str(exc) or type(exc).__name__
+    return "connection refused" if "refused" in text.lower() else text
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return f"HTTP {response.status_code}" + (f" {text[:EXCERPT]}" if text else "")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class _Preflight:
+    """The checks of one target (see the module docstring), each raising a PreflightError."""
+
+    def __init__(self, target: Target, client: httpx.Client) -> None:
+        self.target = target
+        self.client = client
+        self.cms = CmsApi(target, client)
+        self.notes: list[str] = []
+
+    def fail(self, text: str) -> PreflightError:
+        return PreflightError(f"Preflight failed: {text}")
+
+    def send(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
+        """One call to the CMS; an unreachable CMS is diagnosed here."""
+        try:
+            return call()
+        except httpx.HTTPError as exc:
+            base = self.target.cms.base_url
+            raise self.fail(
+                f"the harness cannot reach the CMS at {base} ({_why(exc)}) when it {what}. "
+                f"Is the CMS running and listening there? Check "
+                f"{_WHERE_CMS.get(self.target.kind, 'the CMS base URL')}.") from None
+
+    def reachable(self) -> None:
+        paths = self.target.egm_paths
+        self.send(lambda: self.client.get(paths.of(paths.read, self.target.egm_ids[0])),
+                  "reads an EGM")
+        self.notes.append(f"CMS reachable at {self.target.cms.base_url}")
+
+    def auth(self) -> None:
+        profile = self.target.cms_profile
+        if profile.auth.kind == "oauth2_client_credentials":
+            response = self.send(self.cms.fetch_token, "asks for an OAuth2 token")
+            body = _json_object(response) or {}
+            if response.status_code != 200 or not body.get("access_token"):
+                raise self.fail(
+                    f"the CMS refused the OAuth2 token request (POST {profile.paths.token} as "
+                    f"client {profile.auth.client_id!r} answered {_excerpt(response)}). Check "
+                    "cms.auth.client_id and client_secret (and cms.paths.token) in the target "
+                    "file: they are the credentials TPAS uses.")
+            self.notes.append("OAuth2 token issued")
+        probe = self.send(lambda: self.cms.get_funding(f"preflight-{secrets.token_hex(6)}"),
+                          "asks for a funding's status")
+        if probe.status_code in (401, 403):
+            raise self.fail(
+                f"the CMS refused TPAS's credentials ({profile.auth.kind}) on its Funding API "
+                f"(GET {profile.paths.status('…')} answered {_excerpt(probe)}). Check cms.auth "
+                "in the target file.")
+
+    def egms(self) -> None:
+        paths = self.target.egm_paths
+        for egm_id in self.target.egm_ids:
+            path = paths.of(paths.read, egm_id)
+            response = self.send(partial(self.cms.call, "GET", path, as_egm=True),
+                                 f"reads {egm_id}")
+            body = _json_object(response) if response.status_code == 200 else None
+            if response.status_code in (401, 403):
+                problem = "refused the harness's credentials (the EGM's calls use cms.auth)"
+            elif response.status_code == 404:
+                problem = "does not know this EGM (check cms.egm_ids)"
+            elif body is None or type(body.get("creditMeter")) is not int:
+                problem = "must answer 200 with JSON holding creditMeter (integer minor units)"
+            else:
+                continue
+            raise self.fail(f"GET {path} on the CMS answered {_excerpt(response)}: the CMS "
+                            f"{problem}. Every scenario reads EGM meters this way "
+                            "(cms.egm.read).")
+        self.notes.append(f"{len(self.target.egm_ids)} EGM(s) answer")
+
+    def hooks(self) -> None:
+        control = self.target.cms_control
+        declared = sorted(hook for hook in self.target.hooks if hook in HOOK_PROBES)
+        if control is None or not declared:
+            return
+        for hook in declared:
+            self.hook(control, hook)
+        self.notes.append(f"hooks answer: {', '.join(declared)}")
+
+    def hook(self, control: ControlApi, hook: str) -> None:
+        method, path, kwargs, member = HOOK_PROBES[hook](self)
+        try:
+            with control.client(timeout_s=READ_S) as client:
+                response = client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self.fail(f"the CMS's control API at {control.base_url} cannot be reached "
+                            f"({_why(exc)}), and the target declares the {hook} hook there. "
+                            "Check control.base_url in the target file.") from None
+        body = _json_object(response) if response.status_code == 200 else None
+        if response.status_code in (401, 403):
+            raise self.fail(f"the CMS's control API refused the admin token ({method} {path} "
+                            f"answered {_excerpt(response)}). Check control.admin_token.")
+        if body is None or not _has(body, member):
+            shape = f"a JSON object holding {member!r}" if member else "a JSON object"
+            raise self.fail(
+                f"the target declares the {hook} hook, but {method} {control.base_url}{path} "
+                f"answered {_excerpt(response)}; it must answer 200 with {shape}. Serve the "
+                "hook as docs/partner-contract.md describes, or remove it from control.hooks "
+                "(the scenarios that need it are then skipped).")
+
+    def qr(self) -> None:
+        paths = self.target.egm_paths
+        if paths.acquire_qr is None:
+            return
+        egm_id = self.target.egm_ids[0]
+        path = paths.of(paths.acquire_qr, egm_id)
+        ours = self.target.trustly_public_url or self.target.trustly.base_url
+        response = self.send(lambda: self.cms.call("POST", path, as_egm=True),
+                             f"asks for a QR for {egm_id}")
+        body = _json_object(response) if response.status_code in (200, 201) else None
+        url = body.get("url") if body else None
+        if not isinstance(url, str) or not url:
+            raise self.fail(
+                f"the CMS could not give {egm_id} a QR (POST {path} answered "
+                f"{_excerpt(response)}; it must answer JSON with the QR's url). A CMS gets its "
+                f"QRs from Trustly: is its Trustly base URL {ours}, with merchant "
+                f"{self.target.merchant.merchant_id!r} and accessId "
+                f"{self.target.merchant.access_id!r}?")
+        if not self.issued_by_us(url):
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+            raise self.fail(
+                f"your CMS got its QR from {origin} (it showed {url}), which is not the "
+                f"harness's Trustly: the harness plays Trustly at {ours} and never issued that "
+                f"QR, so payments would go to another Trustly. Point the CMS's Trustly base "
+                f"URL at {ours}.")
+        self.notes.append("QR issued by the harness's Trustly")
+
+    def issued_by_us(self, url: str) -> bool:
+        """Whether the harness's Trustly knows the QR (its scan page describes it)."""
+        with self.target.trustly_client() as trustly:
+            trustly.timeout = TIMEOUT
+            response = trustly.get(f"/api/v1/scan/{token_id_of(url)}")
+        return response.status_code == 200
+
+
+def _has(body: dict[str, Any], member: str | None) -> bool:
+    if member is None:
+        return True
+    if member == "now":
+        try:
+            parse_instant(str(body.get("now")))
+        except (ValueError, OverflowError):
+            return False
+        return True
+    return member in body
+
+
+# method, path, request kwargs, and the member the answer must hold (None: any JSON object)
+Probe = tuple[str, str, dict[str, Any], str | None]
+
+
+def _egm_state_probe(check: _Preflight) -> Probe:
+    """Put the first EGM into the state it is in (a change that changes nothing)."""
+    egm_id = check.target.egm_ids[0]
+    state = check.cms.egm(egm_id).get("state", "IDLE")
+    return "POST", f"/_sim/egms/{egm_id}", {"json": {"state": state}}, None
+
+
+HOOK_PROBES: dict[str, Callable[[_Preflight], Probe]] = {
+    "clock": lambda _: ("GET", "/_sim/clock", {}, "now"),
+    "journal": lambda _: ("GET", "/_sim/journal", {"params": {"limit": 1}}, "entries"),
+    "fundings": lambda _: ("GET", "/_sim/fundings",
+                           {"params": {"since": format_instant(system_now())}}, "fundings"),
+    "faults": lambda _: ("GET", "/_sim/faults", {}, "faults"),
+    "qr-rotate": lambda _: ("POST", "/_sim/qr/rotate", {}, None),
+    "egm-state": _egm_state_probe,
+}
+
+
+def run_preflight(target: Target) -> tuple[str, ...]:
+    """Check `target` (see the module docstring); what was found, or a PreflightError."""
+    with target.cms_client() as client:
+        client.timeout = TIMEOUT
+        check = _Preflight(target, client)
+        check.reachable()
+        check.auth()
+        check.egms()
+        check.hooks()
+        check.qr()
+    return tuple(check.notes)

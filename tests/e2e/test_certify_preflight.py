@@ -1,0 +1,118 @@
+"""`scanpay certify`'s preflight, run as the real command: a target that cannot give a
+meaningful run exits 2 with one paragraph naming the cause and the fix, runs no scenario,
+prints no traceback, and still writes a report that says why (verdict ERROR).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from sim_trustly.app import create_app as create_trustly
+from sim_trustly.settings import TrustlySettings
+from simkit.db import sqlite_url
+from tests.e2e.processes import SCANPAY, free_port
+from tests.plugin.partner_cms import serve_partner_cms
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def certify(target: Path, reports: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCANPAY, "certify", "--target", str(target), "--report-dir",
+                           str(reports)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, check=False)
+
+
+def partner_toml(path: Path, cms_url: str, trustly_port: int) -> Path:
+    path.write_text(f"""
+name = "Acme CMS"
+[cms]
+base_url = "{cms_url}"
+egm_ids = ["EGM-001", "EGM-002"]
+[cms.auth]
+kind = "oauth2_client_credentials"
+client_id = "tpas-client"
+client_secret = "tpas-secret"
+[trustly]
+host = "127.0.0.1"
+port = {trustly_port}
+""")
+    return path
+
+
+def assert_not_run(done: subprocess.CompletedProcess[str], reports: Path) -> dict[str, Any]:
+    """Exit 2, no traceback, no scenario line; the report holds the diagnosis."""
+    console = done.stdout + done.stderr
+    assert done.returncode == 2, console
+    assert "Traceback" not in console and "Error:" not in done.stderr, console
+    assert "SCAN-001" not in console and "PASSED" not in console, console
+    assert "Verdict: ERROR (exit code 2): Preflight failed:" in " ".join(done.stdout.split())
+    report: dict[str, Any] = json.loads((reports / "report.json").read_text())
+    assert (report["verdict"], report["exitCode"], report["scenarios"]) == ("ERROR", 2, [])
+    assert report["diagnosis"].startswith("Preflight failed:")
+    return report
+
+
+@contextmanager
+def other_trustly(port: int, data_dir: Path) -> Iterator[str]:
+    """A sim_trustly that is *not* the harness's, on `port`, for the block."""
+    base = f"http://127.0.0.1:{port}"
+    app = create_trustly(TrustlySettings(database_url=sqlite_url(str(data_dir / "other.db")),
+                                         public_base_url=base))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="other-trustly")
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.extensions["sim_trustly"].db.dispose()
+
+
+def test_a_cms_that_gets_its_qr_from_another_trustly_exits_2_naming_both(
+    tmp_path: Path,
+) -> None:
+    harness_port = free_port()
+    with serve_partner_cms(tmp_path) as cms, \
+            other_trustly(cms.trustly_port, tmp_path) as elsewhere:
+        target = partner_toml(tmp_path / "acme.toml", cms.base_url, harness_port)
+        done = certify(target, tmp_path / "reports")
+    report = assert_not_run(done, tmp_path / "reports")
+    ours = f"http://127.0.0.1:{harness_port}"
+    said = " ".join(done.stdout.split())
+    assert f"your CMS got its QR from {elsewhere}" in said, said
+    assert f"Point the CMS's Trustly base URL at {ours}" in said, said
+    assert elsewhere in report["diagnosis"] and ours in report["diagnosis"]
+
+
+def test_a_busy_harness_port_exits_2_with_a_diagnosis_and_no_traceback(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        target = partner_toml(tmp_path / "acme.toml", f"http://127.0.0.1:{free_port()}", busy)
+        done = certify(target, tmp_path / "reports")
+    report = assert_not_run(done, tmp_path / "reports")
+    assert f"port {busy} on 127.0.0.1 is in use by another program" in report["diagnosis"]
+    assert "[trustly] port" in " ".join(done.stdout.split())  # markup-looking text survives
+
+
+def test_an_unreachable_cms_exits_2_with_a_diagnosis_and_no_traceback(tmp_path: Path) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"
+    target = partner_toml(tmp_path / "gone.toml", gone, free_port())
+    done = certify(target, tmp_path / "reports")
+    report = assert_not_run(done, tmp_path / "reports")
+    assert f"the harness cannot reach the CMS at {gone} (connection refused)" in \
+        report["diagnosis"]
+    assert "cms.base_url" in report["diagnosis"]
+    junit = (tmp_path / "reports" / "junit.xml").read_text()
+    assert 'name="preflight"' in junit and "<error" in junit
