@@ -27,8 +27,10 @@ INTRO = """\
 
 `scanpay certify` runs these scenarios against a target and writes `report.json`,
 `junit.xml` and `report.html` (with each scenario's checks and observed message sequence)
-into `--report-dir` (default `reports/`). Exit code 0 when every scenario passed or was
-skipped, 1 on any failure or error, 2 when the target cannot be used (bad TOML, unreachable).
+into `--report-dir` (default `reports/`). Exit code (the verdict): 0 PASSED when every
+scenario ran and passed, 1 FAILED on any failure or error, 2 when the target or the harness
+cannot run (bad TOML, or the preflight failed: unreachable, refused, wrong Trustly, busy port),
+3 INCOMPLETE when nothing failed but scenarios were skipped (untested, so not a pass).
 
 ```sh
 scanpay certify                                  # both sims embedded in this process
