@@ -43,7 +43,8 @@ def print_catalogue(console: Console) -> None:
               help="The running sims' admin token (local target). [env: SCANPAY_ADMIN_TOKEN]")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports"), show_default=True,
-              help="Where report.json, junit.xml and report.html are written.")
+              help="Where report.json, junit.xml, report.html, report.txt and "
+                   "harness-servers.log are written.")
 @click.option("--only", multiple=True, metavar="ID,...",
               help="Run only these scenario ids (comma-separated, repeatable).")
 @click.option("--tag", "tags", multiple=True, metavar="TAG",
@@ -67,10 +68,23 @@ def certify_command(  # noqa: PLR0917 - click passes every option
     Scenarios that need a hook the target does not offer (egm-state, clock, faults,
     journal, fundings, qr-rotate) are skipped with the reason, never passed.
 
+    Before any scenario a preflight checks the target: the CMS answers, its auth works,
+    its EGMs and declared hooks answer, its QR comes from the harness's Trustly, the
+    harness's port is free. If not, the run stops with one paragraph saying why.
+
     \b
-    Outputs: one line per scenario, a summary table, the wall time, and report.json,
-    junit.xml and report.html in --report-dir.
-    Exit code: 0 all passed or skipped, 1 any failed or error, 2 usage or target error.
+    Outputs: one line per scenario, a summary table, the verdict, the wall time, and
+    report.json, junit.xml, report.html and report.txt in --report-dir, with
+    harness-servers.log (the harness's own servers' logs, kept off the console).
+    This is a dry run against scanpay-sim's model of Trustly, not a Trustly certification.
+
+    \b
+    Exit codes (the verdict):
+      0  PASSED      every scenario ran and passed
+      1  FAILED      a scenario failed or errored
+      2  ERROR       usage error, bad target file, or the preflight failed: the target
+                     or the harness cannot run (no scenario ran)
+      3  INCOMPLETE  nothing failed, but scenarios were skipped (untested: not a pass)
     """
     console = Console(soft_wrap=True)
     if list_only:

@@ -46,7 +46,7 @@ def _close_to(pixel: object, colour: tuple[int, int, int], tolerance: int = 24) 
 def test_sequence_rows_are_visible_and_screenshot_has_content(
         chromium: Chrome, tmp_path: Path) -> None:
     _open(chromium, tmp_path)
-    assert chromium.title.startswith("Scan and Pay certification:")
+    assert chromium.title.startswith("Scan and Pay certification dry run:")
     section = _section(chromium, "QR-001")
     chromium.execute_script("arguments[0].scrollIntoView()", section)
     rows = section.find_elements(By.CSS_SELECTOR, "table.sequence tr.seq-row")
