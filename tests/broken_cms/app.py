@@ -7,6 +7,7 @@ replaced afterwards, in this app's own view table. With no defects it *is* the p
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import Any
 
 from flask import Flask
@@ -35,6 +36,17 @@ def create_broken_app(
     assert FUNDING_ENDPOINT in app.view_functions, "sim_cms renamed its funding view"
     funding_defects = defects & FUNDING_DEFECTS
     if funding_defects:
-        app.view_functions[FUNDING_ENDPOINT] = make_funding_view(funding_defects)
+        plant_funding_view(app, funding_defects)
     app.extensions[EXTENSION] = defects
     return app
+
+
+def plant_funding_view(app: Flask, defects: frozenset[Defect]) -> None:
+    """Make every funding go through the broken view deciding with `defects`.
+
+    The product may answer fundings below Flask (a WSGI fast path in front of the app, which
+    falls through to the Flask view for anything it does not decide); that layer is taken
+    off, so no funding bypasses the planted defect and Flask's view answers them all.
+    """
+    app.view_functions[FUNDING_ENDPOINT] = make_funding_view(defects)
+    app.wsgi_app = MethodType(Flask.wsgi_app, app)  # type: ignore[method-assign]

@@ -16,11 +16,18 @@ class Defect(StrEnum):
     IGNORES_ROTATION = "ignores-rotation"  # a QR is replaced only once it has expired
     WRONG_ERROR_CODES = "wrong-error-codes"  # EGM-state refusals all say FUNDING_REJECTED
     CREDITS_OFFLINE_EGM = "credits-offline-egm"  # an OFFLINE EGM takes credit
+    # The transactionId is looked up before the unit of work takes its lock, never inside it:
+    # identical fundings arriving together all miss each other and are all credited.
+    REPLAY_OUTSIDE_LOCK = "replay-outside-lock"
+    # Credits at once but answers (and stores the outcome under the transactionId) only
+    # SLOW_ANSWER_S later: TPAS's retry after its read timeout is credited again.
+    SLOW_ANSWER = "slow-answer"
 
 
 # The defects that live in the funding unit of work (the others are elsewhere).
 FUNDING_DEFECTS = frozenset({Defect.NO_IDEMPOTENCY, Defect.LIMIT_NO_LOCK,
-                             Defect.WRONG_ERROR_CODES, Defect.CREDITS_OFFLINE_EGM})
+                             Defect.WRONG_ERROR_CODES, Defect.CREDITS_OFFLINE_EGM,
+                             Defect.REPLAY_OUTSIDE_LOCK, Defect.SLOW_ANSWER})
 
 
 def parse_defects(text: str | Iterable[str]) -> frozenset[Defect]:

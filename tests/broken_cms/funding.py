@@ -18,6 +18,15 @@ reports can only come from that defect:
 - `wrong-error-codes`: the EGM-state refusals (EGM_OFFLINE, EGM_BUSY, EGM_DOOR_OPEN,
   EGM_TILT) are all answered 422 FUNDING_REJECTED.
 - `credits-offline-egm`: the state check sees an OFFLINE EGM as IDLE, so its funding applies.
+- `replay-outside-lock`: the transactionId is looked up once, before the unit of work takes
+  its lock (then RACE_WINDOW_S passes, so twins really overlap), and never again inside it.
+  A retry that arrives after the first answer is replayed as it should be, but identical
+  fundings that arrive together all miss each other and are all applied (re-keyed as
+  `no-idempotency` does, since the product's unique keys would refuse the same id).
+- `slow-answer`: the funding is applied at once (re-keyed), but its outcome is stored under
+  the transactionId only when the CMS answers, SLOW_ANSWER_S later. Meanwhile the status
+  inquiry says FUNDING_NOT_FOUND and an identical retry finds nothing, so the retry TPAS
+  sends after its read timeout is applied again.
 
 The view replaces `cms_funding_api.post_funding` in one app's view table (see
 `tests.broken_cms.app`), so other apps in the same process stay correct.
@@ -36,7 +45,7 @@ from flask import Response, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sim_cms import egms, ledger, limits
+from sim_cms import egms, ledger, ledger_sql, limits
 from sim_cms.context import cms
 from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
 from sim_cms.funding_api import REPLAY_HEADER
@@ -48,11 +57,15 @@ from simkit.http import read_json_body
 from tests.broken_cms.defects import Defect
 
 RACE_WINDOW_S = 0.05
+SLOW_ANSWER_S = 1.0
 GENERIC_CODE = "FUNDING_REJECTED"
 STATE_CODES = frozenset(code for _, code, _ in ledger._STATE_REFUSALS.values())
 AGAIN_MARK = "~again-"
 
 Defects = frozenset[Defect]
+# Defects under which the unit of work does not look the transactionId up (it re-keys).
+_BLIND_UNDER_LOCK = frozenset({Defect.NO_IDEMPOTENCY, Defect.REPLAY_OUTSIDE_LOCK,
+                               Defect.SLOW_ANSWER})
 
 
 def post_transaction(db: Database, funding: FundingRequest, settings: CmsSettings,
@@ -63,6 +76,13 @@ def post_transaction(db: Database, funding: FundingRequest, settings: CmsSetting
             known = ledger.get_funding(session, funding.transaction_id)
         if known is not None and known.fingerprint == funding.fingerprint():
             return FundingOutcome.from_record(known, replayed=True)
+        if known is not None and defects & _BLIND_UNDER_LOCK:
+            with db.write() as session:  # another body under a known id: refused, as the product
+                return ledger._replay_or_refuse_reuse(session, known, funding, now)
+        if Defect.REPLAY_OUTSIDE_LOCK in defects:
+            threading.Event().wait(RACE_WINDOW_S)  # the window between lookup and lock
+    if Defect.SLOW_ANSWER in defects:
+        return _apply_then_answer_slowly(db, funding, settings, now, defects)
     try:
         return _decide(db, funding, settings, now, defects)
     except IntegrityError:  # a racing twin stored the id first: decide again, as the product
@@ -79,11 +99,27 @@ def _decide(db: Database, funding: FundingRequest, settings: CmsSettings, now: d
         egm = egms.lock_egm(session, funding.egm_id)
         known = ledger.get_funding(session, funding.transaction_id)
         if known is not None:
-            if Defect.NO_IDEMPOTENCY not in defects:
+            if not defects & _BLIND_UNDER_LOCK:
                 return ledger._replay_or_refuse_reuse(session, known, funding, now)
             stored_as = replace(funding, transaction_id=_another_key(funding.transaction_id))
         outcome = _decide_locked(session, egm, stored_as, settings, day, now, defects, stale)
     return outcome if stored_as is funding else _answered_as(outcome, funding)
+
+
+def _apply_then_answer_slowly(db: Database, funding: FundingRequest, settings: CmsSettings,
+                              now: datetime, defects: Defects) -> FundingOutcome:
+    """Decide under a fresh key now; store the outcome under the transactionId only when the
+    answer finally goes out, SLOW_ANSWER_S later (the first such answer's record wins)."""
+    keyed = replace(funding, transaction_id=_another_key(funding.transaction_id))
+    outcome = _answered_as(_decide(db, keyed, settings, now, defects), funding)
+    threading.Event().wait(SLOW_ANSWER_S)  # the slow answer, past TPAS's read timeout
+    day = limits.gaming_day(now, settings)
+    try:
+        with db.write() as session:
+            ledger_sql.insert_funding(session.connection(), funding, outcome, day, now)
+    except IntegrityError:  # a retry's answer went out first and stored its own outcome
+        pass
+    return outcome
 
 
 def _decide_locked(session: Session, egm: Egm | None, funding: FundingRequest,

@@ -35,20 +35,29 @@ pytestmark = [pytest.mark.db, pytest.mark.slow]
 CERTIFY_TIMEOUT_S = 180
 CAUGHT_BY: dict[Defect, frozenset[str]] = {
     # FUND-001 and FUND-002 deliver one funding twice (the meter goes up twice, no replay),
-    # FUND-003 reuses the id with another body (credited instead of 422), and REC-002 finds
-    # the extra credits in the CMS's fundings with no payment or harness call to explain them.
+    # FUND-003 reuses the id with another body (credited instead of 422), FUND-009 sends 8
+    # copies at once (8x), FUND-010 the id on another EGM (credited there too), FUND-011 a
+    # retry after the read timeout (2x), and REC-002 finds the extra credits in the CMS's
+    # fundings with no payment or harness call to explain them.
     # PAY-005 is *not* caught: TPAS asks the status inquiry before it resends, finds APPLIED
     # and never resends, so a CMS without idempotency passes it.
-    Defect.NO_IDEMPOTENCY: frozenset({"FUND-001", "FUND-002", "FUND-003", "REC-002"}),
+    Defect.NO_IDEMPOTENCY: frozenset({"FUND-001", "FUND-002", "FUND-003", "FUND-009",
+                                      "FUND-010", "FUND-011", "REC-002"}),
     # LIM-005 races 16 fundings for room for one; every sequential limit check still holds.
     Defect.LIMIT_NO_LOCK: frozenset({"LIM-005"}),
-    # SCAN-004 moves the clocks to rotatesAt and expects a new QR; SCAN-005 only pays the old
-    # QR (still valid and still shown), SCAN-006 waits for the expiry anyway.
-    Defect.IGNORES_ROTATION: frozenset({"SCAN-004"}),
+    # SCAN-004 moves the clocks to rotatesAt and expects a new QR; SCAN-005 too, before it
+    # pays the old QR; SCAN-006 waits for the expiry anyway.
+    Defect.IGNORES_ROTATION: frozenset({"SCAN-004", "SCAN-005"}),
     # One scenario per refusing EGM state, each expecting its own status and code.
     Defect.WRONG_ERROR_CODES: frozenset({"EGM-001", "EGM-002", "EGM-003", "EGM-004"}),
     # EGM-004 funds an OFFLINE EGM: 201 and a meter that moved.
     Defect.CREDITS_OFFLINE_EGM: frozenset({"EGM-004"}),
+    # FUND-009's 8 identical fundings at once all miss the unlocked lookup (8x); FUND-010's
+    # two EGMs under one new id at once both apply (2x). Every sequential retry is replayed.
+    Defect.REPLAY_OUTSIDE_LOCK: frozenset({"FUND-009", "FUND-010"}),
+    # FUND-011's retry after the read timeout finds no stored outcome and credits again (2x);
+    # FUND-009's and FUND-010's simultaneous copies do the same, for the same reason.
+    Defect.SLOW_ANSWER: frozenset({"FUND-009", "FUND-010", "FUND-011"}),
 }
 FULL_CATALOGUE: frozenset[Defect] = frozenset({Defect.NO_IDEMPOTENCY})
 # Neighbours of each catch that must still pass: same area, not about the defect.
@@ -57,6 +66,9 @@ ALSO_RUN: dict[Defect, tuple[str, ...]] = {
     Defect.IGNORES_ROTATION: ("SCAN-001", "SCAN-003", "SCAN-005", "SCAN-006", "PAY-001"),
     Defect.WRONG_ERROR_CODES: ("EGM-005", "FUND-004", "FUND-007", "LIM-002", "PAY-001"),
     Defect.CREDITS_OFFLINE_EGM: ("EGM-001", "EGM-002", "EGM-003", "EGM-005", "PAY-001"),
+    Defect.REPLAY_OUTSIDE_LOCK: ("FUND-001", "FUND-002", "FUND-003", "FUND-011", "LIM-005",
+                                 "PAY-003", "PAY-005"),
+    Defect.SLOW_ANSWER: ("FUND-001", "FUND-002", "FUND-003", "PAY-001", "PAY-005"),
 }
 
 
