@@ -10,6 +10,7 @@ from flask import Flask
 from sim_cms import admin, egms_api, funding_api, limits_api, oauth, openapi, screen
 from sim_cms.context import EXTENSION, CmsContext
 from sim_cms.errors import render_problem
+from sim_cms.funding_fast_path import FundingFastPath
 from sim_cms.seed import reset, seed
 from sim_cms.settings import CmsSettings
 from simkit.clock import Clock, ManualClock, SystemClock
@@ -26,7 +27,7 @@ from simkit.startup_lock import startup_lock
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _install_control(app: Flask, ctx: CmsContext) -> None:
+def _install_control(app: Flask, ctx: CmsContext, journal: Journal) -> FaultPlan:
     def reset_all() -> None:
         with ctx.db.write() as session:
             reset(session, ctx.settings, ctx.clock.now())
@@ -38,11 +39,12 @@ def _install_control(app: Flask, ctx: CmsContext) -> None:
     assert ctx.settings.admin_token is not None
     bp = make_control_blueprint(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,
-        journal=Journal(ctx.db, ctx.clock), faults=faults,
+        journal=journal, faults=faults,
         hooks=ControlHooks(reset=reset_all, state=admin.state_dump),
     )
     admin.add_admin_routes(bp)
     enable_control(app, bp)
+    return faults
 
 
 def create_app(
@@ -68,12 +70,15 @@ def create_app(
     ctx = CmsContext(settings=settings, db=db, clock=clock, trustly_transport=trustly_transport)
     app.extensions[EXTENSION] = ctx
     install_error_handler(app, render_problem)
+    journal = Journal(db, clock)
     if settings.journal_enabled:
-        install_journal(app, Journal(db, clock))
-    if settings.control_enabled:
-        _install_control(app, ctx)
+        install_journal(app, journal)
+    faults = _install_control(app, ctx, journal) if settings.control_enabled else None
     for blueprint in (oauth.bp, funding_api.bp, limits_api.bp, egms_api.bp, screen.bp,
                       openapi.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = FundingFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, ctx, faults=faults,
+        journal=journal if settings.journal_enabled else None)
     db.dispose()  # no pooled connection may cross a fork into gunicorn workers
     return app

@@ -18,12 +18,8 @@ within the TTL. A failed key check is never cached: it takes the Flask path, whi
 
 from __future__ import annotations
 
-import functools
-import io
-import os
-import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +31,13 @@ from sim_trustly.credentials import CredentialLookup
 from sim_trustly.issuance import Authenticated, issue_for_merchant, parse_token_request
 from simkit.clock import monotonic
 from simkit.errors import SimError
+from simkit.fast_path import WsgiApp, journal_exchange, read_json_body
 from simkit.faults import FaultPlan
 from simkit.http import parse_basic_auth
 from simkit.journal import CORRELATION_HEADER, Journal
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path, not a secret
 CREDENTIAL_TTL_S = 1.0
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_CORRELATION_ENVIRON = "HTTP_" + CORRELATION_HEADER.upper().replace("-", "_")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -85,12 +78,6 @@ class CredentialCache:
             self._entries.clear()
 
 
-@functools.lru_cache(maxsize=256)
-def _header_name(environ_key: str) -> str:
-    """`HTTP_X_CORRELATION_ID` -> `X-Correlation-Id`, as the journal hook records names."""
-    return environ_key[5:].replace("_", "-").title()
-
-
 class TokenFastPath:
     """WSGI middleware answering the QR Code API's common case; everything else goes to Flask."""
 
@@ -108,29 +95,17 @@ class TokenFastPath:
         if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
             return self._app(environ, start_response)
         started = monotonic()
-        body = self._read_body(environ)
+        body = read_json_body(environ, self._ctx.settings.max_body_bytes)
         answer = None if body is None else self._issue(environ, body)
         if answer is None:
             return self._app(environ, start_response)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
         if self._journal is not None:
-            headers.append((CORRELATION_HEADER, self._journal_exchange(
-                environ, body or b"", answer, headers, started)))
+            headers.append((CORRELATION_HEADER, journal_exchange(
+                self._journal, environ, path=TOKEN_PATH, status=200, body=body or b"",
+                answer=answer, headers=headers, started=started)))
         start_response("200 OK", headers)
         return [answer]
-
-    def _read_body(self, environ: dict[str, Any]) -> bytes | None:
-        """The JSON body, when it is small and declared; it is put back for the Flask path."""
-        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
-        length = environ.get("CONTENT_LENGTH", "")
-        if media_type != "application/json" or not length.isdigit():
-            return None
-        size = int(length)
-        if size > self._ctx.settings.max_body_bytes:
-            return None
-        body: bytes = environ["wsgi.input"].read(size)
-        environ["wsgi.input"] = io.BytesIO(body)
-        return body
 
     def _issue(self, environ: dict[str, Any], body: bytes) -> bytes | None:
         """The response body of a token issued here, or None to let Flask answer."""
@@ -155,25 +130,3 @@ class TokenFastPath:
         except (SimError, ValueError):
             return None  # the Flask view answers this request with its error
         return orjson.dumps(issued.to_json(), option=orjson.OPT_SORT_KEYS)
-
-    def _journal_exchange(
-        self, environ: dict[str, Any], body: bytes, answer: bytes,
-        headers: list[tuple[str, str]], started: float,
-    ) -> str:
-        """Record the exchange as the Flask journal hook would; returns its correlation id."""
-        assert self._journal is not None
-        offered = environ.get(_CORRELATION_ENVIRON, "")
-        correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else os.urandom(16).hex()
-        request_headers = [
-            (_header_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"
-        ]
-        request_headers.append(("Content-Type", environ.get("CONTENT_TYPE", "")))
-        request_headers.append(("Content-Length", environ.get("CONTENT_LENGTH", "")))
-        self._journal.record(
-            correlation_id=correlation_id, method="POST", path=TOKEN_PATH,
-            query=environ.get("QUERY_STRING", ""), status=200,
-            latency_ms=int((monotonic() - started) * 1000), request_headers=request_headers,
-            request_body=body, response_headers=[*headers, (CORRELATION_HEADER, correlation_id)],
-            response_body=answer,
-        )
-        return correlation_id

@@ -1,0 +1,68 @@
+"""What the sims' below-Flask fast paths share: reading the body, and journaling the exchange.
+
+A fast path answers one hot endpoint's common case in a small WSGI layer in front of the Flask
+app and lets everything else fall through to the app untouched (see
+`sim_trustly.token_fast_path` and `sim_cms.funding_fast_path`). Two things must then be done
+exactly as the Flask side does them: the body it read must be put back for the app, and an
+exchange it answered must be journaled as the Flask journal hook would have recorded it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from simkit.clock import monotonic
+from simkit.journal import CORRELATION_HEADER, Journal
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CORRELATION_ENVIRON = "HTTP_" + CORRELATION_HEADER.upper().replace("-", "_")
+
+
+def read_json_body(environ: dict[str, Any], max_bytes: int) -> bytes | None:
+    """The body of a declared, small JSON request, put back for the app; None otherwise."""
+    media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    length = environ.get("CONTENT_LENGTH", "")
+    if media_type != "application/json" or not length.isdigit():
+        return None
+    size = int(length)
+    if size > max_bytes:
+        return None
+    body: bytes = environ["wsgi.input"].read(size)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+@functools.lru_cache(maxsize=256)
+def _header_name(environ_key: str) -> str:
+    """`HTTP_X_CORRELATION_ID` -> `X-Correlation-Id`, as the journal hook records names."""
+    return environ_key[5:].replace("_", "-").title()
+
+
+def journal_exchange(
+    journal: Journal, environ: dict[str, Any], *, path: str, status: int, body: bytes,
+    answer: bytes, headers: list[tuple[str, str]], started: float,
+) -> str:
+    """Record an exchange a fast path answered, as the Flask journal hook would; returns the
+    correlation id to echo (the caller's own when it sent a valid one)."""
+    offered = environ.get(_CORRELATION_ENVIRON, "")
+    correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else os.urandom(16).hex()
+    request_headers = [
+        (_header_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"
+    ]
+    request_headers.append(("Content-Type", environ.get("CONTENT_TYPE", "")))
+    request_headers.append(("Content-Length", environ.get("CONTENT_LENGTH", "")))
+    journal.record(
+        correlation_id=correlation_id, method=environ.get("REQUEST_METHOD", ""), path=path,
+        query=environ.get("QUERY_STRING", ""), status=status,
+        latency_ms=int((monotonic() - started) * 1000), request_headers=request_headers,
+        request_body=body, response_headers=[*headers, (CORRELATION_HEADER, correlation_id)],
+        response_body=answer,
+    )
+    return correlation_id
