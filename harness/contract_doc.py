@@ -5,8 +5,8 @@ docs/partner-contract.md is prose written by hand with generated blocks between
 `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->` markers: the target file's
 keys (from `harness.target_config.TARGET_KEYS` and sim_trustly's partner-profile records),
 the CMS API calls (from the profile's default paths and docs/api/cms.openapi.json), the EGM
-calls and the control hooks (from the hooks' OpenAPI document), and which scenarios need which
-hook (from the catalogue's `needs`). docs/api/partner-hooks.openapi.json is
+calls and the control hooks (from the hooks' OpenAPI document), which scenarios need which
+hook (from the catalogue's `needs`), and the verdicts' exit codes (`harness.results`). docs/api/partner-hooks.openapi.json is
 `harness.contract_openapi.build_document()`.
 
     python -m harness.contract_doc            # exit 1 and name what is stale
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.contract_openapi import build_document, operations
+from harness.results import DISCLAIMER, EXIT_CODES
 from harness.scenarios import CATALOGUE
 from harness.target_config import HOOK_MEANINGS, HOOKS, TARGET_KEYS
 from sim_trustly import partner_profiles as profiles
@@ -182,12 +183,29 @@ def _scenarios_block() -> list[str]:
     return lines
 
 
+VERDICT_MEANINGS = {"PASSED": "every scenario ran and passed",
+                    "FAILED": "a scenario failed or errored",
+                    "ERROR": "the run could not start: the preflight's one-paragraph diagnosis "
+                             "says why (the target file, the CMS, its auth, a hook, the QR's "
+                             "Trustly, the harness's port)",
+                    "INCOMPLETE": "nothing failed, but scenarios were skipped (a hook not "
+                                  "offered): not a pass"}
+
+
+def _verdicts_block() -> list[str]:
+    lines = ["| Verdict | Exit code of `scanpay certify` | When |", "|---|---|---|"]
+    lines += [f"| {verdict} | {code} | {VERDICT_MEANINGS.get(verdict, '')} |"
+              for verdict, code in sorted(EXIT_CODES.items(), key=lambda item: item[1])]
+    return [*lines, "", f"Every report says: *{DISCLAIMER}*"]
+
+
 def blocks() -> dict[str, Callable[[], list[str]]]:
     """Every generated block of the document, by marker name."""
     document = build_document()
     return {"target-keys": _keys_block, "cms-api": _cms_api_block,
             "egm-calls": lambda: _egm_block(document),
-            "hooks": lambda: _hooks_block(document), "scenarios": _scenarios_block}
+            "hooks": lambda: _hooks_block(document), "scenarios": _scenarios_block,
+            "verdicts": _verdicts_block}
 
 
 def render(text: str) -> str:

@@ -214,8 +214,6 @@ def _egm_operations(paths: EgmPaths) -> dict[str, dict[str, Any]]:
 _CONTROL: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/_sim/clock"): {
         "operationId": "readClock", "summary": "The CMS's now",
-        "description": "Also the probe: the harness reads it once at start on any control "
-                       "API, whatever hooks are declared.",
         "responses": {"200": _json(_ref("Clock"), "The CMS's clock.")}},
     ("POST", "/_sim/clock"): {
         "operationId": "moveClock", "summary": "Move the CMS's clock forward",

@@ -63,8 +63,8 @@ HOOK_MEANINGS: dict[str, str] = {
     "qr-rotate": "POST {control}/_sim/qr/rotate runs one QR rotation pass now",
 }
 # The control API calls of each hook (docs/api/partner-hooks.openapi.json documents each).
-# GET /_sim/clock is also the probe every control API answers, whatever its hooks; the
-# ledger dump (GET /_sim/state) is optional within `fundings` (a 404 is fine).
+# The ledger dump (GET /_sim/state) is optional within `fundings` (a 404 is fine); GET
+# /_sim/faults is the preflight's probe of `faults`.
 HOOK_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "egm-state": (("POST", "/_sim/egms/{egmId}"),),
     "clock": (("GET", "/_sim/clock"), ("POST", "/_sim/clock")),

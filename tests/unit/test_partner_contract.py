@@ -33,6 +33,7 @@ HARNESS = REPO / "harness"
 # The modules that document the hooks (they name every path by construction).
 DOCUMENTING = frozenset({HARNESS / "contract_doc.py", HARNESS / "contract_openapi.py",
                HARNESS / "target_config.py"})
+HOOK_OPERATIONS_FLAT = [operation for hook in HOOKS for operation in HOOK_OPERATIONS[hook]]
 SIM_PATH = re.compile(r"/_sim/[A-Za-z0-9_{}.\-/]*[A-Za-z0-9_}]")
 
 
@@ -199,4 +200,8 @@ def test_every_documented_hook_is_called_by_the_harness() -> None:
         assert any(pattern.match(re.sub(r"\{[^}]*\}", "X1", path)) for path in named), template
 
 
-HOOK_OPERATIONS_FLAT = [operation for hook in HOOKS for operation in HOOK_OPERATIONS[hook]]
+
+def test_every_verdict_of_certify_is_explained() -> None:
+    from harness.results import EXIT_CODES
+
+    assert set(contract_doc.VERDICT_MEANINGS) == set(EXIT_CODES)
