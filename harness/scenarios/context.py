@@ -106,10 +106,15 @@ class Context:
     # --- checks ---------------------------------------------------------------------------
 
     def expect(self, description: str, expected: Any, observed: Any,
-               ok: bool | None = None) -> bool:
-        """Record one check; `ok` defaults to `expected == observed`. Returns whether it held."""
+               ok: bool | None = None, *, money: bool = False) -> bool:
+        """Record one check; `ok` defaults to `expected == observed`. Returns whether it held.
+
+        `money` marks a check of what money did (a meter, a limit's use, a reconciliation):
+        a failed scenario's reason names its first failed money check before any other.
+        """
         passed = bool(expected == observed) if ok is None else bool(ok)
-        self.checks.append(Check(description, passed, _show(expected), _show(observed)))
+        self.checks.append(Check(description, passed, _show(expected), _show(observed),
+                                 kind="money" if money else "protocol"))
         return passed
 
     def require(self, description: str, expected: Any, observed: Any,
@@ -196,7 +201,7 @@ class Context:
         """
         rise = self.delta(before)
         return self.expect(description, money_rise(times * amount, amount),
-                           money_rise(rise, amount), ok=rise == times * amount)
+                           money_rise(rise, amount), ok=rise == times * amount, money=True)
 
     # --- scan-then-pay steps (harness.flow) -------------------------------------------------
 

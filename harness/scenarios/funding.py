@@ -158,7 +158,7 @@ def fund_006(ctx: Context) -> None:
         wrong = ctx.cms.client.post(paths.token, data={"grant_type": "client_credentials"},
                                     auth=(ctx.cms.profile.auth.client_id, "wrong-secret"))
         ctx.expect("a wrong client secret: 401", 401, wrong.status_code)
-    ctx.expect("nothing was applied", 0, ctx.delta(before))
+    ctx.expect_rise("nothing was applied", before, 300, 0)
 
 
 @scenario(
@@ -221,7 +221,7 @@ def fund_008(ctx: Context) -> None:
                    (answer.status_code, problem_code(answer)))
     ctx.expect("the good body under the same id is then applied", 201,
                ctx.cms.post_funding(good).status_code)
-    ctx.expect("the meter went up by that amount only", 250, ctx.delta(before))
+    ctx.expect_rise("the meter went up by that amount only", before, 250)
 
 
 def _foreign_currency(held: str) -> str:

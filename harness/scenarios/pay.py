@@ -28,7 +28,7 @@ def pay_001(ctx: Context) -> None:
     ctx.scan(shown.url)
     payment = ctx.pay(shown.url, 2000, username=ctx.player())
     ctx.expect("the payment is CREDITED", "CREDITED", payment.get("status"))
-    ctx.expect("the meter went up by the amount", 2000, ctx.delta(before))
+    ctx.expect_rise("the meter went up by the amount", before, 2000)
     status = ctx.cms.get_funding(str(payment.get("transactionId")))
     ctx.expect("the status inquiry answers 200", 200, status.status_code)
     body = status.json() if status.status_code == 200 else {}
@@ -53,7 +53,7 @@ def pay_002(ctx: Context) -> None:
     again = ctx.pay_response(shown.url, 1500, username=ctx.player())
     ctx.expect("the replay is refused 409", 409, again.status_code)
     ctx.expect("with QR_CODE_USED", "QR_CODE_USED", trustly_error(again).get("reason"))
-    ctx.expect("the meter went up once", 1500, ctx.delta(before))
+    ctx.expect_rise("the meter went up once", before, 1500)
 
 
 @scenario(
@@ -83,7 +83,7 @@ def pay_003(ctx: Context) -> None:
     refused = [a for a in answers if a.status_code == 409
                and trustly_error(a).get("reason") == "QR_CODE_USED"]
     ctx.expect("the others get 409 QR_CODE_USED", len(phones) - 1, len(refused))
-    ctx.expect("the meter went up by one amount", 1000, ctx.delta(before))
+    ctx.expect_rise("the meter went up by one amount", before, 1000)
 
 
 @scenario(
@@ -104,7 +104,7 @@ def pay_004(ctx: Context) -> None:
     ctx.advance(float(ttl) + 60)
     second = ctx.pay(ctx.qr(second_egm).url, 900, username=ctx.player())
     ctx.expect("the payment after the expiry is CREDITED", "CREDITED", second.get("status"))
-    ctx.expect("both credits are on the meters", 1700, ctx.delta(before))
+    ctx.expect_rise("both credits (800 + 900) are on the meters", before, 1700)
 
 
 @scenario(
@@ -128,7 +128,7 @@ def pay_005(ctx: Context) -> None:
     finally:
         ctx.cms_control("DELETE", "/_sim/faults")
     ctx.expect("the payment ends CREDITED", "CREDITED", payment.get("status"))
-    ctx.expect("the meter went up once", 1200, ctx.delta(before))
+    ctx.expect_rise("the meter went up once", before, 1200)
     status = ctx.cms.get_funding(str(payment.get("transactionId")))
     ctx.expect("the status inquiry says APPLIED", "APPLIED",
                status.json().get("status") if status.status_code == 200 else status.status_code)

@@ -49,10 +49,11 @@ def rec_001(ctx: Context) -> None:
     after = ctx.meters(egm_ids)
     meters = {egm: after[egm] - before[egm] for egm in before if after[egm] != before[egm]}
     ctx.expect("Trustly's credited total = the CMS's applied total (per EGM)", dict(trustly),
-               dict(cms))
-    ctx.expect("the CMS's applied total = the meter deltas (per EGM)", dict(cms), meters)
+               dict(cms), money=True)
+    ctx.expect("the CMS's applied total = the meter deltas (per EGM)", dict(cms), meters,
+               money=True)
     ctx.expect("the total is what the players paid", 1000 + 1100 + 1200 + 300,
-               sum(meters.values()))
+               sum(meters.values()), money=True)
 
 
 @scenario(
@@ -78,14 +79,15 @@ def rec_002(ctx: Context) -> None:
     mine = [d for d in differences
             if d.get("kind") == "APPLIED_NOT_CREDITED" and d.get("transactionId") in direct]
     others = [d for d in differences if d not in mine]
-    ctx.expect("no difference but the harness's own fundings", [], others)
+    ctx.expect("no difference but the harness's own fundings", [], others, money=True)
     applied_directly = sum(int(d.get("cmsAmount") or 0) for d in mine)
     ctx.expect("Trustly's total + the harness's fundings = the CMS's total",
-               report.get("cmsTotal"), int(report.get("trustlyTotal") or 0) + applied_directly)
+               report.get("cmsTotal"), int(report.get("trustlyTotal") or 0) + applied_directly,
+               money=True)
     state = ctx.cms_control("GET", "/_sim/state")
     ledger = state.json().get("ledger") if state.status_code == 200 else None
     if isinstance(ledger, dict) and "balanced" in ledger:
-        ctx.expect("the CMS's ledger balances", True, ledger.get("balanced"))
+        ctx.expect("the CMS's ledger balances", True, ledger.get("balanced"), money=True)
 
 
 SCENARIOS = (rec_001, rec_002)
