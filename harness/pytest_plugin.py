@@ -7,7 +7,9 @@ Options:
     --scanpay-target FILE      the target TOML (see examples/partner-target.toml); default:
                                both sims embedded in the test process. [env: SCANPAY_TARGET]
     --scanpay-report-dir DIR   write every flow a test ran as JSON (with the message
-                               sequence on our sims) to DIR/<test>-<n>.json.
+                               sequence on our sims) to DIR/<test>-<n>.json, and the
+                               harness's own servers' log to DIR/harness-servers.log
+                               (else to a session temp dir: never to the console).
 
 Fixtures (all prefixed `scanpay_`):
     scanpay_target   session: the `harness.targets.Target`, brought up once, stopped at the end.
@@ -123,12 +125,22 @@ def _describe_runs(runs: list[FlowRun]) -> str:
 
 
 @pytest.fixture(scope="session")
-def scanpay_target(pytestconfig: pytest.Config) -> Iterator[Target]:
-    """The system under test, brought up for the session (embedded sims by default)."""
+def scanpay_target(pytestconfig: pytest.Config,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The system under test, brought up for the session (embedded sims by default).
+
+    The preflight runs first (`harness.preflight`): a target that cannot be used fails each
+    test that needs it with the one-paragraph diagnosis, not a traceback. The harness's own
+    servers log into `--scanpay-report-dir` (else a session temp dir), not the console.
+    """
+    from harness.server_logs import SERVER_LOG, server_logs_to
     from harness.targets import TargetError, open_target
 
     spec = _spec(pytestconfig)
+    report_dir = pytestconfig.getoption("scanpay_report_dir")
+    logs = Path(report_dir) if report_dir else tmp_path_factory.mktemp("scanpay")
     with ExitStack() as stack:
+        stack.enter_context(server_logs_to(logs / SERVER_LOG, root=False))
         try:
             target = stack.enter_context(open_target(spec))
         except TargetError as exc:
