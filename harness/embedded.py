@@ -29,6 +29,7 @@ from sim_trustly.app import create_app as create_trustly
 from sim_trustly.cms_client import close_adapters
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import TrustlySettings
+from simkit.batch_writer import writer_for
 from simkit.clock import Clock
 from simkit.db import sqlite_url
 
@@ -132,10 +133,16 @@ def build_pair(
 
 
 def close_pair(sims: EmbeddedSims) -> None:
-    """Release what the sims hold: TPAS's CMS clients and both connection pools."""
+    """Release what the sims hold: TPAS's CMS clients and both connection pools.
+
+    Rows still queued for the background writer (the journal's last entries) are stored
+    first: written after the data directory is gone, they would fail with a traceback on
+    stderr.
+    """
     close_adapters(sims.trustly.extensions["sim_trustly"])
-    sims.trustly.extensions["sim_trustly"].db.dispose()
-    sims.cms.extensions["sim_cms"].db.dispose()
+    for db in (sims.trustly.extensions["sim_trustly"].db, sims.cms.extensions["sim_cms"].db):
+        writer_for(db).flush()
+        db.dispose()
 
 
 @contextmanager
