@@ -134,9 +134,9 @@ def _run(spec: TargetSpec, scenarios: Sequence[Scenario], console: Console) -> R
     gives a run of no scenarios with the diagnosis (verdict ERROR)."""
     try:
         with open_target(spec) as target:
-            console.print(Text(f"Certifying {target.name} ({target.kind}): {len(scenarios)} "
-                               f"scenario(s); hooks: {', '.join(sorted(target.hooks)) or 'none'}"
-                               ))
+            hooks = ", ".join(sorted(target.hooks)) or "none"
+            console.print(Text(f"Certifying {target.name} ({target.kind}): "
+                               f"{len(scenarios)} scenario(s); hooks: {hooks}"))
             console.print(Text(f"Preflight passed: {'; '.join(target.preflight)}", "dim"))
             return run_catalogue(target, scenarios, progress_line(console))
     except TargetError as exc:
@@ -161,6 +161,12 @@ def certify(options: CertifyOptions, console: Console, *,
         console.print("[red]scanpay certify:[/red] no scenario matches --only/--tag")
         return usage
     started = monotonic()
+    try:
+        options.report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        console.print(Text.assemble(("scanpay certify: ", "red"),
+                                    f"cannot write reports into {options.report_dir}: {exc}"))
+        return usage
     with server_logs_to(options.report_dir / SERVER_LOG) as log:
         run = _run(spec, scenarios, console)
     run.server_log = str(log)

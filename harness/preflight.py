@@ -222,9 +222,14 @@ class _Preflight:
 
     def issued_by_us(self, url: str) -> bool:
         """Whether the harness's Trustly knows the QR (its scan page describes it)."""
-        with self.target.trustly_client() as trustly:
-            trustly.timeout = TIMEOUT
-            response = trustly.get(f"/api/v1/scan/{token_id_of(url)}")
+        base = self.target.trustly.base_url
+        try:
+            with self.target.trustly_client() as trustly:
+                trustly.timeout = TIMEOUT
+                response = trustly.get(f"/api/v1/scan/{token_id_of(url)}")
+        except httpx.HTTPError as exc:
+            raise self.fail(f"the harness's own Trustly at {base} does not answer ({_why(exc)})"
+                            "; is something else holding its port?") from None
         return response.status_code == 200
 
 

@@ -286,7 +286,7 @@ def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
                               f"{exc}") from exc
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="certify-trustly")
     thread.start()
-    stack.callback(app.extensions["sim_trustly"].db.dispose)
+    stack.callback(_close_db, app.extensions["sim_trustly"].db)
     stack.callback(close_adapters, app.extensions["sim_trustly"])
     stack.callback(server.server_close)  # after shutdown: the port is free again at once
     stack.callback(server.shutdown)
@@ -300,6 +300,15 @@ def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
         cms_control=ControlApi(control.base_url, control.admin_token) if control else None,
         trustly_public_url=spec.trustly.base_url,
         preflight=(f"port {port} free for the harness's Trustly",))
+
+
+def _close_db(db: Any) -> None:
+    """Store the rows the background writer still holds, then close the pool (before the
+    temporary data directory goes)."""
+    from simkit.batch_writer import writer_for
+
+    writer_for(db).flush()
+    db.dispose()
 
 
 def _connect_host(host: str) -> str:

@@ -14,8 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from werkzeug.serving import make_server
 
+from harness.preflight import PreflightError
+from harness.targets import load_target, open_target
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.settings import TrustlySettings
 from simkit.db import sqlite_url
@@ -116,3 +119,35 @@ def test_an_unreachable_cms_exits_2_with_a_diagnosis_and_no_traceback(tmp_path: 
     assert "cms.base_url" in report["diagnosis"]
     junit = (tmp_path / "reports" / "junit.xml").read_text()
     assert 'name="preflight"' in junit and "<error" in junit
+
+
+def _preflight_error(toml: Path) -> str:
+    """The diagnosis `open_target` raises for the target file `toml` (in this process)."""
+    with pytest.raises(PreflightError) as raised, open_target(load_target(toml)):
+        pass
+    return str(raised.value)
+
+
+def test_wrong_credentials_an_unknown_egm_and_a_hook_that_does_not_answer_are_diagnosed(
+    tmp_path: Path,
+) -> None:
+    with serve_partner_cms(tmp_path) as cms:
+        good = cms.target_toml()
+        wrong_secret = tmp_path / "secret.toml"
+        wrong_secret.write_text(good.replace('"tpas-secret"', '"not-the-secret"'))
+        said = _preflight_error(wrong_secret)
+        assert "the CMS refused the OAuth2 token request" in said, said
+        assert "HTTP 401" in said and "cms.auth.client_id and client_secret" in said, said
+
+        unknown_egm = tmp_path / "egm.toml"
+        unknown_egm.write_text(good.replace('"EGM-002"]', '"EGM-404"]'))
+        said = _preflight_error(unknown_egm)
+        assert "GET /cws/v1/egms/EGM-404 on the CMS answered HTTP 404" in said, said
+        assert "does not know this EGM (check cms.egm_ids)" in said, said
+
+        no_clock = tmp_path / "clock.toml"  # this CMS serves no control API at all
+        no_clock.write_text(good + '\n[control]\nadmin_token = "t"\nhooks = ["clock"]\n')
+        said = _preflight_error(no_clock)
+        assert f"declares the clock hook, but GET {cms.base_url}/_sim/clock answered " \
+               "HTTP 404" in said, said
+        assert "remove it from control.hooks" in said, said
