@@ -115,11 +115,14 @@ SCHEMAS: dict[str, Any] = {
                      "description": "A request path of the CMS's API (a trailing `*` matches "
                                     "a prefix)."},
             "action": {"type": "string", "enum": list(ACTIONS),
-                       "description": "`apply_then_drop`: handle the request (apply the "
-                                      "funding), then close the connection without an answer. "
-                                      "The only action the catalogue declares."},
+                       "description": "The catalogue declares two: `apply_then_drop` (handle "
+                                      "the request, apply the funding, then close the "
+                                      "connection without an answer) and `delay` (answer "
+                                      "`delayMs` late; the reference holds the request before "
+                                      "handling it)."},
             "status": {"type": ["integer", "null"]},
-            "delayMs": {"type": "integer", "minimum": 0},
+            "delayMs": {"type": "integer", "minimum": 0,
+                        "description": "For `delay`: how late, in milliseconds."},
             "probability": {"type": "number", "minimum": 0, "maximum": 1},
             "times": {"type": ["integer", "null"], "minimum": 1,
                       "description": "How many matching requests it hits, then it is gone."}}},
