@@ -196,7 +196,8 @@ def _egm_operations(paths: EgmPaths) -> dict[str, dict[str, Any]]:
             "description": "No request body. Each call shows a new, unused QR: the harness "
                            "calls it before every payment, including right after a QR was "
                            "paid. The CMS must ask the harness's Trustly (the QR Code API at "
-                           "the target file's `[trustly]` host and port).",
+                           "the target file's `[trustly]` host and port). The QRs it "
+                           "replaces stay fundable until used or expired.",
             "responses": {"200": _json(_ref("ShownQr"), "What the EGM shows now."),
                           "401": CMS_401, "404": _problem("No such EGM.")}}},
         at(paths.qr_png): {"parameters": [EGM_ID], "get": {
