@@ -25,7 +25,7 @@ from harness.contract_doc import CMS_OPENAPI_PATH, OPENAPI_PATH
 from harness.contract_openapi import operations, template_pattern
 from harness.scenarios.cms_api import decode_qr_png
 from harness.serve import ServeOptions, build_cms, build_trustly
-from simkit.clock import ManualClock, parse_instant
+from simkit.clock import ManualClock, format_instant, parse_instant
 from tests.conftest import ADMIN_TOKEN, CMS_AUTH, START, DatabaseFactory, LateWSGITransport
 from tests.e2e.processes import SCANPAY, free_port
 from tests.openapi_check import OpenApiContract
@@ -219,3 +219,34 @@ def test_a_certify_run_calls_nothing_on_the_cms_the_contract_leaves_out(tmp_path
     assert any(path.startswith("/_sim/") for _, path in called), called
     undocumented = sorted((m, p) for m, p in called if not _documented_anywhere(m, p))
     assert undocumented == [], "the harness calls these on the CMS; document them"
+
+
+def test_the_hooks_mean_what_the_contract_says(cms_app: Flask) -> None:
+    """The semantics partners build to: the journal's limit/since, the fundings list's since
+    on the CMS's own clock, the clock moving forward by exactly what is asked."""
+    caller = Caller(cms_app)
+    http = caller.http
+    _fund(caller, caller.call("POST", "/cws/v1/egms/{egmId}/qr").json())
+    caller.http.get("/cws/v1/egms/EGM-002", headers=caller.bearer)
+
+    newest = http.get("/_sim/journal", params={"limit": 1}, headers=ADMIN).json()["entries"]
+    everything = http.get("/_sim/journal", params={"limit": 1000}, headers=ADMIN).json()
+    ids = [entry["id"] for entry in everything["entries"]]
+    assert len(ids) >= 3 and ids == sorted(ids)
+    assert [entry["id"] for entry in newest] == [ids[-1]], "limit alone: the latest entries"
+    after = http.get("/_sim/journal", params={"since": ids[0], "limit": 1},
+                     headers=ADMIN).json()["entries"]
+    assert [entry["id"] for entry in after] == [ids[1]], "since: the first entries after it"
+
+    before = parse_instant(http.get("/_sim/clock", headers=ADMIN).json()["now"])
+    moved = http.post("/_sim/clock", json={"advance": 90}, headers=ADMIN).json()
+    now = parse_instant(moved["now"])
+    assert (now - before).total_seconds() >= 90
+
+    def decided_since(instant: str) -> list[dict[str, Any]]:
+        answer = http.get("/_sim/fundings", params={"since": instant}, headers=ADMIN)
+        found: list[dict[str, Any]] = answer.json()["fundings"]
+        return found
+
+    assert len(decided_since(format_instant(before))) == 1, "decided at the CMS's earlier now"
+    assert decided_since(moved["now"]) == [], "nothing decided since the CMS's clock moved"
