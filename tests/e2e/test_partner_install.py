@@ -57,12 +57,15 @@ def run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
     return done
 
 
-def test_the_readme_block_names_the_wheel_this_checkout_builds() -> None:
+def test_the_readme_and_the_ci_examples_name_the_wheel_this_checkout_builds() -> None:
     version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(),
                         re.MULTILINE)
     assert version
-    assert any(f"scanpay_sim-{version.group(1)}-py3-none-any.whl" in line
-               for line in install_commands())
+    wheel = f"scanpay_sim-{version.group(1)}-py3-none-any.whl"
+    assert any(wheel in line for line in install_commands())
+    for snippet in ("github-actions.yml", "gitlab-ci.yml"):  # the CI jobs install that wheel
+        text = (EXAMPLE.parent / snippet).read_text(encoding="utf-8")
+        assert f"pip install ci/wheels/{wheel}" in text, snippet
 
 
 @pytest.mark.slow
