@@ -98,21 +98,23 @@ def apply_on_hot_path(
 ) -> FundingOutcome | None:
     """The common case on PostgreSQL, an applied funding, in two round trips; None otherwise.
 
-    One statement locks the EGM row and the usage row (in that order, as `_decide` does) and
-    reads what the decision needs; the same refusal checks as `_decide` run on it; only when
-    they all pass does the second statement write the credit (`ledger_sql.PG_HOT_CREDIT`, the
-    general path's own statement), committed with it. Anything else (an unknown EGM, a known
-    transactionId, any refusal, a racing twin's unique key) rolls back and returns None, and
-    the caller decides on the general path, which stores and audits what it decides.
+    One statement moves the meter and the usage by the amount (locking the EGM row and the
+    usage row, in that order, as `_decide` does) and reads what the decision needs as it was
+    before the move; the same refusal checks as `_decide` run on it; only when they all pass
+    does the second statement write the ledger rows, the stored answer and the audit record
+    (`ledger_sql.PG_HOT_CREDIT`), committed with it. Anything else (an unknown EGM, a known
+    transactionId, any refusal, a racing twin's unique key) rolls the move back and returns
+    None, and the caller decides on the general path, which stores and audits its decision.
     """
     if db.is_sqlite or not egms.EGM_ID.fullmatch(request.egm_id):
         return None
     day = limits.gaming_day(now, settings)
     try:
         with db.hot_transaction() as tx:
-            row = tx.first(ledger_sql.PG_HOT_LOCK_FOR_CREDIT, {
+            row = tx.first(ledger_sql.PG_HOT_MOVE_TOTALS, {
                 "egm": request.egm_id, "tid": request.transaction_id, "day": day,
-                "qr": request.qr_token_id, "ubai": request.ubai, "head": audit.HEAD_ID})
+                "plus": request.amount, "qr": request.qr_token_id, "ubai": request.ubai,
+                "head": audit.HEAD_ID})
             if row is None or row.transaction_id is not None or not row.audit_head:
                 raise _NotTheCommonCase
             limit = settings.default_daily_limit if row.daily_limit is None \

@@ -156,7 +156,7 @@ def insert_funding(connection: Connection, request: FundingRequest, outcome: Fun
 # PostgreSQL: the whole credit in one statement (one round trip instead of seven), the audit
 # append last: its head lock waits until the funding record is in (a racing twin of the
 # transactionId has failed on a unique key by then), and is held from here to the commit.
-_PG_CREDIT_WRITES = """
+_PG_LEDGER_ROWS = """
     WITH tx AS (
         INSERT INTO ledger_transactions (reference, kind, created_at)
         VALUES (:tid, 'FUNDING', :now) RETURNING id
@@ -166,12 +166,16 @@ _PG_CREDIT_WRITES = """
         FROM tx, (VALUES (CAST(:from_account AS VARCHAR), CAST(:minus AS BIGINT)),
                          (CAST(:to_account AS VARCHAR), CAST(:plus AS BIGINT)))
              AS leg (account_id, amount)
-    ), meter AS (
+    ),"""
+_PG_TOTALS = """
+    meter AS (
         UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
     ), usage AS (
         UPDATE limit_usage SET used = used + CAST(:plus AS BIGINT)
         WHERE ubai = :ubai AND gaming_day = :day
-    ), outcome AS (
+    ),"""
+_PG_OUTCOME = """
+    outcome AS (
         INSERT INTO funding_records (transaction_id, fingerprint, outcome, http_status,
             error_code, response_body, egm_id, ubai, amount, currency, qr_token_id,
             gaming_day, created_at)
@@ -179,6 +183,7 @@ _PG_CREDIT_WRITES = """
             CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
         RETURNING transaction_id
     ),"""
+_PG_CREDIT_WRITES = _PG_LEDGER_ROWS + _PG_TOTALS + _PG_OUTCOME
 _PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindparams(
     bindparam("now", type_=UtcDateTime()), bindparam("day", type_=Date()),
     bindparam("minus", type_=BigInteger()), bindparam("plus", type_=BigInteger()),
@@ -204,22 +209,25 @@ def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
 
 
 # The hot path (PostgreSQL, `Database.hot_transaction`): a whole applied funding in two round
-# trips. The first statement locks the EGM row, then creates-or-locks the UBAI's usage row for
-# the gaming day (an upsert whose no-op update takes the row lock; it reads the EGM CTE, so the
-# locks come in the same order as on the general path: EGM row, usage row), and reads with
-# them the stored outcome of the transactionId, the EGM the QR token was displayed on and the
-# UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; without
-# it the general path must make it first). No row: the EGM does not exist. The second statement
-# is `_PG_CREDIT`'s text, committed in the same round trip.
-PG_HOT_LOCK_FOR_CREDIT = """
+# trips, on the assumption that it will be applied (a rejection rolls back, and the general
+# path decides it). The first statement moves the EGM's meter (which locks its row), then
+# creates-or-moves the UBAI's usage row for the gaming day (it reads the EGM CTE, so the locks
+# come in the general path's order: EGM row, usage row), and returns the values from *before*
+# the move with the stored outcome of the transactionId, the EGM the QR token was displayed on,
+# the UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; the
+# general path makes a missing one). No row: the EGM does not exist. The decision is taken on
+# those values; the second statement writes the ledger rows, the stored answer and the audit
+# record, and is committed in the same round trip.
+PG_HOT_MOVE_TOTALS = """
     WITH egm AS (
-        SELECT id, state, credit_meter, credit_limit, currency
-        FROM egms WHERE id = :egm FOR UPDATE
+        UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
+        RETURNING id, state, credit_meter - CAST(:plus AS BIGINT) AS credit_meter,
+                  credit_limit, currency
     ), usage AS (
         INSERT INTO limit_usage (ubai, gaming_day, used)
-        SELECT :ubai, :day, 0 FROM egm
-        ON CONFLICT (ubai, gaming_day) DO UPDATE SET used = limit_usage.used
-        RETURNING gaming_day, used
+        SELECT :ubai, :day, CAST(:plus AS BIGINT) FROM egm
+        ON CONFLICT (ubai, gaming_day) DO UPDATE SET used = limit_usage.used + EXCLUDED.used
+        RETURNING gaming_day, used - CAST(:plus AS BIGINT) AS used
     )
     SELECT egm.id, egm.state, egm.credit_meter, egm.credit_limit, egm.currency,
            f.transaction_id,
@@ -230,7 +238,7 @@ PG_HOT_LOCK_FOR_CREDIT = """
     FROM egm CROSS JOIN usage
     LEFT JOIN funding_records f ON f.transaction_id = :tid
 """
-PG_HOT_CREDIT = _PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")
+PG_HOT_CREDIT = _PG_LEDGER_ROWS + _PG_OUTCOME + audit.pg_chain_sql(after="outcome")
 
 
 def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
