@@ -37,13 +37,17 @@ _egm_turn = itertools.count()  # EGMs are handed out in turn across the whole ru
 
 
 class RunState:
-    """What the scenarios of one run share: its id, where its records start, and the
-    transactionIds the harness itself posted as TPAS (no Trustly payment explains them)."""
+    """What the scenarios of one run share: its id, and what it created, so the whole-run
+    reconciliation looks at this run's money and nothing else (a partner's CMS lives on
+    between runs): the transactionIds the harness posted as TPAS, the payments it made
+    through Trustly, and the EGMs' meters before its first scenario."""
 
     def __init__(self, run_id: str, since: str | None = None) -> None:
         self.run_id = run_id
-        self.since = since
+        self.since = since  # the run's start on the target's clock (informative only)
         self._direct: set[str] = set()
+        self._payments: set[str] = set()
+        self._start_meters: dict[str, int] | None = None
         self._lock = threading.Lock()
 
     def posted_directly(self, transaction_id: str) -> None:
@@ -55,6 +59,27 @@ class RunState:
         """Every transactionId the harness sent as TPAS in this run."""
         with self._lock:
             return frozenset(self._direct)
+
+    def paid(self, payment_id: str) -> None:
+        """Note a payment this run started at Trustly (whatever its outcome)."""
+        with self._lock:
+            self._payments.add(payment_id)
+
+    def payments(self) -> frozenset[str]:
+        """Every payment this run started."""
+        with self._lock:
+            return frozenset(self._payments)
+
+    def note_start_meters(self, read: Callable[[], dict[str, int]]) -> None:
+        """Keep the meters as they were before the run's first scenario (read once)."""
+        with self._lock:
+            if self._start_meters is None:
+                self._start_meters = read()
+
+    def start_meters(self) -> dict[str, int]:
+        """The meters before the run's first scenario (empty if none ran)."""
+        with self._lock:
+            return dict(self._start_meters or {})
 
 
 class Context:
@@ -77,6 +102,7 @@ class Context:
         self.cms = CmsApi(target, self._client(target.cms_client, "tpas"),
                           self._client(target.cms_client, "egm"))
         self.trustly = self._client(target.trustly_client, "merchant")
+        run.note_start_meters(lambda: self.meters(target.egm_ids))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -223,7 +249,19 @@ class Context:
         body = {"amount": amount, "currency": self.currency(),
                 "bank": {"username": username, "password": password}}
         self.secrets.add(password)
-        return (phone or self.phone()).post(f"{flow.scan_api_url(url)}/payments", json=body)
+        answer = (phone or self.phone()).post(f"{flow.scan_api_url(url)}/payments", json=body)
+        self._note_payment(answer)
+        return answer
+
+    def _note_payment(self, answer: httpx.Response) -> None:
+        """Keep the id of a payment Trustly started (the whole-run reconciliation's scope)."""
+        if answer.status_code in (200, 201, 202):
+            try:
+                payment_id = answer.json().get("paymentId")
+            except (ValueError, AttributeError):
+                return
+            if payment_id:
+                self.run.paid(str(payment_id))
 
     def pay(self, url: str, amount: int, *, username: str, password: str = DEMO_PASSWORD,
             phone: httpx.Client | None = None) -> dict[str, Any]:
@@ -231,7 +269,10 @@ class Context:
         phone = phone or self.phone()
         options = flow.FlowOptions(amount=amount, currency=self.currency(), username=username,
                                    password=password)
-        return self.settle(url, flow.pay(phone, url, options), phone)
+        payment = flow.pay(phone, url, options)
+        if payment.get("paymentId"):
+            self.run.paid(str(payment["paymentId"]))
+        return self.settle(url, payment, phone)
 
     def settle(self, url: str, payment: dict[str, Any],
                phone: httpx.Client | None = None) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.scenarios.context import Context
+from harness.scenarios.context import DEFINITE, Context
 from harness.scenarios.model import scenario
-from sim_trustly.reconciliation import PAGE_LIMIT, summarize
 
 REC_DUTY = ("Trustly Scan and Pay: settlement between Trustly and the casino; DESIGN §5 "
             "(double-entry ledger), §6 (Trustly total = CMS total = EGM meters)")
@@ -56,38 +56,92 @@ def rec_001(ctx: Context) -> None:
                sum(meters.values()), money=True)
 
 
+@dataclass
+class _Ledger:
+    """One side's money of this run, per transactionId and per EGM."""
+
+    applied: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per EGM
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+
+
+def _this_runs_payments(ctx: Context) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Trustly's records of the payments this run made, by transactionId; and the ids of
+    payments that never reached a definite outcome."""
+    by_transaction: dict[str, dict[str, Any]] = {}
+    unsettled: list[str] = []
+    for payment_id in sorted(ctx.run.payments()):
+        record = ctx.payment_record(payment_id)
+        if record.get("status") not in DEFINITE:
+            unsettled.append(payment_id)
+        if record.get("transactionId"):
+            by_transaction[str(record["transactionId"])] = record
+    return by_transaction, unsettled
+
+
+def _applied(ctx: Context, transaction_id: str) -> dict[str, Any] | None:
+    """The CMS's outcome of `transaction_id` when it says APPLIED (its status inquiry)."""
+    answer = ctx.cms.get_funding(transaction_id)
+    found = answer.json() if answer.status_code == 200 else {}
+    return found if isinstance(found, dict) and found.get("status") == "APPLIED" else None
+
+
+def _reconcile(ctx: Context) -> _Ledger:
+    """Every transactionId of this run, Trustly's record against the CMS's inquiry."""
+    payments, unsettled = _this_runs_payments(ctx)
+    ledger = _Ledger(unsettled=unsettled)
+    for transaction_id in sorted(set(payments) | ctx.run.direct()):
+        applied, payment = _applied(ctx, transaction_id), payments.get(transaction_id)
+        if applied is not None:
+            ledger.applied[str(applied.get("egmId"))] += int(applied.get("amount") or 0)
+        if payment is None:
+            continue  # the harness's own funding: only the meters can contradict it
+        credited = payment.get("status") == "CREDITED"
+        seen = (applied.get("egmId"), applied.get("amount")) if applied else None
+        if credited != (applied is not None) or (
+                seen is not None and seen != (payment.get("egmId"), payment.get("amount"))):
+            ledger.differences.append({
+                "transactionId": transaction_id, "trustly": payment.get("status"),
+                "trustlyAmount": payment.get("amount"), "cms": seen})
+    return ledger
+
+
 @scenario(
-    "REC-002", "The whole run reconciles: every payment Trustly credited the CMS applied",
-    requirement=REC_DUTY,
-    tags=("reconciliation",), needs=("fundings",),
-    steps=("Read Trustly's payments of this run (GET /_sim/payments?since=<run start> on "
-           "the harness's Trustly) and the CMS's decided fundings (GET /_sim/fundings on the "
-           "CMS's control API, with the CMS's own token), and reconcile them "
-           "transactionId by transactionId.",
-           "The only fundings no Trustly payment explains are the ones the harness posted "
-           "itself, as TPAS, in the Funding API scenarios.",
-           "Trustly's total plus the harness's own applied fundings equals the CMS's total.",
-           "Where the CMS reports its ledger, it balances."))
+    "REC-002", "The whole run reconciles: Trustly's payments, the CMS's fundings and the meters",
+    requirement=f"{REC_DUTY}. Scoped to what this run created (its payments and "
+                "transactionIds), so data from earlier runs or other traffic before it never "
+                "counts.",
+    tags=("reconciliation",),
+    steps=("For every payment this run made through Trustly, read Trustly's record (the "
+           "harness's own Trustly) and ask the CMS's status inquiry for its transactionId: a "
+           "CREDITED payment is APPLIED with the same EGM and amount, any other outcome is "
+           "not applied.",
+           "Ask the status inquiry for every transactionId the harness posted itself, as TPAS.",
+           "The EGMs' meters went up since the run's first scenario by exactly what those "
+           "APPLIED fundings add up to, EGM by EGM (a credit under no transactionId of the "
+           "run shows here).",
+           "Every payment of the run reached a definite outcome; where the CMS reports its "
+           "ledger (fundings hook), it balances."))
 def rec_002(ctx: Context) -> None:
-    params = {"since": ctx.run.since} if ctx.run.since else {}
-    payments = ctx.trustly_admin("/_sim/payments", limit=PAGE_LIMIT, **params)["payments"]
-    answer = ctx.cms_control("GET", "/_sim/fundings", params=params)
-    ctx.require("the CMS's fundings can be read", 200, answer.status_code)
-    report = summarize(payments, answer.json().get("fundings") or [])
-    direct = ctx.run.direct()
-    differences = report.get("differences") or []
-    mine = [d for d in differences
-            if d.get("kind") == "APPLIED_NOT_CREDITED" and d.get("transactionId") in direct]
-    others = [d for d in differences if d not in mine]
-    ctx.expect("no difference but the harness's own fundings", [], others, money=True)
-    applied_directly = sum(int(d.get("cmsAmount") or 0) for d in mine)
-    ctx.expect("Trustly's total + the harness's fundings = the CMS's total",
-               report.get("cmsTotal"), int(report.get("trustlyTotal") or 0) + applied_directly,
-               money=True)
-    state = ctx.cms_control("GET", "/_sim/state")
-    ledger = state.json().get("ledger") if state.status_code == 200 else None
-    if isinstance(ledger, dict) and "balanced" in ledger:
-        ctx.expect("the CMS's ledger balances", True, ledger.get("balanced"), money=True)
+    start = ctx.run.start_meters()
+    ledger = _reconcile(ctx)
+    now = ctx.meters(list(start))
+    rises = {egm: now[egm] - start[egm] for egm in sorted(start) if now[egm] != start[egm]}
+    applied = {egm: amount for egm, amount in sorted(ledger.applied.items()) if amount}
+    unexplained = sum(rises.values()) - sum(applied.values())
+    ctx.expect("the meters rose by exactly what this run's fundings applied",
+               f"+{sum(applied.values())}", f"+{sum(rises.values())}"
+               + (f" ({unexplained:+d} that no funding of this run explains)" if unexplained
+                  else ""), ok=unexplained == 0, money=True)
+    ctx.expect("EGM by EGM", applied, rises, money=True)
+    ctx.expect("every payment Trustly credited the CMS applied, and nothing else",
+               [], ledger.differences, money=True)
+    ctx.expect("every payment of the run reached a definite outcome", [], ledger.unsettled)
+    if ctx.target.has("fundings"):
+        state = ctx.cms_control("GET", "/_sim/state")
+        books = state.json().get("ledger") if state.status_code == 200 else None
+        if isinstance(books, dict) and "balanced" in books:
+            ctx.expect("the CMS's ledger balances", True, books.get("balanced"), money=True)
 
 
 SCENARIOS = (rec_001, rec_002)

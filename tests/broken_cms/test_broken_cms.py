@@ -447,6 +447,19 @@ def test_each_planted_defect_is_caught_and_the_reason_names_its_effect(
         assert words in result.reason, (scenario_id, result.reason)
 
 
+def test_the_whole_run_reconciliation_finds_the_credits_no_transaction_id_explains(
+    tmp_path: Path,
+) -> None:
+    with broken_target(frozenset({Defect.NO_IDEMPOTENCY}), tmp_path) as target:
+        state = RunState("rec")
+        fund_001, rec_002 = (run_scenario(target, by_id()[i], state)
+                             for i in ("FUND-001", "REC-002"))
+    assert fund_001.outcome == "failed"
+    assert rec_002.outcome == "failed"
+    assert "expected +1100, observed +2200 (+1100 that no funding of this run explains)" in \
+        rec_002.reason
+
+
 def test_every_planted_defect_has_a_catching_scenario() -> None:
     assert set(CAUGHT) == set(Defect)
 
