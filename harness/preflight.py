@@ -11,7 +11,7 @@ problem ends the run before any scenario with one paragraph that names the cause
 2. its auth works: the OAuth2 token request succeeds (or Basic / API key are accepted), as
    TPAS and as the EGM; every EGM of the target answers its read with a `creditMeter`;
 3. each hook the target declares answers in its documented shape (`reset` is never called:
-   it would forget the CMS's data);
+   it would forget the CMS's data); then the clocks are aligned (`open_target`'s `align`);
 4. when the CMS can be asked for a QR (`cms.egm.acquire_qr`), the QR is one the harness's own
    Trustly issued, else "your CMS got its QR from X; point its Trustly base URL at Y".
 
@@ -267,8 +267,14 @@ HOOK_PROBES: dict[str, Callable[[_Preflight], Probe]] = {
 }
 
 
-def run_preflight(target: Target) -> tuple[str, ...]:
-    """Check `target` (see the module docstring); what was found, or a PreflightError."""
+def run_preflight(target: Target,
+                  align: Callable[[Target], None] | None = None) -> tuple[str, ...]:
+    """Check `target` (see the module docstring); what was found, or a PreflightError.
+
+    `align` (the clocks' alignment) runs once the hooks are known to answer and before the
+    QR is asked for: a CMS whose clock an earlier run left a day ahead would otherwise judge
+    the harness's fresh Trustly's QR expired.
+    """
     with target.cms_client() as client:
         client.timeout = TIMEOUT
         check = _Preflight(target, client)
@@ -276,5 +282,11 @@ def run_preflight(target: Target) -> tuple[str, ...]:
         check.auth()
         check.egms()
         check.hooks()
+        if align is not None:
+            try:
+                align(target)
+            except TargetError as exc:
+                raise check.fail(f"the clocks could not be aligned ({exc}). Check the clock "
+                                 "hook (docs/partner-contract.md).") from None
         check.qr()
     return tuple(check.notes)

@@ -189,9 +189,8 @@ def open_target(spec: TargetSpec) -> Iterator[Target]:
             target = _open_local(spec)
         else:
             target = _open_partner(stack, spec)
-        target = replace(target, preflight=target.preflight + run_preflight(target))
-        _align_clocks(target)
-        yield target
+        found = run_preflight(target, align=_align_clocks)  # aligns before it asks for a QR
+        yield replace(target, preflight=target.preflight + found)
 
 
 def _open_embedded(stack: ExitStack, spec: TargetSpec) -> Target:

@@ -14,18 +14,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from werkzeug.serving import make_server
 
 from harness.preflight import PreflightError
 from harness.targets import load_target, open_target
+from sim_cms.app import create_app as create_cms
+from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.settings import TrustlySettings
+from simkit.clock import system_now
 from simkit.db import sqlite_url
 from tests.e2e.processes import SCANPAY, free_port
 from tests.plugin.partner_cms import serve_partner_cms
 
 REPO = Path(__file__).resolve().parents[2]
+ADMIN = "preflight-admin-token"
 
 
 def certify(target: Path, reports: Path) -> subprocess.CompletedProcess[str]:
@@ -151,3 +156,39 @@ def test_wrong_credentials_an_unknown_egm_and_a_hook_that_does_not_answer_are_di
         assert f"declares the clock hook, but GET {cms.base_url}/_sim/clock answered " \
                "HTTP 404" in said, said
         assert "remove it from control.hooks" in said, said
+
+
+@contextmanager
+def cms_with_clock(data_dir: Path, trustly_port: int) -> Iterator[str]:
+    """sim_cms on a free port with its control API and a controllable clock."""
+    settings = CmsSettings(database_url=sqlite_url(str(data_dir / "clock-cms.db")),
+                           trustly=TrustlyLink(base_url=f"http://127.0.0.1:{trustly_port}"),
+                           admin_token=ADMIN, controllable_clock=True)
+    app = create_cms(settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="clock-cms").start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.extensions["sim_cms"].db.dispose()
+
+
+def test_a_cms_clock_left_a_day_ahead_is_aligned_before_the_qr_is_checked(
+    tmp_path: Path,
+) -> None:
+    """An earlier run leaves the CMS's clock ahead; the preflight must not judge the fresh
+    Trustly's QR by it before the clocks are aligned."""
+    port = free_port()
+    with cms_with_clock(tmp_path, port) as cms_url:
+        moved = httpx.post(f"{cms_url}/_sim/clock", json={"advance": 86_400},
+                           headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)
+        assert moved.status_code == 200, moved.text
+        toml = partner_toml(tmp_path / "acme.toml", cms_url, port)
+        toml.write_text(toml.read_text() +
+                        f'\n[control]\nadmin_token = "{ADMIN}"\nhooks = ["clock"]\n')
+        with open_target(load_target(toml)) as target:
+            assert "QR issued by the harness's Trustly" in target.preflight
+            ahead = target.now() - system_now()
+            assert ahead.total_seconds() > 86_000  # Trustly now runs on the CMS's day

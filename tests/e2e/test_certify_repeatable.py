@@ -56,9 +56,6 @@ def test_two_runs_in_a_row_against_one_long_running_cms_both_pass(
     _two_runs(databases, tmp_path, realign=True)
 
 
-@pytest.mark.xfail(strict=True, reason="harness/targets.py open_target runs the preflight "
-                   "before _align_clocks: the second run's fresh Trustly issues a QR that has "
-                   "expired on the CMS's clock (a day ahead) and the preflight exits 2")
 def test_a_second_run_starts_from_the_clock_the_first_left_and_passes(
     databases: DatabaseFactory, tmp_path: Path,
 ) -> None:
