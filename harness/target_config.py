@@ -59,7 +59,8 @@ HOOK_MEANINGS: dict[str, str] = {
     "faults": "POST/DELETE {control}/_sim/faults declares faults (e.g. apply_then_drop)",
     "journal": "GET {control}/_sim/journal lists the CMS's requests and responses",
     "reset": "POST {control}/_sim/reset forgets the CMS's data (the catalogue never needs it)",
-    "fundings": "GET {control}/_sim/fundings lists decided fundings (whole-run reconciliation)",
+    "fundings": "GET {control}/_sim/fundings lists decided fundings; with it REC-002 also "
+                "checks the CMS's ledger balances (GET {control}/_sim/state)",
     "qr-rotate": "POST {control}/_sim/qr/rotate runs one QR rotation pass now",
 }
 # The control API calls of each hook (docs/api/partner-hooks.openapi.json documents each).
