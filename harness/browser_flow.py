@@ -3,10 +3,10 @@
 One headless Chromium, two windows. The first is the EGM: it opens the CMS's EGM screen
 (`/egm/<id>`) and keeps it open. The harness reads the QR from a screenshot of that window
 (the pixels, as a phone camera does), then opens the decoded url in a second window sized
-and dressed as a phone, picks the amount, logs in at the demo bank and clicks Approve on the
-microsite's real form. Back on the first window, it waits (bounded) for the screen's own
-polling to show the new meter; the page is marked before and checked after, so a reload
-cannot pass for the live update.
+and dressed as a phone, picks the amount, checks the confirmation page shows that amount,
+logs in at the demo bank and clicks Approve on the microsite's real forms. Back on the first
+window, it waits (bounded) for the screen's own polling to show the new meter; the page is
+marked before and checked after, so a reload cannot pass for the live update.
 
 The steps are separate methods of `BrowserFlow` so the browser tests can assert between
 them; `run_browser_flow` chains them and turns a failed step into a result, never a raise.
@@ -252,13 +252,29 @@ class BrowserFlow:
         return format_money(amount, currency)
 
     def approve(self) -> None:
-        """Choose the amount, log in at the demo bank, and click Approve."""
+        """Choose the amount, check the confirmation shows it, log in at the demo bank, and
+        click Approve."""
         shown = self.choose_amount()
+        self.driver.find_element(By.ID, "continue").click()
+        confirmed = self._wait(self._confirmed_amount, "the amount's confirmation")
+        if confirmed != shown:
+            raise BrowserFlowError("confirm", f"chose {shown} but the page confirms {confirmed}")
         self.driver.find_element(By.ID, "username").send_keys(self.options.username)
         self.driver.find_element(By.ID, "password").send_keys(self.options.password)
         self.step("demo bank", f"amount {shown}, user {self.options.username}",
                   "phone-filled")
         self.driver.find_element(By.ID, "approve").click()
+
+    def _confirmed_amount(self, driver: Chrome) -> str | None:
+        """The amount the confirmation page shows; a refusal ends the wait with its text."""
+        state = driver.execute_script(
+            "const a = document.getElementById('confirm-amount');"
+            "const e = document.getElementById('form-error');"
+            "return {amount: a && a.textContent, error: e && e.textContent};")
+        if state.get("error"):
+            raise BrowserFlowError("amount", f"the microsite refused: {state['error'].strip()}")
+        amount = state.get("amount")
+        return str(amount).strip() if amount else None
 
     def wait_for_receipt(self) -> str:
         """Wait for the receipt's definite outcome (it reloads itself while pending)."""

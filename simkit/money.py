@@ -22,6 +22,20 @@ MAX_MINOR = 10**12
 # Used with fullmatch: `$` alone would also accept a trailing newline ("2000\n").
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _DIGITS = re.compile(r"[1-9][0-9]{0,12}|0")  # canonical: no sign, no leading zeros
+# An amount a person types: whole units with or without correctly placed thousands commas
+# (`1234`, `1,234`), then optionally a dot and the minor digits. ASCII digits only (`\d`
+# would also take Arabic-Indic and other digits). No leading zeros except a lone `0`.
+_TYPED = re.compile(
+    r"(?P<whole>0|[1-9][0-9]*|[1-9][0-9]{0,2}(?:,[0-9]{3})+)(?:\.(?P<frac>[0-9]+))?"
+)
+# A comma followed by one or two final digits is how much of Europe writes cents: `20,5`.
+_DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]{1,2}")
+# A currency sign a person may put in front, and the currencies it can stand for.
+_SIGNS: dict[str, frozenset[str]] = {
+    "$": frozenset({"USD", "CAD", "AUD", "MXN", "SGD", "NZD"}),
+    "€": frozenset({"EUR"}),
+    "£": frozenset({"GBP"}),
+}
 
 
 class InvalidAmount(SimError):
@@ -54,6 +68,61 @@ def parse_minor(value: Any, field: str = "amount") -> int:
     if minor > MAX_MINOR:
         raise InvalidAmount(f"{field} must be at most {MAX_MINOR}", field)
     return minor
+
+
+def parse_typed_amount(text: str, currency: str, field: str = "amount") -> int:
+    """Minor units of an amount a person typed in major units, or raise `InvalidAmount`.
+
+    Accepted only when it can mean one thing: `20`, `20.5`, `20.50`, `1,234`, `1,234.56`
+    (and a leading currency sign of `currency`, `$20`). Refused, with a message saying what
+    to type instead: a comma that is not a thousands separator (`20,5` and `0,99` are cents
+    to half the world and hundreds to the other half, so they are never guessed), badly
+    grouped thousands (`1,23,4`), more decimals than `currency` has (never rounded), signs,
+    spaces inside, anything but ASCII digits, zero, empty, and anything above `MAX_MINOR`.
+    """
+    digits = MINOR_DIGITS[parse_currency(currency)]
+    example = "25" if digits == 0 else "25 or 25." + "5".ljust(digits, "0")
+    typed = text.strip()
+    if typed[:1] in _SIGNS and currency in _SIGNS[typed[:1]]:
+        typed = typed[1:]
+    if not typed:
+        raise InvalidAmount("Type the amount you want to pay.", field)
+    match = _TYPED.fullmatch(typed)
+    if match is None:
+        raise InvalidAmount(_why_refused(typed, digits, example), field)
+    frac = match.group("frac") or ""
+    if len(frac) > digits:
+        raise InvalidAmount(_too_many_decimals(currency, digits, example), field)
+    scale: int = 10**digits
+    minor = int(match.group("whole").replace(",", "")) * scale + int(frac.ljust(digits, "0") or "0")
+    if minor == 0:
+        raise InvalidAmount("The amount must be more than zero.", field)
+    if minor > MAX_MINOR:
+        raise InvalidAmount(f"The amount must be at most {_major(MAX_MINOR, digits)}.", field)
+    return minor
+
+
+def _why_refused(typed: str, digits: int, example: str) -> str:
+    """The message for a typed amount that does not read as one number."""
+    if typed.startswith("-"):
+        return "The amount must be more than zero."
+    if digits and _DECIMAL_COMMA.fullmatch(typed):
+        return f"Use a dot for cents: type {typed.replace(',', '.')}, not {typed}."
+    if "," in typed:
+        return ("Put commas only between groups of three digits (1,234), "
+                f"or leave them out: {example}.")
+    return f"Enter the amount as a number, like {example}."
+
+
+def _too_many_decimals(currency: str, digits: int, example: str) -> str:
+    if digits == 0:
+        return f"{currency} amounts have no decimals: type a whole number, like {example}."
+    return f"{currency} amounts have at most {digits} decimals, like {example}."
+
+
+def _major(minor: int, digits: int) -> str:
+    whole, frac = divmod(minor, 10**digits)
+    return f"{whole:,}" + (f".{frac:0{digits}d}" if digits else "")
 
 
 def parse_currency(value: Any, field: str = "currency") -> str:

@@ -16,9 +16,11 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from sim_trustly import tpas
 from sim_trustly.context import trustly
+from sim_trustly.microsite.security import add_security_headers
 from simkit.http import read_json_body
 
 bp = Blueprint("microsite_api", __name__, url_prefix="/api/v1")
+bp.after_request(add_security_headers)
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -1,10 +1,17 @@
-"""The microsite's pages: the scan page with its payment form, state pages, the receipt.
+"""The microsite's pages: the amount page, its confirmation with the bank login, state pages,
+the receipt.
 
-Plain server-rendered HTML that works without JavaScript: the form POSTs to the scan page and
-is redirected (303) to the payment's receipt, so a reload never pays twice. Every page answers
+Plain server-rendered HTML that works without JavaScript. The amount form POSTs to
+`/scan/<code>/confirm`, which changes nothing and answers with the amount as it was read
+("Add $20.50 to EGM-004") and the bank login; that form POSTs to the scan page and is
+redirected (303) to the payment's receipt, so a reload never pays twice. Every page answers
 with the status its situation deserves (410 expired, 409 used, 404 unknown, 403 wrong
 merchant, 400 for a form that does not validate) and is never cached, because a code's state
-changes within minutes. Only POST changes state.
+changes within minutes. Only POST to the scan page changes state.
+
+Every response carries `security.HEADERS`: a Content-Security-Policy that allows only this
+site's own scripts and styles (the pages have no inline ones) and no framing, so another site
+cannot dress the bank login in its own frame.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ from werkzeug.wrappers import Response
 
 from sim_trustly import tpas
 from sim_trustly.context import trustly
-from sim_trustly.microsite.forms import payment_body
+from sim_trustly.microsite.forms import amount_from_form, payment_body
+from sim_trustly.microsite.security import add_security_headers
 from sim_trustly.microsite.wording import money_text, outcome_headline, reason_text
 from sim_trustly.tpas import PaymentView, ScanView
 from simkit.errors import SimError
+from simkit.money import parse_minor
 
-bp = Blueprint("microsite", __name__, template_folder="templates")
+bp = Blueprint("microsite", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/assets/microsite")
+bp.after_request(add_security_headers)
 
 NO_STORE = {"Cache-Control": "no-store"}
 STATE_STATUS = {"ACTIVE": 200, "EXPIRED": 410, "USED": 409, "UNKNOWN": 404,
@@ -43,9 +54,24 @@ def scan_page(code: str) -> Page:
     return _form_page(scan, {}, None)
 
 
+@bp.post("/scan/<code>/confirm")
+def scan_confirm(code: str) -> Page:
+    """The amount as it was read, with the bank login; or the amount page (400) saying why."""
+    scan = tpas.describe_scan(trustly(), code)
+    if scan.state != "ACTIVE":
+        return _state_page(scan)
+    try:
+        minor = amount_from_form(request.form, scan.currency)
+    except SimError as error:
+        if error.http_status >= 500:
+            raise
+        return _form_page(scan, request.form, error)
+    return _confirm_page(scan, minor, {}, None)
+
+
 @bp.post("/scan/<code>")
 def scan_pay(code: str) -> Page | Response:
-    """Pay from the form: 303 to the receipt, or the form again (4xx) saying what is wrong."""
+    """Pay the confirmed amount: 303 to the receipt, or the page again (4xx) saying why."""
     ctx = trustly()
     scan = tpas.describe_scan(ctx, code)
     if scan.state != "ACTIVE":
@@ -58,7 +84,7 @@ def scan_pay(code: str) -> Page | Response:
     except SimError as error:
         if error.http_status >= 500:
             raise
-        return _form_page(scan, request.form, error)
+        return _refused_page(scan, request.form, error)
     response = redirect(url_for(".receipt_page", payment_id=payment.payment_id), 303)
     response.headers.update(NO_STORE)
     return response
@@ -106,21 +132,48 @@ def _state_page(scan: ScanView, status: int | None = None) -> Page:
     return page, STATE_STATUS.get(scan.state, status or 400), NO_STORE
 
 
+def _remaining_s(scan: ScanView) -> int:
+    if scan.expires_at is None:
+        return 0
+    return max(0, int((scan.expires_at - trustly().clock.now()).total_seconds()))
+
+
 def _form_page(scan: ScanView, form: Mapping[str, str], error: SimError | None) -> Page:
-    """The payment form, filled with what was sent (never the password) and any error."""
-    remaining = 0
-    if scan.expires_at is not None:
-        remaining = max(0, int((scan.expires_at - trustly().clock.now()).total_seconds()))
+    """The amount form, filled with what was sent and any error."""
     typed = form.get("custom_amount", "")
     choice = "" if typed else form.get("amount", "")
     page = render_template(
         "scan_form.html", code=scan.code, casino=scan.merchant_name, egm_id=scan.egm_id,
-        currency=scan.currency, chosen=choice, typed=typed, username=form.get("username", ""),
+        currency=scan.currency, chosen=choice, typed=typed,
         amounts=[(str(a), money_text(a, scan.currency)) for a in scan.suggested_amounts],
-        remaining_s=remaining, keyphrases=KEYPHRASES,
+        remaining_s=_remaining_s(scan),
         error=error.message if error else None, error_field=_field(error),
     )
     return page, error.http_status if error else 200, NO_STORE
+
+
+def _confirm_page(
+    scan: ScanView, minor: int, form: Mapping[str, str], error: SimError | None
+) -> Page:
+    """The amount to confirm and the bank login (the username kept, never the password)."""
+    page = render_template(
+        "scan_confirm.html", code=scan.code, casino=scan.merchant_name, egm_id=scan.egm_id,
+        minor=minor, amount=money_text(minor, scan.currency), remaining_s=_remaining_s(scan),
+        username=form.get("username", ""), keyphrases=KEYPHRASES,
+        error=error.message if error else None, error_field=_field(error),
+    )
+    return page, error.http_status if error else 200, NO_STORE
+
+
+def _refused_page(scan: ScanView, form: Mapping[str, str], error: SimError) -> Page:
+    """Back to the confirmation when only the bank login was wrong, else to the amount."""
+    try:
+        minor = parse_minor(form.get("amount", ""))
+    except SimError:
+        return _form_page(scan, {}, error)
+    if _field(error) in ("amount", "currency"):
+        return _form_page(scan, form, error)
+    return _confirm_page(scan, minor, form, error)
 
 
 def _field(error: SimError | None) -> str | None:
