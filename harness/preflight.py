@@ -12,8 +12,9 @@ problem ends the run before any scenario with one paragraph that names the cause
    TPAS and as the EGM; every EGM of the target answers its read with a `creditMeter`;
 3. each hook the target declares answers in its documented shape (`reset` is never called:
    it would forget the CMS's data); then the clocks are aligned (`open_target`'s `align`);
-4. when the CMS can be asked for a QR (`cms.egm.acquire_qr`), the QR is one the harness's own
-   Trustly issued, else "your CMS got its QR from X; point its Trustly base URL at Y".
+4. the QR of the first EGM (asked for through `cms.egm.acquire_qr`, else read from the image
+   `cms.egm.qr_png` if it shows one) is one the harness's own Trustly issued, else "your CMS
+   got its QR from X; point its Trustly base URL at Y".
 
 The fifth check, that the harness's own port is free, runs as the server is started
 (`claim_port`, called by `open_target` for a partner target) so a busy port is diagnosed
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from werkzeug.serving import get_sockaddr, select_address_family
 
-from harness.scenarios.cms_api import CmsApi, token_id_of
+from harness.scenarios.cms_api import CmsApi, decode_qr_png, token_id_of
 from harness.targets import ControlApi, Target, TargetError
 from simkit.clock import format_instant, parse_instant, system_now
 
@@ -195,11 +196,29 @@ class _Preflight:
 
     def qr(self) -> None:
         paths = self.target.egm_paths
-        if paths.acquire_qr is None:
+        url = self.asked_qr() if paths.acquire_qr is not None else self.shown_qr()
+        if url is None:
             return
+        if not self.issued_by_us(url):
+            ours = self.ours()
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+            raise self.fail(
+                f"your CMS got its QR from {origin} (it showed {url}), which is not the "
+                f"harness's Trustly: the harness plays Trustly at {ours} and never issued that "
+                f"QR, so payments would go to another Trustly. Point the CMS's Trustly base "
+                f"URL at {ours}.")
+        self.notes.append("QR issued by the harness's Trustly")
+
+    def ours(self) -> str:
+        """The base of the harness's Trustly as a CMS must be told it."""
+        return self.target.trustly_public_url or self.target.trustly.base_url
+
+    def asked_qr(self) -> str:
+        """The url of a QR the CMS was asked for now (`cms.egm.acquire_qr`)."""
+        paths = self.target.egm_paths
         egm_id = self.target.egm_ids[0]
+        assert paths.acquire_qr is not None
         path = paths.of(paths.acquire_qr, egm_id)
-        ours = self.target.trustly_public_url or self.target.trustly.base_url
         response = self.send(lambda: self.cms.call("POST", path, as_egm=True),
                              f"asks for a QR for {egm_id}")
         body = _json_object(response) if response.status_code in (200, 201) else None
@@ -208,17 +227,26 @@ class _Preflight:
             raise self.fail(
                 f"the CMS could not give {egm_id} a QR (POST {path} answered "
                 f"{_excerpt(response)}; it must answer JSON with the QR's url). A CMS gets its "
-                f"QRs from Trustly: is its Trustly base URL {ours}, with merchant "
+                f"QRs from Trustly: is its Trustly base URL {self.ours()}, with merchant "
                 f"{self.target.merchant.merchant_id!r} and accessId "
                 f"{self.target.merchant.access_id!r}?")
-        if not self.issued_by_us(url):
-            origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-            raise self.fail(
-                f"your CMS got its QR from {origin} (it showed {url}), which is not the "
-                f"harness's Trustly: the harness plays Trustly at {ours} and never issued that "
-                f"QR, so payments would go to another Trustly. Point the CMS's Trustly base "
-                f"URL at {ours}.")
-        self.notes.append("QR issued by the harness's Trustly")
+        return url
+
+    def shown_qr(self) -> str | None:
+        """The url in the QR image the first EGM shows (`cms.egm.qr_png`), if it shows one:
+        a screen with no QR yet is left to the scenarios."""
+        paths = self.target.egm_paths
+        if paths.qr_png is None:
+            return None
+        egm_id = self.target.egm_ids[0]
+        response = self.send(lambda: self.cms.qr_png(egm_id), f"reads {egm_id}'s QR image")
+        if response.status_code != 200:
+            return None
+        try:
+            texts = decode_qr_png(response.content)
+        except OSError:  # not an image
+            return None
+        return texts[0] if len(texts) == 1 else None
 
     def issued_by_us(self, url: str) -> bool:
         """Whether the harness's Trustly knows the QR (its scan page describes it)."""

@@ -86,13 +86,16 @@ def other_trustly(port: int, data_dir: Path) -> Iterator[str]:
         app.extensions["sim_trustly"].db.dispose()
 
 
+@pytest.mark.parametrize("egm_paths", ["", '[cms.egm]\nqr_png = "/egm/{egm_id}/qr.png"\n'],
+                         ids=["asked-for-a-qr", "qr-image-only"])
 def test_a_cms_that_gets_its_qr_from_another_trustly_exits_2_naming_both(
-    tmp_path: Path,
+    tmp_path: Path, egm_paths: str,
 ) -> None:
     harness_port = free_port()
     with serve_partner_cms(tmp_path) as cms, \
             other_trustly(cms.trustly_port, tmp_path) as elsewhere:
         target = partner_toml(tmp_path / "acme.toml", cms.base_url, harness_port)
+        target.write_text(target.read_text() + egm_paths)
         done = certify(target, tmp_path / "reports")
     report = assert_not_run(done, tmp_path / "reports")
     ours = f"http://127.0.0.1:{harness_port}"
