@@ -27,7 +27,8 @@ def issue_qrcode_token() -> tuple[Response, int]:
             "HTTP Basic credentials (accessId:accessKey) are required",
             challenge=AUTH_CHALLENGE, code="AUTHENTICATION_FAILED",
         )
-    caller = authenticate(ctx.db, *basic, ctx.clock.now(), ctx.lockout)
+    caller = authenticate(ctx.db, *basic, ctx.clock.now(), ctx.lockout,
+                          source=request.remote_addr)
     token_request = parse_token_request(read_json_body(request, ctx.settings.max_body_bytes))
     issued = issue_for_merchant(
         ctx.db, caller, token_request, ctx.settings, clock=ctx.clock, keyrings=ctx.keyrings

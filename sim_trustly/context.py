@@ -30,7 +30,8 @@ class TrustlyContext:
     def lockout(self) -> LockoutPolicy:
         """The lockout policy the settings describe."""
         s = self.settings
-        return LockoutPolicy(s.lockout_threshold, s.lockout_window_s, s.lockout_s)
+        return LockoutPolicy(s.lockout_threshold, s.lockout_window_s, s.lockout_s,
+                             s.lockout_scope)
 
 
 def trustly() -> TrustlyContext:

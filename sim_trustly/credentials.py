@@ -4,6 +4,12 @@ accessKeys are machine-issued secrets, so a salted SHA-256 is the right hash (as
 tokens): it makes a stolen table useless without slowing every request the way a password
 hash would. The comparison is constant time, and an unknown accessId is checked against a
 dummy hash so that response time does not reveal which accessIds exist.
+
+The lockout counts failures per (accessId, source address) by default, so a stranger who
+knows a casino's accessId locks out only their own address, never the casino's QR rotation
+(`LockoutPolicy.scope`; "access_id" counts all sources together). Each failure is counted by
+one upsert whose answer says whether that very attempt was past the threshold, so any number
+of concurrent guesses gets exactly `threshold` 401s; a success never resets the count.
 """
 
 from __future__ import annotations
@@ -16,12 +22,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sim_trustly.models import AuthLockout, Credential, Merchant, SigningKeyRow
+from sim_trustly.settings import LockoutScope
 from simkit.clock import utc
 from simkit.errors import SimError
+from simkit.sqltypes import UtcDateTime
 
 _DUMMY_SALT = secrets.token_bytes(16)
 _DUMMY_HASH = hashlib.sha256(_DUMMY_SALT + b"not-a-key").digest()
@@ -38,13 +60,26 @@ class TooManyAttempts(SimError):
         )
 
 
+ANY_SOURCE = "*"  # the source of every count when lockouts are per accessId
+UNKNOWN_SOURCE = "unknown"  # a caller whose address the server does not know
+MAX_SOURCE_CHARS = 64
+
+
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """How many failures within which window lock an accessId out, and for how long."""
+    """How many failures within which window lock a caller out, for how long, and who the
+    caller is: the accessId from one source address ("source") or from anywhere."""
 
     threshold: int = 5
     window_s: int = 60
     lockout_s: int = 60
+    scope: LockoutScope = "source"
+
+    def source_key(self, source: str | None) -> str:
+        """The `source` a failure from `source` is counted under."""
+        if self.scope == "access_id":
+            return ANY_SOURCE
+        return (source or UNKNOWN_SOURCE)[:MAX_SOURCE_CHARS]
 
 
 def hash_key(access_key: str, salt: bytes) -> bytes:
@@ -85,9 +120,12 @@ class CredentialLookup:
 
 
 def _lookup_statement() -> Select[Any]:
+    # Lockout state over every source: the fast path only needs to know whether there is
+    # any (then the full check, per source, runs in the view).
     access_id: BindParameter[str] = bindparam("access_id")
-    lockout = select(AuthLockout.locked_until).where(AuthLockout.access_id == access_id)
-    failures = select(AuthLockout.failures).where(AuthLockout.access_id == access_id)
+    of_id = AuthLockout.access_id == access_id
+    lockout = select(func.max(AuthLockout.locked_until)).where(of_id)
+    failures = select(AuthLockout.failures).where(of_id).limit(1)
     active = select(SigningKeyRow.kid).where(SigningKeyRow.active.is_(True)).limit(1)
     return (
         select(
@@ -105,6 +143,8 @@ _LOOKUP = _lookup_statement()  # built once: constructing it cost more than runn
 
 def lookup_credential(connection: Connection, access_id: str) -> CredentialLookup | None:
     """One round trip: credential, merchant, lockout state and the active signing kid.
+
+    `locked_until` and `has_failures` are about the accessId from any source.
 
     None when the accessId is unknown (callers then take the slow, failure path).
     """
@@ -125,31 +165,79 @@ def key_matches(found: CredentialLookup | None, access_key: str) -> bool:
     return found is not None and matches
 
 
-
-
-def raise_if_locked(session: Session, access_id: str, now: datetime) -> None:
-    """Raise TooManyAttempts while `access_id` is locked out."""
-    row = session.get(AuthLockout, access_id)
+def raise_if_locked(session: Session, access_id: str, source: str, now: datetime) -> None:
+    """Raise TooManyAttempts while `access_id` is locked out for `source` (a source key)."""
+    row = session.get(AuthLockout, (access_id, source))
     if row is not None and row.locked_until is not None and row.locked_until > now:
-        raise TooManyAttempts(math.ceil((row.locked_until - now).total_seconds()))
+        raise TooManyAttempts(_retry_after(row.locked_until, now))
 
 
 def record_failure(
+    session: Session, access_id: str, source: str, now: datetime, policy: LockoutPolicy
+) -> TooManyAttempts | None:
+    """Count a failed attempt; the TooManyAttempts to answer when it is past the threshold
+    (returned, not raised, so that the count commits).
+
+    One upsert counts and answers, so concurrent failures are numbered 1, 2, 3... with no
+    two the same: the first `threshold` of a window are 401s (the last of them locks), every
+    later one is a 429. A window that has passed, or a lockout that has ended, starts over.
+    """
+    failures, locked_until = session.execute(
+        _failure_upsert(session, access_id, source, now, policy)
+    ).one()
+    if failures > policy.threshold and locked_until is not None and utc(locked_until) > now:
+        return TooManyAttempts(_retry_after(utc(locked_until), now))
+    return None
+
+
+def _failure_upsert(
+    session: Session, access_id: str, source: str, now: datetime, policy: LockoutPolicy
+) -> Any:
+    table = AuthLockout.__table__
+    at = literal(now, UtcDateTime())
+    until = literal(now + timedelta(seconds=policy.lockout_s), UtcDateTime())
+    cutoff = literal(now - timedelta(seconds=policy.window_s), UtcDateTime())
+    stale: ColumnElement[bool] = or_(  # a window that ended unlocked, or a lockout that ended
+        and_(table.c.locked_until.is_(None), table.c.window_start <= cutoff),
+        and_(table.c.locked_until.is_not(None), table.c.locked_until <= at),
+    )
+    counted = case((stale, 1), else_=table.c.failures + 1)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table).values(
+        access_id=access_id, source=source, failures=1, window_start=now,
+        locked_until=now + timedelta(seconds=policy.lockout_s) if policy.threshold <= 1 else None,
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.access_id, table.c.source],
+        set_={
+            "failures": counted,
+            "window_start": case((stale, at), else_=table.c.window_start),
+            "locked_until": case(
+                (counted == policy.threshold, until),
+                (stale, literal(None, UtcDateTime())),
+                else_=table.c.locked_until,
+            ),
+        },
+    ).returning(table.c.failures, table.c.locked_until)
+
+
+def forget_stale_failures(
     session: Session, access_id: str, now: datetime, policy: LockoutPolicy
 ) -> None:
-    """Count a failed attempt; lock the accessId once the threshold is reached in the window."""
-    row = session.get(AuthLockout, access_id, with_for_update=True)
-    if row is None:
-        row = AuthLockout(access_id=access_id, failures=0, window_start=now)
-        session.add(row)
-    if now - row.window_start >= timedelta(seconds=policy.window_s):
-        row.failures, row.window_start, row.locked_until = 0, now, None
-    row.failures += 1
-    if row.failures >= policy.threshold:
-        row.locked_until = now + timedelta(seconds=policy.lockout_s)
+    """After a success, drop `access_id`'s counts whose window and lockout have both ended.
+
+    A live window is kept (a success must not wipe out an attacker's failures); dropping the
+    ended ones lets the token fast path serve the accessId again.
+    """
+    cutoff = now - timedelta(seconds=policy.window_s)
+    session.execute(delete(AuthLockout).where(
+        AuthLockout.access_id == access_id,
+        or_(
+            and_(AuthLockout.locked_until.is_(None), AuthLockout.window_start <= cutoff),
+            and_(AuthLockout.locked_until.is_not(None), AuthLockout.locked_until <= now),
+        ),
+    ))
 
 
-def clear_failures(session: Session, access_id: str) -> None:
-    """Forget earlier failures of `access_id` after it authenticated successfully."""
-    session.execute(delete(AuthLockout).where(AuthLockout.access_id == access_id))
-
+def _retry_after(locked_until: datetime, now: datetime) -> int:
+    return max(1, math.ceil((locked_until - now).total_seconds()))

@@ -5,7 +5,6 @@ Knows nothing of Flask: the auth_service blueprint parses HTTP and calls these f
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 from collections.abc import Callable
@@ -95,22 +94,26 @@ class Authenticated:
 
 
 def authenticate(
-    db: Database, access_id: str, access_key: str, now: datetime, policy: LockoutPolicy
+    db: Database, access_id: str, access_key: str, now: datetime, policy: LockoutPolicy,
+    *, source: str | None = None,
 ) -> Authenticated:
-    """The merchant of a valid credential; failures count towards the accessId's lockout.
+    """The merchant of a valid credential; failures count towards the lockout of `access_id`
+    from `source` (the caller's address; ignored when the policy's scope is the accessId).
 
-    The common case (right key, no lockout) costs one read; failures take the write path.
+    The common case (right key, no failures anywhere) costs one read; failures take the
+    write path, and any failure on record costs one more read to check this caller's lock.
     """
+    key = policy.source_key(source)
     with db.core_read() as connection:
         found = credentials.lookup_credential(connection, access_id)
-    if found is None:
+    if found is None or found.has_failures:
         with db.read() as session:
-            credentials.raise_if_locked(session, access_id, now)
-    if found is not None and found.locked_until is not None and found.locked_until > now:
-        raise credentials.TooManyAttempts(math.ceil((found.locked_until - now).total_seconds()))
+            credentials.raise_if_locked(session, access_id, key, now)
     if not credentials.key_matches(found, access_key):
         with db.write() as session:
-            credentials.record_failure(session, access_id, now, policy)
+            locked = credentials.record_failure(session, access_id, key, now, policy)
+        if locked is not None:  # a guess that raced past the threshold
+            raise locked
         raise Unauthorized(
             "invalid accessId or accessKey", challenge=AUTH_CHALLENGE,
             code="AUTHENTICATION_FAILED",
@@ -118,7 +121,7 @@ def authenticate(
     assert found is not None
     if found.has_failures:
         with db.write() as session:
-            credentials.clear_failures(session, access_id)
+            credentials.forget_stale_failures(session, access_id, now, policy)
     return Authenticated(found.merchant, found.active_kid)
 
 

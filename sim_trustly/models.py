@@ -71,11 +71,13 @@ class QrTokenRow(Base):
 
 
 class AuthLockout(Base):
-    """Failed authentication attempts for one accessId, and the lockout they earned."""
+    """Failed authentication attempts for one accessId from one source, and the lockout they
+    earned (`source` is the caller's address, or `*` when lockouts are per accessId)."""
 
     __tablename__ = "auth_lockouts"
 
     access_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -7,6 +7,10 @@ TOML layout (all optional):
     issuer = "scanpay-sim-trustly"
     token_lifetime_s = 300
     expires_at_format = "iso"        # or "epoch_ms"
+    lockout_threshold = 5            # failed authentications within lockout_window_s ...
+    lockout_window_s = 60
+    lockout_s = 60                   # ... lock the caller out this long
+    lockout_scope = "source"         # or "access_id"; env SCANPAY_TRUSTLY_LOCKOUT_SCOPE
 
     [[trustly.merchants]]
     merchant_id = "demo-merchant"
@@ -25,10 +29,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile, cms_profile_values
 from simkit.settings import ConfigError, env_flag, load_toml, require_type, section
+
+# Who a lockout stops: an accessId from one source address, or an accessId from anywhere.
+LockoutScope = Literal["source", "access_id"]
 
 ExpiresAtFormat = Literal["iso", "epoch_ms"]
 DEFAULT_PORT = 8710
@@ -88,6 +95,9 @@ class TrustlySettings:
     lockout_threshold: int = 5
     lockout_window_s: int = 60
     lockout_s: int = 60
+    # Who a lockout stops: the accessId from the failing source address ("source"), or the
+    # accessId from everywhere ("access_id"). See docs/fidelity.md.
+    lockout_scope: LockoutScope = "source"
     # TPAS tuning (funding attempts and backoff are per CMS: the partner profile's retries):
     # how long a worker holds a payment, when a CREATED one is stale, when to give up, sweep.
     tpas_lease_s: int = 60
@@ -106,6 +116,10 @@ class TrustlySettings:
             raise ConfigError(f"leeway_s must be between 0 and {MAX_LEEWAY_S} seconds")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ConfigError("the admin token must be at least 8 characters")
+        if self.lockout_scope not in get_args(LockoutScope):
+            raise ConfigError(f"lockout_scope must be one of {', '.join(get_args(LockoutScope))}")
+        if min(self.lockout_threshold, self.lockout_window_s, self.lockout_s) < 1:
+            raise ConfigError("lockout_threshold, lockout_window_s, lockout_s must be >= 1")
         if min(self.tpas_lease_s, self.tpas_stale_after_s, self.tpas_give_up_after_s) < 1:
             raise ConfigError("tpas_lease_s, tpas_stale_after_s, tpas_give_up_after_s must be >= 1")
 
@@ -162,7 +176,8 @@ def load_trustly_settings(
     values: dict[str, Any] = {
         key: raw[key] for key in (
             "public_base_url", "issuer", "token_lifetime_s", "expires_at_format", "leeway_s",
-            "max_body_bytes", "lockout_threshold", "lockout_window_s", "lockout_s", "journal",
+            "max_body_bytes", "lockout_threshold", "lockout_window_s", "lockout_s",
+            "lockout_scope", "journal",
             *TPAS_KEYS,
         ) if key in raw
     }
@@ -181,6 +196,8 @@ def load_trustly_settings(
     if env.get("SCANPAY_ADMIN_TOKEN"):
         values["admin_token"] = env["SCANPAY_ADMIN_TOKEN"]
     values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
+    if env.get("SCANPAY_TRUSTLY_LOCKOUT_SCOPE"):
+        values["lockout_scope"] = env["SCANPAY_TRUSTLY_LOCKOUT_SCOPE"]
     if env.get("SCANPAY_TRUSTLY_PUBLIC_URL"):
         values["public_base_url"] = env["SCANPAY_TRUSTLY_PUBLIC_URL"]
     values.update(cms_profile_values(raw, env, base))  # [trustly.cms*], SCANPAY_TRUSTLY_CMS_URL
