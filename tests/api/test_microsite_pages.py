@@ -230,6 +230,20 @@ def test_expired_code_page_is_410_and_paying_it_credits_nothing(
     assert floor.meter() == 0
 
 
+def test_a_code_that_expires_on_the_confirmation_page_pays_nothing(
+    floor: Floor, clock: ManualClock
+) -> None:
+    code = floor.show_qr()
+    page = confirm(floor, code, amount="5000")
+    assert page.status_code == 200
+    clock.advance(301)
+    assert confirm(floor, code).status_code == 410
+    paid = floor.trustly.post(f"/scan/{code}", data=form(amount=confirmed_amount(page)))
+    assert paid.status_code == 410
+    assert "expired" in text_of(paid)
+    assert floor.meter() == 0
+
+
 def test_unknown_code_page_is_404(floor: Floor) -> None:
     response = floor.trustly.get("/scan/AAAAAAAAAAAAAAAAAAAAAA")
     assert response.status_code == 404
