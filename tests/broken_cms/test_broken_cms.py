@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -480,3 +481,16 @@ def test_the_reference_passes_the_scenarios_awaiting_it(scenario_id: str, tmp_pa
     with broken_target(frozenset(), tmp_path) as target:
         result = _run(target, scenario_id)
     assert result.outcome == "passed", result.reason
+
+
+def test_without_an_acquire_qr_path_each_payment_gets_a_qr_the_run_has_not_used(
+    tmp_path: Path,
+) -> None:
+    """The screen is read instead: the spent QR is rotated away (clock hook) before reuse,
+    rather than the scenario erroring with Trustly's QR_CODE_USED."""
+    with broken_target(frozenset(), tmp_path) as target:
+        screen_only = replace(target, egm_paths=replace(target.egm_paths, acquire_qr=None))
+        state = RunState("scr", since=format_instant(target.earliest_now()))
+        results = [run_scenario(screen_only, by_id()[i], state)
+                   for i in ("LIM-003", "REC-001", "LIM-002", "REC-002")]
+    assert {r.id: (r.outcome, r.reason) for r in results if r.outcome != "passed"} == {}
