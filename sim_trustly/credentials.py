@@ -196,11 +196,7 @@ def _failure_upsert(
     table = AuthLockout.__table__
     at = literal(now, UtcDateTime())
     until = literal(now + timedelta(seconds=policy.lockout_s), UtcDateTime())
-    cutoff = literal(now - timedelta(seconds=policy.window_s), UtcDateTime())
-    stale: ColumnElement[bool] = or_(  # a window that ended unlocked, or a lockout that ended
-        and_(table.c.locked_until.is_(None), table.c.window_start <= cutoff),
-        and_(table.c.locked_until.is_not(None), table.c.locked_until <= at),
-    )
+    stale = _ended(now, policy)
     counted = case((stale, 1), else_=table.c.failures + 1)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     insert = dialect.insert(table).values(
@@ -229,14 +225,19 @@ def forget_stale_failures(
     A live window is kept (a success must not wipe out an attacker's failures); dropping the
     ended ones lets the token fast path serve the accessId again.
     """
-    cutoff = now - timedelta(seconds=policy.window_s)
     session.execute(delete(AuthLockout).where(
-        AuthLockout.access_id == access_id,
-        or_(
-            and_(AuthLockout.locked_until.is_(None), AuthLockout.window_start <= cutoff),
-            and_(AuthLockout.locked_until.is_not(None), AuthLockout.locked_until <= now),
-        ),
+        AuthLockout.access_id == access_id, _ended(now, policy)
     ))
+
+
+def _ended(now: datetime, policy: LockoutPolicy) -> ColumnElement[bool]:
+    """A count that is over at `now`: its window ended without a lockout, or its lockout ended."""
+    at = literal(now, UtcDateTime())
+    cutoff = literal(now - timedelta(seconds=policy.window_s), UtcDateTime())
+    return or_(
+        and_(AuthLockout.locked_until.is_(None), AuthLockout.window_start <= cutoff),
+        and_(AuthLockout.locked_until.is_not(None), AuthLockout.locked_until <= at),
+    )
 
 
 def _retry_after(locked_until: datetime, now: datetime) -> int:
