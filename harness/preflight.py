@@ -105,6 +105,7 @@ class _Preflight:
         self.notes: list[str] = []
 
     def fail(self, text: str) -> PreflightError:
+        """The error for one problem, worded as a diagnosis."""
         return PreflightError(f"Preflight failed: {text}")
 
     def send(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
@@ -119,12 +120,14 @@ class _Preflight:
                 f"{_WHERE_CMS.get(self.target.kind, 'the CMS base URL')}.") from None
 
     def reachable(self) -> None:
+        """The CMS answers at all (any status: no credentials are sent yet)."""
         paths = self.target.egm_paths
         self.send(lambda: self.client.get(paths.of(paths.read, self.target.egm_ids[0])),
                   "reads an EGM")
         self.notes.append(f"CMS reachable at {self.target.cms.base_url}")
 
     def auth(self) -> None:
+        """The OAuth2 token request succeeds; the Funding API takes TPAS's credentials."""
         profile = self.target.cms_profile
         if profile.auth.kind == "oauth2_client_credentials":
             response = self.send(self.cms.fetch_token, "asks for an OAuth2 token")
@@ -145,6 +148,7 @@ class _Preflight:
                 "in the target file.")
 
     def egms(self) -> None:
+        """Every EGM of the target answers its read, as the EGM, with a creditMeter."""
         paths = self.target.egm_paths
         for egm_id in self.target.egm_ids:
             path = paths.of(paths.read, egm_id)
@@ -165,6 +169,7 @@ class _Preflight:
         self.notes.append(f"{len(self.target.egm_ids)} EGM(s) answer")
 
     def hooks(self) -> None:
+        """Every declared hook but `reset` answers its probe (`HOOK_PROBES`)."""
         control = self.target.cms_control
         declared = sorted(hook for hook in self.target.hooks if hook in HOOK_PROBES)
         if control is None or not declared:
@@ -174,6 +179,7 @@ class _Preflight:
         self.notes.append(f"hooks answer: {', '.join(declared)}")
 
     def hook(self, control: ControlApi, hook: str) -> None:
+        """One hook's probe: reachable, the admin token taken, the documented shape."""
         method, path, kwargs, member = HOOK_PROBES[hook](self)
         try:
             with control.client(timeout_s=READ_S) as client:
@@ -195,6 +201,7 @@ class _Preflight:
                 "(the scenarios that need it are then skipped).")
 
     def qr(self) -> None:
+        """The first EGM's QR was issued by the harness's own Trustly (when it can be seen)."""
         paths = self.target.egm_paths
         url = self.asked_qr() if paths.acquire_qr is not None else self.shown_qr()
         if url is None:
