@@ -35,6 +35,7 @@ VERDICT_BADGES = {"PASSED": ("ok", "Passed"), "FAILED": ("bad", "Failed"),
 FILTER_SCRIPT = """
 (function () {
   var bar = document.getElementById('filters');
+  if (!bar) { return; }  // a run that never started has no scenarios to filter
   bar.hidden = false;
   bar.addEventListener('click', function (event) {
     var button = event.target.closest('button[data-filter]');

@@ -120,6 +120,7 @@ def test_a_run_that_never_started_reports_its_diagnosis(tmp_path: Path) -> None:
     page = render_html(run).replace("&#39;", "'")
     assert '<div class="verdict bad" id="verdict">Not run</div>' in page
     assert DIAGNOSIS in page and run.server_log in page
+    assert 'id="counts"' not in page and 'id="filters"' not in page  # nothing ran to count
 
 
 def _result(checks: list[Check]) -> ScenarioResult:
