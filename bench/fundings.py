@@ -1,10 +1,15 @@
 """Fundings per second on PostgreSQL (`POST /cws/v1/fundings`) against `pgbench -N`.
 
 sim_cms runs under the production serving on a scratch PostgreSQL database; sim_trustly (on
-SQLite) is there only so the CMS can acquire one QR per EGM first, because a funding must
-name a QR the EGM displayed (`qrTokenId`, else 422 QR_TOKEN_MISMATCH). The OAuth token is
+SQLite) is there so the CMS can acquire a QR per EGM through its own API first. A funding must
+name a QR token the EGM displayed (`qrTokenId`, else 422 QR_TOKEN_MISMATCH), and a QR token
+pays one funding (else 422 QR_TOKEN_USED), so the phase needs one displayed token per
+funding: tens of thousands, more than acquiring them through Trustly could make in the time
+the phase lasts. They are written straight into the scratch database as displayed tokens (the
+rows the CMS's own acquisition writes), before the clock starts. The OAuth token is
 obtained once with tpas-client/tpas-secret. Then `--clients` (8) closed-loop clients post
-fundings: distinct transactionIds, amount 1 (minor unit), each client on its own EGMs (so
+fundings: distinct transactionIds and QR tokens, amount 1 (minor unit), each client on its
+own EGMs (so
 the clients measure the server, not one EGM's row lock) and cycling over 64 UBAIs of its own
 (the default daily limit, 100000 per UBAI, allows 100000 fundings each per gaming day; the
 EGMs' credit caps are set out of reach in the CMS's TOML). Every answer must be 201.
@@ -20,25 +25,51 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import psycopg
 
 from bench.loadgen import build_request
 from bench.pg import PostgresUnavailable, pgbench_tps, scratch_database
 from bench.report import BenchResult, Check
 from bench.run import RunOptions, measure
 from bench.sims import acquire_qr, applied_fundings, cms_access_token, meter_total, sims
+from simkit.clock import system_now
 
 TARGET_VS_PGBENCH = 0.25
 UBAIS_PER_CLIENT = 64
 AMOUNT = 1
 
 
-def _funding_requests(token: str, qr_by_egm: dict[str, str],
+# Displayed QR tokens written per second of phase (warm-up included): above any rate this
+# machine reaches, so the clients never run out.
+TOKENS_PER_S = 6000
+
+
+def show_qr_tokens(cms_db: str, egms: list[str], count: int) -> dict[str, Iterator[str]]:
+    """`count` QR tokens displayed on the EGMs (round robin), as rows of the CMS's database;
+    Trustly's expiry of each is a day away. Returns an iterator of each EGM's tokens."""
+    run = uuid.uuid4().hex[:8]
+    now = system_now()  # the sims under test run on the system clock
+    later = now + timedelta(days=1)
+    tokens = {egm: [f"bench-qr-{run}-{egm}-{n}" for n in range(count // len(egms) + 1)]
+              for egm in egms}
+    with psycopg.connect(cms_db) as connection, connection.cursor() as cursor, \
+            cursor.copy("COPY qr_displays (qr_token_id, egm_id, url, token, expires_at, "
+                        "rotates_at, displayed_at) FROM STDIN") as copy:
+        for egm, names in tokens.items():
+            for name in names:
+                copy.write_row((name, egm, f"https://bench/{name}", "jwt", later, later, now))
+    return {egm: iter(names) for egm, names in tokens.items()}
+
+
+def _funding_requests(token: str, qr_tokens: dict[str, Iterator[str]],
                       clients: int) -> Callable[[int, int], bytes]:
-    """A request maker for the load generator: a new transactionId on every call."""
+    """A request maker for the load generator: a new transactionId and QR token every call."""
     run = uuid.uuid4().hex[:8]
     numbers = itertools.count()
-    egms = sorted(qr_by_egm)
+    egms = sorted(qr_tokens)
     own = {c: [e for i, e in enumerate(egms) if i % clients == c] for c in range(clients)}
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -48,7 +79,7 @@ def _funding_requests(token: str, qr_by_egm: dict[str, str],
         egm = mine[sequence % len(mine)]
         body = {"transactionId": f"bench-{run}-{n}", "egmId": egm, "amount": AMOUNT,
                 "currency": "USD", "ubai": f"bench-{run}-{client}-{sequence % UBAIS_PER_CLIENT}",
-                "qrTokenId": qr_by_egm[egm]}
+                "qrTokenId": next(qr_tokens[egm])}
         return build_request("POST", "/cws/v1/fundings", json.dumps(body).encode(), headers)
 
     return make
@@ -62,10 +93,12 @@ def run(options: RunOptions) -> BenchResult:
         with scratch_database(options.pg_admin_url, "bench_cms") as cms_db, \
              sims(options, None, cms_db, options.clients) as running:
             token = cms_access_token(running.cms)
-            qrs = {egm: str(acquire_qr(running.cms, token, egm)["qrTokenId"])
-                   for egm in running.egms}
+            for egm in running.egms:  # the CMS's own acquisition works on this floor
+                acquire_qr(running.cms, token, egm)
+            qr_tokens = show_qr_tokens(cms_db, running.egms, int(
+                TOKENS_PER_S * (options.warmup_s + options.duration_s)) + 1000)
             meters_before = meter_total(running.cms, token)
-            requests = _funding_requests(token, qrs, options.clients)
+            requests = _funding_requests(token, qr_tokens, options.clients)
             phase = measure(running.cms, "fundings", requests, options.clients, options,
                             expected=201)
             meters_after = meter_total(running.cms, token)

@@ -8,7 +8,9 @@ POST `{"transactionId", "egmId", "amount", "currency", "ubai", "qrTokenId"}`:
   "appliedAt"}` when the credit is on the meter.
 - A decided rejection, stored under the transactionId (problem+json with `code` and
   `transactionId`): 404 EGM_NOT_FOUND, 503 EGM_OFFLINE, 409 EGM_BUSY, 409 EGM_DOOR_OPEN,
-  409 EGM_TILT, 422 INVALID_AMOUNT, 422 QR_TOKEN_MISMATCH, 422 CREDIT_LIMIT_EXCEEDED,
+  409 EGM_TILT, 422 INVALID_AMOUNT, 422 QR_TOKEN_MISMATCH, 422 QR_TOKEN_USED (the token
+  already paid another funding: one funding per QR token), 422 QR_TOKEN_EXPIRED (Trustly's
+  expiry of the token plus `funding_grace_s` has passed), 422 CREDIT_LIMIT_EXCEEDED,
   422 DAILY_LIMIT_EXCEEDED (with `remaining`), checked in that order.
 - The same transactionId with the same fields again: the stored status and body, byte for
   byte, with `Idempotent-Replayed: true`. With any field changed: 422 IDEMPOTENCY_KEY_REUSED

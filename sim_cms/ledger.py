@@ -21,7 +21,7 @@ the audit append, and one commit; no rollback.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -39,6 +39,7 @@ from sim_cms.funding import (
 from sim_cms.models import Egm, FundingRecord, LedgerEntry, LedgerTransaction
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
+from simkit.clock import format_instant
 from simkit.db import Database
 from simkit.errors import SimError
 from simkit.hot_connections import HotIntegrityError
@@ -120,6 +121,9 @@ def apply_on_hot_path(
             limit = settings.default_daily_limit if row.daily_limit is None \
                 else row.daily_limit
             if (_refusal_before_limits(None, row, request, displayed_on=row.qr_egm_id)
+                    or _refusal_by_qr_use(row, request, expires_at=row.qr_expires_at,
+                                          funded_by=row.qr_funded_by, now=now,
+                                          grace_s=settings.funding_grace_s)
                     or _refusal_by_limits(None, row, row, request, settings,
                                           daily_limit=limit)):
                 raise _NotTheCommonCase
@@ -160,6 +164,10 @@ def _decide(
         day = limits.gaming_day(now, settings)
         refusal = _refusal_before_limits(
             session, egm, request, displayed_on=egm.qr_egm_id if egm is not None else None)
+        if refusal is None and egm is not None:
+            refusal = _refusal_by_qr_use(egm, request, expires_at=egm.qr_expires_at,
+                                         funded_by=egm.qr_funded_by, now=now,
+                                         grace_s=settings.funding_grace_s)
         if refusal is not None or egm is None:
             return _store_rejection(session, request, refusal, day, now)
         usage = limits.lock_usage(session, request.ubai, day)
@@ -224,6 +232,29 @@ def _refusal_before_limits(
         return SimError("QR_TOKEN_MISMATCH", 422,
                         f"QR token {request.qr_token_id} was not displayed on EGM {egm.id}",
                         transactionId=tid, egmId=egm.id)
+    return None
+
+
+def _refusal_by_qr_use(
+    egm: EgmLike, request: FundingRequest, *, expires_at: datetime | None,
+    funded_by: str | None, now: datetime, grace_s: int,
+) -> SimError | None:
+    """A QR token pays one funding, and only until `grace_s` after Trustly's expiry of it.
+
+    The grace covers a player who scanned just before the expiry and whose bank, and TPAS's
+    retries, took a while; a token named long after that is not a payment that just happened.
+    """
+    tid = request.transaction_id
+    if funded_by is not None:
+        return SimError("QR_TOKEN_USED", 422,
+                        f"QR token {request.qr_token_id} already paid funding {funded_by}; "
+                        "a QR token pays one funding", transactionId=tid, egmId=egm.id,
+                        fundedBy=funded_by)
+    if expires_at is not None and now > expires_at + timedelta(seconds=grace_s):
+        return SimError("QR_TOKEN_EXPIRED", 422,
+                        f"QR token {request.qr_token_id} expired at "
+                        f"{format_instant(expires_at)}, more than {grace_s} s ago",
+                        transactionId=tid, egmId=egm.id, expiredAt=format_instant(expires_at))
     return None
 
 

@@ -38,6 +38,7 @@ from sim_cms.models import (
     LedgerTransaction,
     LimitUsage,
     QrDisplay,
+    QrFunding,
 )
 from simkit.sqltypes import UtcDateTime
 
@@ -60,6 +61,10 @@ _LOCK_FOR_FUNDING = (
         _FUNDINGS.c.http_status, _FUNDINGS.c.response_body, _FUNDINGS.c.error_code,
         select(QrDisplay.egm_id).where(QrDisplay.qr_token_id == bindparam("qr"))
         .scalar_subquery().label("qr_egm_id"),
+        select(QrDisplay.expires_at).where(QrDisplay.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_expires_at"),
+        select(QrFunding.transaction_id).where(QrFunding.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_funded_by"),
         select(DailyLimit.daily_limit).where(DailyLimit.ubai == bindparam("ubai"))
         .scalar_subquery().label("daily_limit"),
     )
@@ -88,6 +93,7 @@ _ADD_TO_USAGE = (
     .values(used=_USAGE.c.used + bindparam("add"))
 )
 _INSERT_FUNDING = insert(_FUNDINGS)
+_INSERT_QR_FUNDING = insert(cast(Table, QrFunding.__table__))
 
 
 def check_balanced(reference: str, legs: Sequence[tuple[str, int]]) -> None:
@@ -102,7 +108,9 @@ def lock_for_funding(connection: Connection, request: FundingRequest) -> AnyRow 
     None when the EGM does not exist. Columns: the EGM's `id`, `state`, `credit_meter`,
     `credit_limit`, `currency`; the stored outcome's `transaction_id` (None when the id was
     never decided), `fingerprint`, `http_status`, `response_body`, `error_code`; `qr_egm_id`
-    (the EGM the QR token was shown on) and `daily_limit` (None: the default applies).
+    (the EGM the QR token was shown on), `qr_expires_at` (Trustly's expiry of the token),
+    `qr_funded_by` (the transactionId the token already paid, if any) and `daily_limit`
+    (None: the default applies).
     """
     return connection.execute(_LOCK_FOR_FUNDING, {
         "egm": request.egm_id, "tid": request.transaction_id, "qr": request.qr_token_id,
@@ -182,6 +190,9 @@ _PG_OUTCOME = """
         VALUES (:tid, :fingerprint, 'APPLIED', :status, NULL, :body, :egm, :ubai,
             CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
         RETURNING transaction_id
+    ), claim AS (
+        INSERT INTO qr_fundings (qr_token_id, transaction_id, funded_at)
+        VALUES (:qr, :tid, :now)
     ),"""
 _PG_CREDIT_WRITES = _PG_LEDGER_ROWS + _PG_TOTALS + _PG_OUTCOME
 _PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindparams(
@@ -213,11 +224,12 @@ def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
 # path decides it). The first statement moves the EGM's meter (which locks its row), then
 # creates-or-moves the UBAI's usage row for the gaming day (it reads the EGM CTE, so the locks
 # come in the general path's order: EGM row, usage row), and returns the values from *before*
-# the move with the stored outcome of the transactionId, the EGM the QR token was displayed on,
+# the move with what the decision reads beside them: the stored outcome of the transactionId,
+# the EGM the QR token was displayed on and its expiry, the funding it already paid (if any),
 # the UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; the
-# general path makes a missing one). No row: the EGM does not exist. The decision is taken on
-# those values; the second statement writes the ledger rows, the stored answer and the audit
-# record, and is committed in the same round trip.
+# general path makes a missing one). No row: the EGM does not exist. The second statement
+# writes the ledger rows, the stored answer, the QR token's claim and the audit record, and is
+# committed in the same round trip.
 PG_HOT_MOVE_TOTALS = """
     WITH egm AS (
         UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
@@ -230,13 +242,15 @@ PG_HOT_MOVE_TOTALS = """
         RETURNING gaming_day, used - CAST(:plus AS BIGINT) AS used
     )
     SELECT egm.id, egm.state, egm.credit_meter, egm.credit_limit, egm.currency,
-           f.transaction_id,
-           (SELECT q.egm_id FROM qr_displays q WHERE q.qr_token_id = :qr) AS qr_egm_id,
+           f.transaction_id, q.egm_id AS qr_egm_id, q.expires_at AS qr_expires_at,
+           (SELECT c.transaction_id FROM qr_fundings c WHERE c.qr_token_id = :qr)
+               AS qr_funded_by,
            (SELECT d.daily_limit FROM daily_limits d WHERE d.ubai = :ubai) AS daily_limit,
            usage.gaming_day, usage.used,
            EXISTS (SELECT 1 FROM audit_head h WHERE h.id = :head) AS audit_head
     FROM egm CROSS JOIN usage
     LEFT JOIN funding_records f ON f.transaction_id = :tid
+    LEFT JOIN qr_displays q ON q.qr_token_id = :qr
 """
 PG_HOT_CREDIT = _PG_LEDGER_ROWS + _PG_OUTCOME + audit.pg_chain_sql(after="outcome")
 
@@ -254,6 +268,9 @@ def write_credit(connection: Connection, request: FundingRequest, outcome: Fundi
                            currency=request.currency, now=now, legs=list(legs))
         add_credit(connection, request, day)
         insert_funding(connection, request, outcome, day, now)
+        connection.execute(_INSERT_QR_FUNDING, {
+            "qr_token_id": request.qr_token_id, "transaction_id": request.transaction_id,
+            "funded_at": now})
         audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
                           payload=audit_payload, now=now)
         return

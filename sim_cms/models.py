@@ -189,6 +189,19 @@ class QrDisplay(Base):
     displayed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class QrFunding(Base):
+    """The one funding a QR token paid for: a second funding naming it fails on the key.
+
+    Rows are only inserted, with the applied funding, in its transaction.
+    """
+
+    __tablename__ = "qr_fundings"
+
+    qr_token_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(128))
+    funded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class QrState(Base):
     """Per EGM: the QR on screen now, when to acquire the next, and the last Trustly error."""
 

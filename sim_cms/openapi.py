@@ -199,13 +199,15 @@ def _create_funding(s: CmsSettings) -> dict[str, Any]:
                            "another request with this transactionId is being decided (not "
                            "stored: retry the same request).",
                            headers=REPLAYED, required=("transactionId",)),
-            "422": problem(422, ["INVALID_AMOUNT", "QR_TOKEN_MISMATCH", "CREDIT_LIMIT_EXCEEDED",
+            "422": problem(422, ["INVALID_AMOUNT", "QR_TOKEN_MISMATCH", "QR_TOKEN_USED",
+                                 "QR_TOKEN_EXPIRED", "CREDIT_LIMIT_EXCEEDED",
                                  "DAILY_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"],
                            "Well-formed but refused: amount zero or negative or not in the "
-                           "EGM's currency, QR token not displayed on this EGM, the meter's "
-                           "cap, the UBAI's daily limit (stored decisions, `remaining` tells "
-                           "what is left), or the transactionId was used for a different "
-                           "request (not stored).",
+                           "EGM's currency, QR token not displayed on this EGM, already paid "
+                           "for another funding or expired more than `funding_grace_s` ago, "
+                           "the meter's cap, the UBAI's daily limit (stored decisions, "
+                           "`remaining` tells what is left), or the transactionId was used "
+                           "for a different request (not stored).",
                            headers=REPLAYED, required=("transactionId",)),
             "503": problem(503, ["EGM_OFFLINE"], "The EGM is offline (stored decision: a "
                            "retry replays it; use a new payment once the EGM is back).",

@@ -71,6 +71,8 @@ _CODE_MEMBERS: dict[str, list[str]] = {
     "EGM_DOOR_OPEN": ["egmId", "state"], "EGM_TILT": ["egmId", "state"],
     "EGM_OFFLINE": ["egmId", "state"], "INVALID_AMOUNT": ["transactionId", "field"],
     "QR_TOKEN_MISMATCH": ["transactionId", "egmId"],
+    "QR_TOKEN_USED": ["transactionId", "egmId", "fundedBy"],
+    "QR_TOKEN_EXPIRED": ["transactionId", "egmId", "expiredAt"],
     "CREDIT_LIMIT_EXCEEDED": ["transactionId", "egmId", "creditMeter", "creditLimit",
                               "available"],
     "DAILY_LIMIT_EXCEEDED": ["transactionId", "remaining", "dailyLimit", "gamingDay"],

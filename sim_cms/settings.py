@@ -11,6 +11,7 @@ TOML layout (all optional):
     max_daily_limit = 1000000        # the cap no limit may exceed
     access_token_ttl_s = 300
     rotation_buffer_s = 30
+    funding_grace_s = 3600           # a QR token may be funded this long after it expired
 
     [cms.trustly]                    # where the CMS gets its QR tokens
     base_url = "http://127.0.0.1:8710"
@@ -98,6 +99,7 @@ class CmsSettings:
     journal: bool | None = None
     max_body_bytes: int = 16 * 1024
     qr_retry_max_s: int = 60
+    funding_grace_s: int = 3600
 
     def __post_init__(self) -> None:
         parse_currency(self.currency)
@@ -112,6 +114,8 @@ class CmsSettings:
                 f"default_daily_limit ({self.default_daily_limit}) is above the cap "
                 f"max_daily_limit ({self.max_daily_limit})"
             )
+        if self.funding_grace_s < 0:
+            raise ConfigError("funding_grace_s must be zero or more seconds")
         if self.default_daily_limit < 0 or self.access_token_ttl_s < 1:
             raise ConfigError("limits and TTLs must be positive")
         if self.admin_token is not None and len(self.admin_token) < 8:
@@ -153,7 +157,7 @@ def _client(raw: Any, where: str) -> ClientConfig:
 _SCALARS = (
     "casino_name", "location_id", "currency", "time_zone", "day_start_hour",
     "default_daily_limit", "max_daily_limit", "access_token_ttl_s", "rotation_buffer_s",
-    "max_body_bytes", "journal", "qr_retry_max_s",
+    "max_body_bytes", "journal", "qr_retry_max_s", "funding_grace_s",
 )
 
 

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 # Decisions the reference CMS stores under the transactionId (sim_cms.ledger).
 DECIDED_CODES = frozenset({
     "EGM_NOT_FOUND", "EGM_OFFLINE", "EGM_BUSY", "EGM_DOOR_OPEN", "EGM_TILT",
-    "INVALID_AMOUNT", "QR_TOKEN_MISMATCH", "CREDIT_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED",
+    "INVALID_AMOUNT", "QR_TOKEN_MISMATCH", "QR_TOKEN_USED", "QR_TOKEN_EXPIRED",
+    "CREDIT_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED",
     "IDEMPOTENCY_KEY_REUSED",
 })
 # Malformed requests: refused before anything was decided, and refused again if repeated.

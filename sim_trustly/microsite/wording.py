@@ -17,6 +17,8 @@ REASONS: dict[str, str] = {
     "DAILY_LIMIT_EXCEEDED": "This would take you over your daily funding limit at this casino.",
     "CREDIT_LIMIT_EXCEEDED": "This would take the machine over its credit limit.",
     "QR_TOKEN_MISMATCH": "The casino did not show this QR code on that machine.",
+    "QR_TOKEN_USED": "This QR code has already paid for a top-up; scan the machine's new code.",
+    "QR_TOKEN_EXPIRED": "This QR code expired long ago; scan the machine's current code.",
     "INVALID_AMOUNT": "The casino does not accept this amount.",
     "LIMIT_CHECK_FAILED": "We could not check your daily limit with the casino.",
     "CMS_UNAVAILABLE": "We could not reach the casino.",

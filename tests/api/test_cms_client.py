@@ -34,6 +34,7 @@ PROFILE = dataclasses.replace(DEFAULT_CMS_PROFILE, base_url="http://cms.test")
 TOKEN_PATH = "/cws/v1/oauth/token"
 EGM = "EGM-001"
 QR = "qr-shown-on-egm-001"
+NEXT_QR = "qr-scanned-by-the-next-player"  # a QR token pays one funding
 
 
 class Recorder(httpx.BaseTransport):
@@ -74,9 +75,11 @@ class TimeoutAfter(httpx.BaseTransport):
 def cms(make_cms: CmsFactory) -> Flask:
     app = make_cms()
     now = app.extensions["sim_cms"].clock.now()
-    with app.extensions["sim_cms"].db.write() as session:  # the QR the player scanned
-        session.add(QrDisplay(qr_token_id=QR, egm_id=EGM, url=f"https://t/{QR}", token="jwt",
-                              expires_at=now, rotates_at=now, displayed_at=now))
+    with app.extensions["sim_cms"].db.write() as session:  # the QRs players scanned
+        for shown in (QR, NEXT_QR):
+            session.add(QrDisplay(qr_token_id=shown, egm_id=EGM, url=f"https://t/{shown}",
+                                  token="jwt", expires_at=now, rotates_at=now,
+                                  displayed_at=now))
     return app
 
 
@@ -265,7 +268,7 @@ def test_shared_clock_past_the_token_ttl_refreshes_once_before_the_call(
 ) -> None:
     adapter.post_funding(call("tx-a"))
     clock.advance(301)  # the CMS token TTL is 300 s; TPAS reads the same clock
-    assert adapter.post_funding(call("tx-b")).outcome == "APPLIED"
+    assert adapter.post_funding(call("tx-b", qr_token_id=NEXT_QR)).outcome == "APPLIED"
     assert wire.count("POST", TOKEN_PATH) == 2
     assert wire.count("POST", "/cws/v1/fundings", 401) == 0
 
@@ -276,7 +279,7 @@ def test_token_expired_at_the_cms_is_refreshed_once_and_the_call_retried(
     adapter = ReferenceAdapter(PROFILE, wire, clock=ManualClock(START))  # TPAS's own clock
     adapter.post_funding(call("tx-a"))
     clock.advance(301)  # only the CMS's time moves: TPAS learns of the expiry from the 401
-    result = adapter.post_funding(call("tx-b"))
+    result = adapter.post_funding(call("tx-b", qr_token_id=NEXT_QR))
     assert result.outcome == "APPLIED" and result.credit_meter == 4000
     assert wire.count("POST", "/cws/v1/fundings", 401) == 1
     assert wire.count("POST", TOKEN_PATH) == 2

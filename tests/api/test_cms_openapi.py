@@ -13,6 +13,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +126,23 @@ def exercise_fundings(ex: Exchanges) -> None:
                           ("EGM-005", "OFFLINE")):
         _set_state(ex.client, egm_id, state)
         _fund(ex, _funding_body(qr, f"tx-{state}", egmId=egm_id))
+    fresh = ex.send("POST", "/cws/v1/egms/EGM-001/qr").get_json()["qrTokenId"]
     for tid, changes in (("tx-zero", {"amount": 0}), ("tx-other-qr", {"qrTokenId": "nope"}),
                          ("tx-cap", {"amount": 600_000}), ("tx-day", {"amount": 100_001}),
-                         ("tx-applied", {"amount": 2001})):
-        assert _fund(ex, _funding_body(qr, tid, **changes)).status_code == 422
+                         ("tx-applied", {"amount": 2001}), ("tx-qr-used", {"qrTokenId": qr})):
+        assert _fund(ex, _funding_body(fresh, tid, **changes)).status_code == 422
     exercise_status_inquiry(ex)
+
+
+def exercise_expired_qr(ex: Exchanges, clock: ManualClock) -> None:
+    """A QR token named after Trustly's expiry plus the grace (the clock moves past both)."""
+    shown = ex.send("POST", "/cws/v1/egms/EGM-006/qr").get_json()
+    settings = ex.app.extensions["sim_cms"].settings
+    clock.set(datetime.fromisoformat(shown["expiresAt"].replace("Z", "+00:00"))
+              + timedelta(seconds=settings.funding_grace_s + 1))
+    ex.bearer = cms_bearer(ex.client)
+    body = _funding_body(shown["qrTokenId"], "tx-expired-qr", egmId="EGM-006")
+    assert _fund(ex, body).get_json()["code"] == "QR_TOKEN_EXPIRED"
 
 
 def exercise_status_inquiry(ex: Exchanges) -> None:
@@ -224,6 +237,7 @@ def test_real_responses_cover_every_documented_status_and_code(
     exercise_limits(ex)
     exercise_egms(ex)
     exercise_trustly_failures(ex)
+    exercise_expired_qr(ex, clock)
     exercise_faults_and_auth(ex, clock)
     assert documented_statuses(ex.contract.document) - ex.contract.seen == set()
     missing = {code for code in documented_codes(ex.contract.document) - ex.codes

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from sim_cms import audit, ledger
+from sim_cms.egms import EGM_ID
 from sim_cms.models import (
     Egm,
     FundingRecord,
@@ -35,11 +36,19 @@ EGM = "EGM-001"
 QR = "qr-token-egm-001"
 
 
+def own_qr(transaction_id: str) -> str:
+    """The QR token `funding` names for a transaction by default."""
+    return f"qr-{transaction_id}"
+
+
 def display_qr(app: Flask, egm_id: str, qr_token_id: str) -> None:
-    """Test setup: record that the CMS showed `qr_token_id` on `egm_id`."""
+    """Test setup: record that the CMS showed `qr_token_id` on `egm_id` (Trustly's expiry of
+    the token is the moment it was shown); nothing if it was already shown."""
     ctx = app.extensions["sim_cms"]
     now = ctx.clock.now()
     with ctx.db.write() as session:
+        if session.get(QrDisplay, qr_token_id) is not None:
+            return
         session.add(QrDisplay(qr_token_id=qr_token_id, egm_id=egm_id, url=f"https://t/{qr_token_id}",
                               token="jwt", expires_at=now, rotates_at=now, displayed_at=now))
 
@@ -51,9 +60,10 @@ def set_state(client: FlaskClient, egm_id: str, state: str) -> None:
 
 
 def funding(transaction_id: str = "tx-1", **changes: Any) -> dict[str, Any]:
-    """A well-formed funding body for EGM-001 and its displayed QR."""
+    """A well-formed funding body for EGM-001, naming a QR token of its own (`qr-<id>`):
+    a QR token pays one funding. `post` shows that token on the EGM first."""
     body = {"transactionId": transaction_id, "egmId": EGM, "amount": 2000, "currency": "USD",
-            "ubai": "ubai-alice", "qrTokenId": QR}
+            "ubai": "ubai-alice", "qrTokenId": own_qr(transaction_id)}
     body.update(changes)
     return body
 
@@ -118,7 +128,12 @@ def auth(client: FlaskClient) -> dict[str, str]:
 
 
 def post(client: FlaskClient, auth: dict[str, str], body: Any) -> Any:
-    """POST a funding body as JSON."""
+    """POST a funding body as JSON; a body naming its own QR token (`funding`'s default)
+    gets that token shown on its EGM first, as a player can only pay a code the EGM showed."""
+    egm_id = body.get("egmId") if isinstance(body, dict) else None
+    if (isinstance(egm_id, str) and EGM_ID.fullmatch(egm_id)
+            and body.get("qrTokenId") == own_qr(str(body.get("transactionId")))):
+        display_qr(client.application, egm_id, body["qrTokenId"])
     return client.post("/cws/v1/fundings", json=body, headers=auth)
 
 
@@ -236,6 +251,40 @@ def test_rejection_is_stored_and_changes_nothing_but_one_audit_record(
     assert (inquiry["status"], inquiry["httpStatus"], inquiry["code"]) == \
         ("REJECTED", status, code)
     assert inquiry["response"] == problem
+
+
+def test_a_qr_token_pays_one_funding_and_a_second_changes_nothing(
+    app: Flask, client: FlaskClient, auth: dict[str, str],
+) -> None:
+    first = post(client, auth, funding("tx-a"))
+    assert first.status_code == 201
+    before = snapshot(app)
+    refused = post(client, auth, funding("tx-b", ubai="ubai-bob", qrTokenId=own_qr("tx-a")))
+    assert refused.status_code == 422
+    problem = refused.get_json()
+    assert (problem["code"], problem["fundedBy"], problem["transactionId"]) == \
+        ("QR_TOKEN_USED", "tx-a", "tx-b")
+    unchanged_but_audit(before, snapshot(app), audited=1, stored=1)
+    replay = post(client, auth, funding("tx-a"))  # the funding that used it still replays
+    assert (replay.status_code, replay.data) == (201, first.data)
+
+
+def test_a_qr_token_is_payable_until_the_grace_after_its_expiry_and_refused_after(
+    app: Flask, client: FlaskClient, auth: dict[str, str],
+) -> None:
+    clock = app.extensions["sim_cms"].clock
+    grace = app.extensions["sim_cms"].settings.funding_grace_s
+    display_qr(app, EGM, "qr-late")  # Trustly's expiry of both tokens: now
+    display_qr(app, EGM, "qr-too-late")
+    clock.advance(grace)
+    auth = cms_bearer(client)
+    assert post(client, auth, funding("tx-late", qrTokenId="qr-late")).status_code == 201
+    clock.advance(0.001)
+    before = snapshot(app)
+    refused = post(client, auth, funding("tx-too-late", ubai="ubai-bob", qrTokenId="qr-too-late"))
+    assert refused.status_code == 422
+    assert refused.get_json()["code"] == "QR_TOKEN_EXPIRED"
+    unchanged_but_audit(before, snapshot(app), audited=1, stored=1)
 
 
 def test_daily_limit_rejection_tells_what_remains(

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from sim_cms.funding_fast_path import FUNDINGS_PATH
-from tests.api.test_funding_api import ADMIN, display_qr, funding, snapshot
+from tests.api.test_funding_api import ADMIN, display_qr, funding, own_qr, snapshot
 from tests.conftest import cms_bearer
 
 pytestmark = pytest.mark.db
@@ -55,7 +55,8 @@ CASES: dict[str, dict[str, Any]] = {
 def test_fast_path_and_view_answer_alike_first_time_and_on_replay(
     cms: Flask, cms_client: FlaskClient, case: str,
 ) -> None:
-    display_qr(cms, "EGM-001", "qr-token-egm-001")
+    for transaction_id in ("tx-fast", "tx-view"):  # a QR token pays one funding
+        display_qr(cms, "EGM-001", own_qr(transaction_id))
     bearer = cms_bearer(cms_client)
     fast_body = funding("tx-fast", **CASES[case])
     fast = cms_client.post("/cws/v1/fundings", json=fast_body, headers=bearer)
@@ -78,7 +79,7 @@ def test_fast_path_and_view_answer_alike_first_time_and_on_replay(
 def test_a_fault_rule_on_the_funding_path_still_fires_and_changes_nothing(
     cms: Flask, cms_client: FlaskClient,
 ) -> None:
-    display_qr(cms, "EGM-001", "qr-token-egm-001")
+    display_qr(cms, "EGM-001", own_qr("tx-1"))
     bearer = cms_bearer(cms_client)
     before = snapshot(cms)
     response = cms_client.post("/_sim/faults", headers=ADMIN, json={
@@ -98,7 +99,7 @@ def test_a_fault_rule_on_the_funding_path_still_fires_and_changes_nothing(
 def test_requests_the_fast_path_cannot_authenticate_get_the_views_401(
     cms: Flask, cms_client: FlaskClient, headers: dict[str, str],
 ) -> None:
-    display_qr(cms, "EGM-001", "qr-token-egm-001")
+    display_qr(cms, "EGM-001", own_qr("tx-1"))
     before = snapshot(cms)
     response = cms_client.post("/cws/v1/fundings", json=funding(), headers=headers)
     assert response.status_code == 401
@@ -119,7 +120,7 @@ def test_fast_path_fundings_are_journaled_with_the_token_masked(
     cms: Flask, cms_client: FlaskClient,
 ) -> None:
     client = cms_client
-    display_qr(cms, "EGM-001", "qr-token-egm-001")
+    display_qr(cms, "EGM-001", own_qr("tx-1"))
     bearer = cms_bearer(client)
     token = bearer["Authorization"].split()[1]
     response = client.post("/cws/v1/fundings", json=funding(), headers={

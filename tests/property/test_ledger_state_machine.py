@@ -78,8 +78,7 @@ CHANGES: dict[str, Any] = {
 }
 
 
-def qr(egm_id: str) -> str:
-    return f"qr-{egm_id}"
+GRACE = timedelta(seconds=3600)  # CmsSettings.funding_grace_s, its default
 
 
 def gaming_day(now: datetime) -> date:
@@ -113,6 +112,8 @@ class Model:
     usage: dict[tuple[str, date], int] = field(default_factory=dict)
     peak_limit: dict[tuple[str, date], int] = field(default_factory=dict)
     sent: dict[str, Sent] = field(default_factory=dict)
+    shown: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # qr: EGM, expiry
+    paid_by: dict[str, str] = field(default_factory=dict)  # qr: the transactionId it paid
     decisions: int = 0
     applied: int = 0
 
@@ -129,8 +130,13 @@ class Model:
             return STATE_REFUSALS[self.states[egm]]
         if amount <= 0 or body["currency"] != "USD":
             return 422, "INVALID_AMOUNT"
-        if body["qrTokenId"] != qr(egm):
+        shown = self.shown.get(body["qrTokenId"])
+        if shown is None or shown[0] != egm:
             return 422, "QR_TOKEN_MISMATCH"
+        if body["qrTokenId"] in self.paid_by:
+            return 422, "QR_TOKEN_USED"
+        if self.now > shown[1] + GRACE:
+            return 422, "QR_TOKEN_EXPIRED"
         if self.meters[egm] + amount > CREDIT_CAP:
             return 422, "CREDIT_LIMIT_EXCEEDED"
         if self.usage.get(key, 0) + amount > self.limit(body["ubai"]):
@@ -142,6 +148,7 @@ class Model:
         self.meters[body["egmId"]] += body["amount"]
         self.usage[key] = self.usage.get(key, 0) + body["amount"]
         self.peak_limit[key] = max(self.peak_limit.get(key, 0), self.limit(body["ubai"]))
+        self.paid_by[body["qrTokenId"]] = body["transactionId"]
         self.applied += 1
 
 
@@ -163,22 +170,41 @@ class FundingMachine(RuleBasedStateMachine):
         assert self.client.post("/_sim/reset", headers=ADMIN).status_code == 200
         assert self.client.post("/_sim/clock", json={"set": START.isoformat()},
                                 headers=ADMIN).status_code == 200
-        ctx = self.app.extensions["sim_cms"]
-        with ctx.db.write() as session:
-            session.add_all(QrDisplay(qr_token_id=qr(e), egm_id=e, url="u", token="t",
-                                      expires_at=START, rotates_at=START, displayed_at=START)
-                            for e in EGM_IDS)
         self.auth = cms_bearer(self.client)
+
+    def _show(self, egm: str, *, expires_at: datetime | None = None) -> str:
+        """A new QR token shown on `egm` now (Trustly's expiry: now, unless given)."""
+        self.counter += 1
+        token, expiry = f"qr-{self.counter}", expires_at or self.model.now
+        with self.app.extensions["sim_cms"].db.write() as session:
+            session.add(QrDisplay(qr_token_id=token, egm_id=egm, url="u", token="t",
+                                  expires_at=expiry, rotates_at=expiry,
+                                  displayed_at=self.model.now))
+        self.model.shown[token] = (egm, expiry)
+        return token
+
+    def _qr_for(self, egm: str, qr_of: str | None) -> str:
+        """The QR token a new funding names: one of its own shown on `egm` (the common case),
+        one shown on another EGM, one never shown, one that already paid, or one shown so
+        long ago that it expired more than the grace ago."""
+        if qr_of == "nowhere":
+            return "qr-never-shown"
+        if qr_of == "paid" and self.model.paid_by:
+            return sorted(self.model.paid_by)[-1]
+        if qr_of == "stale":
+            return self._show(egm, expires_at=self.model.now - GRACE - timedelta(seconds=1))
+        return self._show(qr_of if qr_of in EGM_IDS else egm)
 
     # --- fundings ---------------------------------------------------------------------
 
     def _send_new(self, egm: str, ubai: str, amount: int, currency: str = "USD",
                   qr_of: str | None = None) -> str:
         """Send a funding under a new transactionId; the answer must be the model's."""
+        token = self._qr_for(egm, qr_of)
         self.counter += 1
         tid = f"tx-{self.counter}"
         body: dict[str, Any] = {"transactionId": tid, "egmId": egm, "amount": amount,
-                "currency": currency, "ubai": ubai, "qrTokenId": qr(qr_of or egm)}
+                "currency": currency, "ubai": ubai, "qrTokenId": token}
         status, code = self.model.expect(body)
         response = self.client.post("/cws/v1/fundings", json=body, headers=self.auth)
         assert response.status_code == status, response.get_data(as_text=True)
@@ -193,7 +219,7 @@ class FundingMachine(RuleBasedStateMachine):
     @rule(target=fundings, egm=st.sampled_from((*EGM_IDS, "EGM-404")),
           ubai=st.sampled_from(UBAIS), amount=AMOUNTS,
           currency=st.sampled_from(("USD", "USD", "USD", "EUR")),
-          qr_of=st.sampled_from((None, None, None, "EGM-002", "nowhere")))
+          qr_of=st.sampled_from((None, None, None, "EGM-002", "nowhere", "paid", "stale")))
     def fund(self, egm: str, ubai: str, amount: int, currency: str, qr_of: str | None) -> str:
         return self._send_new(egm, ubai, amount, currency, qr_of)
 

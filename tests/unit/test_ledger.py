@@ -135,6 +135,17 @@ def test_racing_fundings_on_one_ubai_never_exceed_its_limit(app: Flask, usage_ro
     assert ledger_transactions(app) == 1 + (used > 0)
 
 
+def test_racing_fundings_on_one_qr_token_credit_it_once(app: Flask) -> None:
+    """Seven different transactionIds naming one QR token at once: one credit, six refusals
+    (on PostgreSQL the losers of the hot path fail on the token's claim and are decided
+    again on the general path)."""
+    outcomes = in_threads(7, lambda i: post(app, request(f"tx-{i}", "EGM-001", ubai=f"u-{i}")))
+    assert Counter(o.code for o in outcomes) == {None: 1, "QR_TOKEN_USED": 6}
+    assert ledger_transactions(app) == 1
+    with db_of(app).read() as session:
+        assert session.get(Egm, "EGM-001").credit_meter == 2000  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("second", "expected"), [
     (request(egm_id="EGM-002"), (422, "IDEMPOTENCY_KEY_REUSED", False)),
     (request(), (201, None, True)),
