@@ -7,7 +7,8 @@ just before a rotation can still pay until Trustly's own expiry) and `QrState.cu
 failure `last_error`, `failures` and a backoff in `next_acquire_at`.
 
 Rotation is `rotate_due`: every EGM whose QR has reached `rotates_at` (`expiresAt - buffer`),
-or that has none, gets exactly one new acquisition, unless it is backing off. A due EGM is
+whose QR is spent (its token paid a funding: a QR token pays one), or that has none, gets
+exactly one new acquisition, unless it is backing off. A due EGM is
 first *claimed* (its `next_acquire_at` moved a lease ahead under the EGM's row lock), so the
 background worker and a screen asking at the same moment never both call Trustly.
 
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from sim_cms import qr_store
 from sim_cms.egms import EGM_ID, EgmNotFound, lock_egm
-from sim_cms.models import Egm, QrDisplay, QrState
+from sim_cms.models import Egm, QrDisplay, QrFunding, QrState
 from sim_cms.trustly_client import (
     MAX_TOKEN_ID_CHARS,
     MAX_URL_BYTES,
@@ -61,11 +62,13 @@ class QrStatus:
     failures: int
     error: str | None
     retry_at: datetime | None
+    spent: bool = False  # the current QR token already paid a funding
 
     @property
     def showable(self) -> QrDisplay | None:
-        """The current QR if a phone could still use it (not past Trustly's expiry)."""
-        if self.display is None or self.display.expires_at <= self.now:
+        """The current QR if a phone could still use it: not past Trustly's expiry, and not
+        spent (a QR token pays one funding; the next player needs the next token)."""
+        if self.display is None or self.display.expires_at <= self.now or self.spent:
             return None
         return self.display
 
@@ -125,11 +128,13 @@ def qr_status(session: Session, egm_id: str, now: datetime) -> QrStatus:
     """The EGM's QR, failure streak and next retry, for the screen and the dumps."""
     state = session.get(QrState, egm_id)
     failing = state is not None and state.failures > 0
+    display = current_qr(session, egm_id)
     return QrStatus(
-        egm_id=egm_id, now=now, display=current_qr(session, egm_id),
+        egm_id=egm_id, now=now, display=display,
         failures=state.failures if state else 0,
         error=state.last_error if failing and state else None,
         retry_at=state.next_acquire_at if failing and state else None,
+        spent=display is not None and session.get(QrFunding, display.qr_token_id) is not None,
     )
 
 
@@ -288,13 +293,15 @@ def _record_failure(ctx: CmsContext, egm_id: str, exc: TrustlyUnavailable) -> No
 
 
 def _due_clause(now: datetime) -> Any:
-    no_qr_or_due = or_(QrDisplay.qr_token_id.is_(None), QrDisplay.rotates_at <= now)
+    no_qr_or_due = or_(QrDisplay.qr_token_id.is_(None), QrDisplay.rotates_at <= now,
+                       QrFunding.qr_token_id.is_not(None))  # spent: replaced at once
     not_waiting = or_(QrState.next_acquire_at.is_(None), QrState.next_acquire_at <= now)
     return no_qr_or_due & not_waiting
 
 
 def due_for_rotation(session: Session, now: datetime, egm_id: str | None = None) -> list[str]:
-    """EGMs that need a QR now: none yet, or past `rotates_at`, and not backing off.
+    """EGMs that need a QR now: none yet, past `rotates_at`, or spent (its token already
+    paid a funding), and not backing off.
 
     `egm_id` narrows the question to one EGM (the screen's lazy check).
     """
@@ -302,6 +309,7 @@ def due_for_rotation(session: Session, now: datetime, egm_id: str | None = None)
         select(Egm.id)
         .outerjoin(QrState, QrState.egm_id == Egm.id)
         .outerjoin(QrDisplay, QrDisplay.qr_token_id == QrState.current_qr_token_id)
+        .outerjoin(QrFunding, QrFunding.qr_token_id == QrState.current_qr_token_id)
         .where(_due_clause(now))
         .order_by(Egm.id)
     )

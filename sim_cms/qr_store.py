@@ -16,12 +16,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sim_cms.models import Egm, QrDisplay, QrState
+from sim_cms.models import Egm, QrDisplay, QrFunding, QrState
 from sim_cms.reads import single_read
 from simkit.db import Database
 
 _DISPLAYS = cast(Table, QrDisplay.__table__)
 _STATES = cast(Table, QrState.__table__)
+_FUNDED = cast(Table, QrFunding.__table__)
 _COLUMNS = ("qr_token_id", "url", "token", "expires_at", "rotates_at", "displayed_at")
 _EGM_EXISTS = select(Egm.id).where(Egm.id == bindparam("egm"))
 _INSERT_DISPLAY = _DISPLAYS.insert().from_select(
@@ -115,11 +116,12 @@ _SCREEN = (
         Egm.updated_at, _STATE_OUTER.failures, _STATE_OUTER.last_error,
         _STATE_OUTER.next_acquire_at, _DISPLAYS.c.qr_token_id, _DISPLAYS.c.url,
         _DISPLAYS.c.token, _DISPLAYS.c.expires_at, _DISPLAYS.c.rotates_at,
-        _DISPLAYS.c.displayed_at,
+        _DISPLAYS.c.displayed_at, (_FUNDED.c.qr_token_id.is_not(None)).label("funded"),
     )
     .select_from(Egm.__table__)
     .outerjoin(_STATES, _STATE_OUTER.egm_id == Egm.id)
     .outerjoin(_DISPLAYS, _DISPLAYS.c.qr_token_id == _STATE_OUTER.current_qr_token_id)
+    .outerjoin(_FUNDED, _FUNDED.c.qr_token_id == _STATE_OUTER.current_qr_token_id)
     .where(Egm.id == bindparam("egm"))
 )
 
@@ -128,7 +130,8 @@ def screen_row(db: Database, egm_id: str) -> Any:
     """What the EGM screen shows, in one SELECT without a transaction, or None (no EGM).
 
     The EGM's columns, its QR state's `failures`, `last_error`, `next_acquire_at` (None
-    when it never had one) and the current display's columns (`qr_token_id` None: none).
+    when it never had one), the current display's columns (`qr_token_id` None: none) and
+    `funded` (the current QR token already paid a funding: it is spent).
     """
     with single_read(db) as connection:
         return connection.execute(_SCREEN, {"egm": egm_id}).first()

@@ -50,10 +50,11 @@ def _read_screen(ctx: CmsContext, egm_id: str) -> tuple[Egm, QrStatus, bool]:
     now, failing = ctx.clock.now(), bool(row.failures)
     status = QrStatus(egm_id=egm_id, now=now, display=display, failures=row.failures or 0,
                       error=row.last_error if failing else None,
-                      retry_at=row.next_acquire_at if failing else None)
-    # `qr_display.due_for_rotation`'s rule: no QR or past rotatesAt, and not backing off
-    # (nor claimed by another caller: a claim moves next_acquire_at ahead too).
-    due = (display is None or display.rotates_at <= now) and (
+                      retry_at=row.next_acquire_at if failing else None,
+                      spent=bool(row.funded))
+    # `qr_display.due_for_rotation`'s rule: no QR, past rotatesAt or spent, and not backing
+    # off (nor claimed by another caller: a claim moves next_acquire_at ahead too).
+    due = (display is None or display.rotates_at <= now or bool(row.funded)) and (
         row.next_acquire_at is None or row.next_acquire_at <= now)
     return egm, status, due
 

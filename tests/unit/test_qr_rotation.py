@@ -33,7 +33,7 @@ from sim_cms.settings import TrustlyLink
 from sim_trustly.issuance import flush_issued
 from sim_trustly.models import QrTokenRow
 from simkit.clock import ManualClock
-from tests.conftest import ADMIN_TOKEN, START, CmsFactory
+from tests.conftest import ADMIN_TOKEN, START, CmsFactory, cms_bearer
 
 pytestmark = pytest.mark.db
 
@@ -204,3 +204,22 @@ def test_worker_rotates_in_the_background_and_stops_when_asked(app: Flask) -> No
     assert not worker.thread.is_alive()
     assert [issued_for(app, egm) for egm in ALL_EGMS] == [1] * 10
 
+
+
+def test_a_spent_qr_is_replaced_at_once_and_never_shown_again(app: Flask) -> None:
+    """A QR token pays one funding: once a funding names the QR on screen, the screen stops
+    offering it and the next pass (or the screen's own poll) gets the next one, long before
+    its rotation time."""
+    rotate_due(ctx_of(app))
+    client = app.test_client()
+    token = client.get("/egm/EGM-003/status.json").get_json()["qrTokenId"]
+    funded = client.post("/cws/v1/fundings", headers=cms_bearer(client), json={
+        "transactionId": "tx-spend", "egmId": "EGM-003", "amount": 500, "currency": "USD",
+        "ubai": "ubai-1", "qrTokenId": token})
+    assert funded.status_code == 201
+    with ctx_of(app).db.read() as session:
+        assert due_for_rotation(session, ctx_of(app).clock.now()) == ["EGM-003"]
+    replaced = client.get("/egm/EGM-003/status.json").get_json()["qrTokenId"]  # its poll
+    assert replaced not in (None, token)
+    assert shown_on(app, "EGM-003") == 2
+    assert rotate_due(ctx_of(app)).acquired == []  # the replacement is not spent
