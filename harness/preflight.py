@@ -188,12 +188,12 @@ class _Preflight:
             raise self.fail(f"the CMS's control API at {control.base_url} cannot be reached "
                             f"({_why(exc)}), and the target declares the {hook} hook there. "
                             "Check control.base_url in the target file.") from None
-        body = _json_object(response) if response.status_code == 200 else None
         if response.status_code in (401, 403):
             raise self.fail(f"the CMS's control API refused the admin token ({method} {path} "
                             f"answered {_excerpt(response)}). Check control.admin_token.")
-        if body is None or not _has(body, member):
-            shape = f"a JSON object holding {member!r}" if member else "a JSON object"
+        if response.status_code != 200 or not _shaped(response, member):
+            shape = {ANY_ANSWER: "anything", ANY_OBJECT: "a JSON object"}.get(
+                member, f"a JSON object holding {member!r}")
             raise self.fail(
                 f"the target declares the {hook} hook, but {method} {control.base_url}{path} "
                 f"answered {_excerpt(response)}; it must answer 200 with {shape}. Serve the "
@@ -268,27 +268,37 @@ class _Preflight:
         return response.status_code == 200
 
 
-def _has(body: dict[str, Any], member: str | None) -> bool:
-    if member is None:
+ANY_ANSWER, ANY_OBJECT = "*", ""  # what a probe's 200 must hold, besides a named member
+LISTS = frozenset({"entries", "fundings", "faults"})
+
+
+def _shaped(response: httpx.Response, member: str) -> bool:
+    """Whether a probe's 200 answer holds what the hook's documentation says."""
+    if member == ANY_ANSWER:
         return True
+    body = _json_object(response)
+    if body is None:
+        return False
     if member == "now":
         try:
             parse_instant(str(body.get("now")))
         except (ValueError, OverflowError):
             return False
         return True
-    return member in body
+    if member in LISTS:
+        return isinstance(body.get(member), list)
+    return member == ANY_OBJECT or member in body
 
 
-# method, path, request kwargs, and the member the answer must hold (None: any JSON object)
-Probe = tuple[str, str, dict[str, Any], str | None]
+# method, path, request kwargs, and what the answer must hold (a member, ANY_OBJECT, ANY_ANSWER)
+Probe = tuple[str, str, dict[str, Any], str]
 
 
 def _egm_state_probe(check: _Preflight) -> Probe:
     """Put the first EGM into the state it is in (a change that changes nothing)."""
     egm_id = check.target.egm_ids[0]
     state = check.cms.egm(egm_id).get("state", "IDLE")
-    return "POST", f"/_sim/egms/{egm_id}", {"json": {"state": state}}, None
+    return "POST", f"/_sim/egms/{egm_id}", {"json": {"state": state}}, ANY_OBJECT
 
 
 HOOK_PROBES: dict[str, Callable[[_Preflight], Probe]] = {
@@ -297,7 +307,7 @@ HOOK_PROBES: dict[str, Callable[[_Preflight], Probe]] = {
     "fundings": lambda _: ("GET", "/_sim/fundings",
                            {"params": {"since": format_instant(system_now())}}, "fundings"),
     "faults": lambda _: ("GET", "/_sim/faults", {}, "faults"),
-    "qr-rotate": lambda _: ("POST", "/_sim/qr/rotate", {}, None),
+    "qr-rotate": lambda _: ("POST", "/_sim/qr/rotate", {}, ANY_ANSWER),
     "egm-state": _egm_state_probe,
 }
 
