@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.scenarios import AWAITING_REFERENCE, CATALOGUE, COVERAGE
+from harness.scenarios import CATALOGUE, COVERAGE
 from harness.scenarios.model import Scenario
 from harness.target_config import HOOK_MEANINGS
 
@@ -101,17 +101,6 @@ def _coverage() -> list[str]:
     return [*lines, ""]
 
 
-AWAITING = """\
-## Awaiting the reference CMS
-
-These requirements hold for every CMS, but the reference sim_cms does not meet them yet (it
-accepts several fundings on one QR token, at any later time, and keeps a spent QR on screen
-until its rotation). Their scenarios are written and run when named
-(`scanpay certify --only QR-001,QR-002,QR-003`); they join a default run once the reference
-passes them.
-"""
-
-
 def _table(items: tuple[Scenario, ...]) -> list[str]:
     lines = ["| ID | Title | Needs |", "|---|---|---|"]
     lines += [f"| [{s.id}](#{s.id.lower()}) | {s.title} | {', '.join(s.needs) or '-'} |"
@@ -121,9 +110,7 @@ def _table(items: tuple[Scenario, ...]) -> list[str]:
 
 def _scenarios() -> list[str]:
     lines = ["## Scenarios", "", *_table(CATALOGUE)]
-    if AWAITING_REFERENCE:
-        lines += [AWAITING, *_table(AWAITING_REFERENCE)]
-    for item in (*CATALOGUE, *AWAITING_REFERENCE):
+    for item in CATALOGUE:
         lines += [f"### {item.id}", "", f"**{item.title}**", "",
                   f"- Requirement: {item.requirement}",
                   f"- Tags: {', '.join(item.tags) or '-'}",

@@ -27,7 +27,8 @@ def create_broken_app(
     settings: CmsSettings, defects: frozenset[Defect], *, clock: Clock | None = None,
     database: Database | None = None, trustly_transport: Any = None,
 ) -> Flask:
-    """sim_cms with `defects` planted (`ignores-rotation` also needs `rotation.ignore_rotation`).
+    """sim_cms with `defects` planted (the QR-screen defects also need
+    `rotation.swap_due_clause`).
 
     The defects are kept in `app.extensions["broken_cms"]` so a test can see what it runs.
     """

@@ -22,12 +22,17 @@ class Defect(StrEnum):
     # Credits at once but answers (and stores the outcome under the transactionId) only
     # SLOW_ANSWER_S later: TPAS's retry after its read timeout is credited again.
     SLOW_ANSWER = "slow-answer"
+    # A QR token pays any number of fundings (the product claims it for one).
+    MANY_FUNDINGS_PER_QR = "many-fundings-per-qr"
+    # A QR whose token paid a funding stays due only at its rotation: the screen shows none.
+    NO_REPLACEMENT_AFTER_USE = "no-replacement-after-use"
 
 
 # The defects that live in the funding unit of work (the others are elsewhere).
 FUNDING_DEFECTS = frozenset({Defect.NO_IDEMPOTENCY, Defect.LIMIT_NO_LOCK,
                              Defect.WRONG_ERROR_CODES, Defect.CREDITS_OFFLINE_EGM,
-                             Defect.REPLAY_OUTSIDE_LOCK, Defect.SLOW_ANSWER})
+                             Defect.REPLAY_OUTSIDE_LOCK, Defect.SLOW_ANSWER,
+                             Defect.MANY_FUNDINGS_PER_QR})
 
 
 def parse_defects(text: str | Iterable[str]) -> frozenset[Defect]:

@@ -27,6 +27,16 @@ reports can only come from that defect:
   the transactionId only when the CMS answers, SLOW_ANSWER_S later. Meanwhile the status
   inquiry says FUNDING_NOT_FOUND and an identical retry finds nothing, so the retry TPAS
   sends after its read timeout is applied again.
+- `many-fundings-per-qr`: the QR token's claim is ignored: a second transactionId naming a
+  QR token that already paid is applied (its claim re-keyed, as the product's key would
+  refuse it). The expiry check stays.
+
+The three defects that lose track of a transactionId (`no-idempotency`,
+`replay-outside-lock`, `slow-answer`) also let a copy of that transactionId past the QR
+token's claim its earlier copy made: with it, the product's one-funding-per-QR rule would
+refuse the copies (QR_TOKEN_USED) and the defect would cost no money, while a CMS whose
+idempotency fails this way credits every copy. Another transactionId on the QR is still
+refused under them.
 
 The view replaces `cms_funding_api.post_funding` in one app's view table (see
 `tests.broken_cms.app`), so other apps in the same process stay correct.
@@ -49,7 +59,7 @@ from sim_cms import egms, ledger, ledger_sql, limits
 from sim_cms.context import cms
 from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
 from sim_cms.funding_api import REPLAY_HEADER
-from sim_cms.models import Egm, LimitUsage
+from sim_cms.models import Egm, LimitUsage, QrDisplay, QrFunding
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
 from simkit.errors import SimError
@@ -127,13 +137,51 @@ def _decide_locked(session: Session, egm: Egm | None, funding: FundingRequest,
                    stale: LimitUsage | None) -> FundingOutcome:
     """The product's checks in the product's order, then store the rejection or apply."""
     refusal = _refusal_before_limits(session, egm, funding, defects)
+    if refusal is None and egm is not None:
+        refusal = _refusal_by_qr_use(session, egm, funding, settings, now, defects)
     if refusal is not None or egm is None:
         return ledger._store_rejection(session, funding, refusal, day, now)
     usage = limits.lock_usage(session, funding.ubai, day)
     refusal = ledger._refusal_by_limits(session, egm, stale or usage, funding, settings)
     if refusal is not None:
         return ledger._store_rejection(session, funding, refusal, day, now)
-    return ledger._apply(session, egm, usage, funding, day=day, now=now)
+    return ledger._apply(session, egm, usage, _claimable(session, funding, defects), day=day,
+                         now=now)
+
+
+def _refusal_by_qr_use(session: Session, egm: Egm, funding: FundingRequest,
+                       settings: CmsSettings, now: datetime,
+                       defects: Defects) -> SimError | None:
+    """The product's one-funding-per-QR and expiry check, blind to the claim if a defect is."""
+    claim = session.get(QrFunding, funding.qr_token_id)
+    display = session.get(QrDisplay, funding.qr_token_id)
+    funded_by = None if claim is None or _passes_claim(claim, funding, defects) \
+        else claim.transaction_id
+    return ledger._refusal_by_qr_use(
+        egm, funding, expires_at=display.expires_at if display is not None else None,
+        funded_by=funded_by, now=now, grace_s=settings.funding_grace_s)
+
+
+def _claimable(session: Session, funding: FundingRequest, defects: Defects) -> FundingRequest:
+    """`funding`, or a copy under a fresh QR key when a defect applies a claimed QR again."""
+    claim = session.get(QrFunding, funding.qr_token_id)
+    if claim is None or not _passes_claim(claim, funding, defects):
+        return funding
+    return replace(funding, qr_token_id=_another_key(funding.qr_token_id))
+
+
+def _passes_claim(claim: QrFunding, funding: FundingRequest, defects: Defects) -> bool:
+    """Whether a defect lets `funding` past the QR token's `claim`: any funding when the claim
+    is ignored, a copy of the claiming transactionId when copies are not recognised."""
+    if Defect.MANY_FUNDINGS_PER_QR in defects:
+        return True
+    return bool(defects & _BLIND_UNDER_LOCK) and \
+        _original_id(claim.transaction_id) == _original_id(funding.transaction_id)
+
+
+def _original_id(transaction_id: str) -> str:
+    """The transactionId a re-keyed storage key was made from (the first 100 characters)."""
+    return transaction_id.partition(AGAIN_MARK)[0][:100]
 
 
 def _refusal_before_limits(session: Session, egm: Egm | None, funding: FundingRequest,

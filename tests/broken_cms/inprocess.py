@@ -27,7 +27,7 @@ from simkit.clock import ManualClock, system_now
 from simkit.db import sqlite_url
 from tests.broken_cms.app import create_broken_app
 from tests.broken_cms.defects import Defect
-from tests.broken_cms.rotation import ignoring_rotation
+from tests.broken_cms.rotation import swapped_due_clause
 
 ADMIN_TOKEN = "broken-inprocess-admin-token"  # a test's control token
 
@@ -36,8 +36,7 @@ ADMIN_TOKEN = "broken-inprocess-admin-token"  # a test's control token
 def broken_target(defects: frozenset[Defect], data_dir: Path) -> Iterator[Target]:
     """A target whose CMS is the broken CMS with `defects` (none: sim_cms as shipped)."""
     with ExitStack() as stack:
-        if Defect.IGNORES_ROTATION in defects:
-            stack.enter_context(ignoring_rotation())
+        stack.enter_context(swapped_due_clause(defects))
         start = system_now()
         to_cms = LateWSGITransport()
         trustly = create_trustly(TrustlySettings(

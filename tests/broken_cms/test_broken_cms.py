@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from harness.certify import run_scenario
 from harness.results import ScenarioResult
-from harness.scenarios import AWAITING_REFERENCE, CATALOGUE, by_id
+from harness.scenarios import CATALOGUE, by_id
 from harness.scenarios.context import RunState
 from harness.targets import Target
 from sim_cms import funding_api
@@ -429,6 +429,8 @@ CAUGHT: dict[Defect, dict[str, str]] = {
                               "SCAN-005": "the EGM shows another code after the rotation"},
     Defect.WRONG_ERROR_CODES: {"EGM-001": "EGM_BUSY"},
     Defect.CREDITS_OFFLINE_EGM: {"EGM-004": "observed +1000 (2x the amount)"},
+    Defect.MANY_FUNDINGS_PER_QR: {"QR-001": "observed +1600 (2x the amount)"},
+    Defect.NO_REPLACEMENT_AFTER_USE: {"QR-003": "a different url, observed no QR on screen"},
 }
 
 
@@ -471,16 +473,6 @@ def test_no_scenario_fails_on_the_correct_cms(tmp_path: Path) -> None:
         results = [run_scenario(target, item, state) for item in CATALOGUE]
     bad = {r.id: (r.outcome, r.reason) for r in results if r.outcome != "passed"}
     assert bad == {}
-
-
-@pytest.mark.xfail(strict=True, reason="the reference sim_cms accepts several fundings per QR "
-                   "token, at any later time, and keeps a spent QR on screen (issue 10, items "
-                   "8 and 9); when this passes, move the QR scenarios into the CATALOGUE")
-@pytest.mark.parametrize("scenario_id", [item.id for item in AWAITING_REFERENCE])
-def test_the_reference_passes_the_scenarios_awaiting_it(scenario_id: str, tmp_path: Path) -> None:
-    with broken_target(frozenset(), tmp_path) as target:
-        result = _run(target, scenario_id)
-    assert result.outcome == "passed", result.reason
 
 
 def test_without_an_acquire_qr_path_each_payment_gets_a_qr_the_run_has_not_used(

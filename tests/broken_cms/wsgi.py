@@ -3,7 +3,7 @@
 The same environment as `sim_cms.wsgi` (`SCANPAY_CMS_DATABASE_URL`, `SCANPAY_CONFIG`,
 `SCANPAY_ADMIN_TOKEN`, `SCANPAY_CONTROLLABLE_CLOCK`, `SCANPAY_CMS_TRUSTLY_URL`), plus
 `SCANPAY_BROKEN_DEFECTS` (comma-separated names of `tests.broken_cms.defects.Defect`). With
-`--preload` the module-wide swap of `ignores-rotation` is made in the master, so every forked
+`--preload` the module-wide swap of the QR-screen defects is made in the master, so every forked
 worker inherits it.
 """
 
@@ -15,8 +15,8 @@ from flask import Flask
 
 from sim_cms.settings import load_cms_settings
 from tests.broken_cms.app import create_broken_app
-from tests.broken_cms.defects import Defect, defects_from_env
-from tests.broken_cms.rotation import ignore_rotation
+from tests.broken_cms.defects import defects_from_env
+from tests.broken_cms.rotation import swap_due_clause
 
 APP_SPEC = "tests.broken_cms.wsgi:create()"
 
@@ -24,6 +24,5 @@ APP_SPEC = "tests.broken_cms.wsgi:create()"
 def create() -> Flask:
     """The broken CMS from the environment."""
     defects = defects_from_env(os.environ)
-    if Defect.IGNORES_ROTATION in defects:
-        ignore_rotation()
+    swap_due_clause(defects)
     return create_broken_app(load_cms_settings(), defects)

@@ -58,17 +58,25 @@ CAUGHT_BY: dict[Defect, frozenset[str]] = {
     # FUND-011's retry after the read timeout finds no stored outcome and credits again (2x);
     # FUND-009's and FUND-010's simultaneous copies do the same, for the same reason.
     Defect.SLOW_ANSWER: frozenset({"FUND-009", "FUND-010", "FUND-011"}),
+    # QR-001 funds one QR under a second transactionId: applied (2x).
+    Defect.MANY_FUNDINGS_PER_QR: frozenset({"QR-001"}),
+    # QR-003 pays a QR and reads the screen: it shows no QR until the rotation.
+    Defect.NO_REPLACEMENT_AFTER_USE: frozenset({"QR-003"}),
 }
 FULL_CATALOGUE: frozenset[Defect] = frozenset({Defect.NO_IDEMPOTENCY})
 # Neighbours of each catch that must still pass: same area, not about the defect.
 ALSO_RUN: dict[Defect, tuple[str, ...]] = {
     Defect.LIMIT_NO_LOCK: ("LIM-002", "LIM-003", "LIM-004", "FUND-001", "PAY-001"),
-    Defect.IGNORES_ROTATION: ("SCAN-001", "SCAN-003", "SCAN-005", "SCAN-006", "PAY-001"),
+    Defect.IGNORES_ROTATION: ("SCAN-001", "SCAN-003", "SCAN-006", "PAY-001", "QR-003"),
     Defect.WRONG_ERROR_CODES: ("EGM-005", "FUND-004", "FUND-007", "LIM-002", "PAY-001"),
     Defect.CREDITS_OFFLINE_EGM: ("EGM-001", "EGM-002", "EGM-003", "EGM-005", "PAY-001"),
     Defect.REPLAY_OUTSIDE_LOCK: ("FUND-001", "FUND-002", "FUND-003", "FUND-011", "LIM-005",
                                  "PAY-003", "PAY-005"),
     Defect.SLOW_ANSWER: ("FUND-001", "FUND-002", "FUND-003", "PAY-001", "PAY-005"),
+    Defect.MANY_FUNDINGS_PER_QR: ("QR-002", "FUND-001", "FUND-009", "PAY-001", "PAY-002",
+                                  "LIM-002"),
+    Defect.NO_REPLACEMENT_AFTER_USE: ("SCAN-003", "SCAN-004", "SCAN-005", "PAY-001",
+                                      "PAY-002", "QR-001"),
 }
 
 

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenarios import (
-    AWAITING_REFERENCE,
-    CATALOGUE,
-    COVERAGE,
-    UnknownScenario,
-    by_id,
-    select,
-)
+from harness.scenarios import CATALOGUE, COVERAGE, UnknownScenario, by_id, select
 from harness.scenarios.docs import DOC_PATH, EXAMPLE_PATH, render_markdown
 from harness.scenarios.model import ID_PATTERN
 from harness.target_config import HOOKS, load_target
@@ -66,19 +59,10 @@ def test_select_filters_by_id_and_tag_in_catalogue_order() -> None:
         select(["NOPE-001"])
 
 
-def test_scenarios_awaiting_the_reference_run_only_when_named() -> None:
-    awaiting = {item.id for item in AWAITING_REFERENCE}
-    assert awaiting == {"QR-001", "QR-002", "QR-003"}
-    assert not awaiting & {item.id for item in CATALOGUE}
-    assert not awaiting & {item.id for item in select()}
-    assert not awaiting & {item.id for item in select(tags=["qr"])}
-    assert [item.id for item in select(["qr-002", "FUND-009"])] == ["FUND-009", "QR-002"]
-    assert set(by_id()) >= awaiting
-
-
 def test_the_money_scenarios_of_issue_9_are_in_the_default_run() -> None:
     ids = {item.id for item in select()}
-    assert {"FUND-009", "FUND-010", "FUND-011", "FUND-012", "LIM-007"} <= ids
+    assert {"FUND-009", "FUND-010", "FUND-011", "FUND-012", "LIM-007", "QR-001",
+            "QR-002", "QR-003"} <= ids
     assert "concurrency" in by_id()["FUND-009"].tags and by_id()["FUND-011"].needs == ("faults",)
 
 
