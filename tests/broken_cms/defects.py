@@ -24,6 +24,8 @@ class Defect(StrEnum):
     SLOW_ANSWER = "slow-answer"
     # A QR token pays any number of fundings (the product claims it for one).
     MANY_FUNDINGS_PER_QR = "many-fundings-per-qr"
+    # A QR token is funded however long after its expiry (the product allows a grace).
+    ACCEPTS_EXPIRED_QR = "accepts-expired-qr"
     # A QR whose token paid a funding stays due only at its rotation: the screen shows none.
     NO_REPLACEMENT_AFTER_USE = "no-replacement-after-use"
 
@@ -32,7 +34,7 @@ class Defect(StrEnum):
 FUNDING_DEFECTS = frozenset({Defect.NO_IDEMPOTENCY, Defect.LIMIT_NO_LOCK,
                              Defect.WRONG_ERROR_CODES, Defect.CREDITS_OFFLINE_EGM,
                              Defect.REPLAY_OUTSIDE_LOCK, Defect.SLOW_ANSWER,
-                             Defect.MANY_FUNDINGS_PER_QR})
+                             Defect.MANY_FUNDINGS_PER_QR, Defect.ACCEPTS_EXPIRED_QR})
 
 
 def parse_defects(text: str | Iterable[str]) -> frozenset[Defect]:

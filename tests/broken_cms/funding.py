@@ -30,6 +30,8 @@ reports can only come from that defect:
 - `many-fundings-per-qr`: the QR token's claim is ignored: a second transactionId naming a
   QR token that already paid is applied (its claim re-keyed, as the product's key would
   refuse it). The expiry check stays.
+- `accepts-expired-qr`: the QR token's expiry is not checked: a token named an hour or a
+  month after Trustly's expiry (and the product's grace) is applied.
 
 The three defects that lose track of a transactionId (`no-idempotency`,
 `replay-outside-lock`, `slow-answer`) also let a copy of that transactionId past the QR
@@ -157,8 +159,10 @@ def _refusal_by_qr_use(session: Session, egm: Egm, funding: FundingRequest,
     display = session.get(QrDisplay, funding.qr_token_id)
     funded_by = None if claim is None or _passes_claim(claim, funding, defects) \
         else claim.transaction_id
+    expires_at = None if display is None or Defect.ACCEPTS_EXPIRED_QR in defects \
+        else display.expires_at
     return ledger._refusal_by_qr_use(
-        egm, funding, expires_at=display.expires_at if display is not None else None,
+        egm, funding, expires_at=expires_at,
         funded_by=funded_by, now=now, grace_s=settings.funding_grace_s)
 
 

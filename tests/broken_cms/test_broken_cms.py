@@ -431,6 +431,8 @@ CAUGHT: dict[Defect, dict[str, str]] = {
     Defect.CREDITS_OFFLINE_EGM: {"EGM-004": "observed +1000 (2x the amount)"},
     Defect.MANY_FUNDINGS_PER_QR: {"QR-001": "observed +1600 (2x the amount)"},
     Defect.NO_REPLACEMENT_AFTER_USE: {"QR-003": "a different url, observed no QR on screen"},
+    Defect.ACCEPTS_EXPIRED_QR: {"QR-002": "expected +0 (unchanged), observed +700 (1x the "
+                                          "amount)"},
 }
 
 

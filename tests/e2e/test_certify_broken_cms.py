@@ -62,6 +62,8 @@ CAUGHT_BY: dict[Defect, frozenset[str]] = {
     Defect.MANY_FUNDINGS_PER_QR: frozenset({"QR-001"}),
     # QR-003 pays a QR and reads the screen: it shows no QR until the rotation.
     Defect.NO_REPLACEMENT_AFTER_USE: frozenset({"QR-003"}),
+    # QR-002 funds a QR an hour past its expiry (and Trustly's leeway): applied.
+    Defect.ACCEPTS_EXPIRED_QR: frozenset({"QR-002"}),
 }
 FULL_CATALOGUE: frozenset[Defect] = frozenset({Defect.NO_IDEMPOTENCY})
 # Neighbours of each catch that must still pass: same area, not about the defect.
@@ -77,6 +79,7 @@ ALSO_RUN: dict[Defect, tuple[str, ...]] = {
                                   "LIM-002"),
     Defect.NO_REPLACEMENT_AFTER_USE: ("SCAN-003", "SCAN-004", "SCAN-005", "PAY-001",
                                       "PAY-002", "QR-001"),
+    Defect.ACCEPTS_EXPIRED_QR: ("QR-001", "SCAN-005", "SCAN-006", "PAY-001", "LIM-004"),
 }
 
 
