@@ -1,4 +1,10 @@
-"""`scanpay serve`: build the sims and serve them on threaded WSGI servers until interrupted."""
+"""`scanpay serve`: build the sims and serve them on threaded WSGI servers until interrupted.
+
+One clock per deployment: sim_cms is given sim_trustly's clock object. With
+`--controllable-clock` that clock keeps its state in sim_trustly's database, so a move made
+through either sim's `/_sim/clock` is the one move both see, and both always report the same
+`now` (the CMS's own clock row stays unused).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from sim_trustly.app import create_app as create_trustly
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
 from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
+from simkit.clock import Clock
 from simkit.db import sqlite_url
 
 
@@ -54,8 +61,8 @@ def build_trustly(options: ServeOptions) -> Flask:
     return create_trustly(settings)
 
 
-def build_cms(options: ServeOptions) -> Flask:
-    """sim_cms, wired to the sim_trustly that `serve` runs next to it."""
+def build_cms(options: ServeOptions, *, clock: Clock | None = None) -> Flask:
+    """sim_cms, wired to the sim_trustly that `serve` runs next to it; on `clock` if given."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         "database_url": options.cms_db or sqlite_url(str(options.data_dir / "cms.db")),
@@ -67,7 +74,13 @@ def build_cms(options: ServeOptions) -> Flask:
     if settings.trustly == TrustlyLink():  # not configured: use the Trustly we run
         overrides["trustly"] = TrustlyLink(base_url=_local_url(options.trustly_port))
         settings = load_cms_settings(config_path=options.config_file, **overrides)
-    return create_cms(settings)
+    return create_cms(settings, clock=clock)
+
+
+def build_sims(options: ServeOptions) -> tuple[Flask, Flask]:
+    """sim_trustly and sim_cms as `serve` runs them: wired to each other, on one clock."""
+    trustly = build_trustly(options)
+    return trustly, build_cms(options, clock=trustly.extensions["sim_trustly"].clock)
 
 
 def _public_url(options: ServeOptions) -> str:
@@ -112,8 +125,7 @@ def _banner(console: Console, options: ServeOptions, trustly_url: str, cms_url: 
 
 def run_servers(options: ServeOptions, console: Console) -> None:
     """Serve until Ctrl-C; prints the base URLs and the demo credentials."""
-    trustly = build_trustly(options)
-    cms = build_cms(options)
+    trustly, cms = build_sims(options)
     servers = [_start(trustly, options.host, options.trustly_port),
                _start(cms, options.host, options.cms_port)]
     rotation = start_rotation_worker(cms)

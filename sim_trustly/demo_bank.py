@@ -11,10 +11,12 @@ The sim simplifies each keyphrase to one named failure:
 | LoginError        | BANK_LOGIN_ERROR        |                                               |
 | AccountLocked     | BANK_ACCOUNT_LOCKED     |                                               |
 | Unavailable       | BANK_UNAVAILABLE        |                                               |
-| TimeoutError      | BANK_TIMEOUT            | after a simulated wait of 60 s (the clock's)  |
+| TimeoutError      | BANK_TIMEOUT            | after a simulated wait of 60 s                |
 
-`Sleep` waits the given whole seconds (0-600) through the injected clock and then approves;
-any other password for `Sleep` is refused as BANK_LOGIN_ERROR. Every other login approves.
+`Sleep` waits the given whole seconds (0-600) and then approves; any other password for
+`Sleep` is refused as BANK_LOGIN_ERROR. Every other login approves. Waits go through
+`simkit.clock.wait`: they delay this payment alone and never move the shared clock (on a
+controllable clock they take no time; on the system clock they take real time).
 
 The account and the UBAI are derived from the username alone (case-folded), so the same
 "bank account" gets the same UBAI on every payment and the CMS's daily limit follows it.
@@ -82,8 +84,8 @@ def _sleep_seconds(password: str) -> int | None:
 def authorize(username: str, password: str, amount: int, clock: Clock) -> BankResult:
     """Log in and approve a payment of `amount`, or refuse it as the keyphrase asks.
 
-    Delays go through `simkit.clock.wait`, so a test on a ManualClock advances time instead
-    of sleeping, and a real server really waits.
+    Delays go through `simkit.clock.wait`: a server on the system clock really waits, and on a
+    controllable clock the delay passes without moving the time every other payment sees.
     """
     del amount  # the demo bank has unlimited funds unless told otherwise
     account, ubai = account_for(username), ubai_for(username)

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+# The instants a controllable clock may be moved to. Every date the sims compute from "now"
+# (token expiries, gaming days, retention windows) stays far inside what datetime and both
+# databases can hold, so no endpoint fails for any position the control API allows.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
 
 
 def utc(value: datetime) -> datetime:
@@ -32,7 +39,13 @@ def parse_instant(text: str) -> datetime:
 def format_instant(value: datetime) -> str:
     """Format an instant as ISO-8601 UTC with milliseconds and a `Z`, e.g. `...T21:10:00.000Z`."""
     moment = utc(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year is padded by hand: strftime's %Y writes year 1 as "1" on glibc.
+    return (f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond // 1000:03d}Z")
+
+
+class ClockRangeError(ValueError):
+    """A move would take a controllable clock outside `EARLIEST`..`LATEST`."""
 
 
 class Clock(Protocol):
@@ -101,6 +114,15 @@ class ClockStore(Protocol):
         """Replace the stored state."""
         ...
 
+    def update(self, change: Callable[[ClockState | None], ClockState]) -> ClockState:
+        """Store `change(current state)` and return it, with no other update in between.
+
+        This is what makes concurrent moves add up: twenty `advance(10)` calls from twenty
+        threads or worker processes move the clock exactly 200 s. `change` may raise; then
+        nothing is stored.
+        """
+        ...
+
 
 class MemoryClockStore:
     """A store for one process (unit tests, embedded sims)."""
@@ -119,25 +141,45 @@ class MemoryClockStore:
         with self._lock:
             self._state = state
 
+    def update(self, change: Callable[[ClockState | None], ClockState]) -> ClockState:
+        """Apply `change` under the store's lock."""
+        with self._lock:
+            self._state = change(self._state)
+            return self._state
+
 
 class ManualClock:
     """A clock that tests and the control API move; frozen at its start instant until resumed.
 
-    State changes are read-modify-write on the store; the control API is the only writer and
-    callers serialize through it, so no cross-process lock is needed here.
+    Every move is one atomic update of the store (see `ClockStore.update`), so moves made at
+    the same time through several threads or worker processes all take effect. Moves that
+    would leave `EARLIEST`..`LATEST` raise `ClockRangeError` and change nothing.
     """
 
     def __init__(self, start: datetime | None = None, store: ClockStore | None = None) -> None:
         self._store: ClockStore = store if store is not None else MemoryClockStore()
-        if self._store.load() is None:
-            self._store.save(ClockState(frozen_at=utc(start) if start else system_now()))
+        initial = ClockState(frozen_at=utc(start) if start else system_now())
+        self._store.update(lambda state: initial if state is None else state)
 
     def _state(self) -> ClockState:
         state = self._store.load()
         if state is None:  # the store was emptied (a reset): start again from real time
-            state = ClockState(frozen_at=system_now())
-            self._store.save(state)
+            state = self._store.update(_or_real_time)
         return state
+
+    def _move(self, change: Callable[[ClockState, datetime], ClockState]) -> datetime:
+        """Apply `change` atomically, refusing results outside the clock's range."""
+        real_now = system_now()
+
+        def checked(state: ClockState | None) -> ClockState:
+            moved = change(_or_real_time(state), real_now)
+            if not EARLIEST <= moved.now(real_now) <= LATEST:
+                raise ClockRangeError(
+                    f"the clock must stay between {format_instant(EARLIEST)} and "
+                    f"{format_instant(LATEST)}")
+            return moved
+
+        return self._store.update(checked).now(system_now())
 
     def now(self) -> datetime:
         """The manual time."""
@@ -150,29 +192,31 @@ class ManualClock:
 
     def advance(self, seconds: float) -> datetime:
         """Move time forward by `seconds` and return the new now."""
-        self._store.save(self._state().advanced(seconds, system_now()))
-        return self.now()
+        return self._move(lambda state, real_now: state.advanced(seconds, real_now))
 
     def set(self, instant: datetime) -> datetime:
         """Freeze time at `instant` and return it."""
-        self._store.save(self._state().set_to(instant))
-        return self.now()
+        return self._move(lambda state, _real_now: state.set_to(instant))
 
     def resume(self) -> datetime:
         """Let time run again from where it stands, at the speed of real time."""
-        self._store.save(self._state().resumed(system_now()))
-        return self.now()
+        return self._move(lambda state, real_now: state.resumed(real_now))
+
+
+def _or_real_time(state: ClockState | None) -> ClockState:
+    """`state`, or a clock frozen at real time when nothing is stored."""
+    return state if state is not None else ClockState(frozen_at=system_now())
 
 
 def wait(clock: Clock, seconds: float) -> None:
-    """Let `seconds` pass on `clock`: a ManualClock moves forward at once, a real clock waits.
+    """Let a simulated delay (the demo bank's `Sleep`, a retry backoff) pass for its caller
+    alone: `clock` is never moved.
 
-    For simulated delays (a slow bank login, a retry backoff) so that tests on a ManualClock
-    never wait in real time.
+    A controllable clock is shared by every payment, EGM and QR of a deployment (and by both
+    sims in `scanpay serve`); a delay of one payment that moved it would expire every other QR
+    on the floor. On a ManualClock time passes only when someone moves it, so the delay takes
+    no time at all; on any other clock the caller waits it out in real time.
     """
-    if seconds <= 0:
+    if seconds <= 0 or isinstance(clock, ManualClock):
         return
-    if isinstance(clock, ManualClock):
-        clock.advance(seconds)
-    else:
-        threading.Event().wait(seconds)
+    threading.Event().wait(seconds)
