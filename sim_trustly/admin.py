@@ -10,18 +10,50 @@ from flask import Blueprint, Response, jsonify, request
 from sim_trustly.context import trustly
 from sim_trustly.keys import Alg, describe_keys, remove_signing_key, rotate_signing_key
 from sim_trustly.merchants import merchant_from_json, upsert_merchant
+from sim_trustly.models import Credential, Merchant, SigningKeyRow
 from simkit.errors import BadRequest
 from simkit.http import read_json_body
+
+
+# The longest value each stored field may have: its column's length, so PostgreSQL (which,
+# unlike SQLite, enforces it) never sees a value it refuses. NUL and unpaired surrogates are
+# refused for every control route by the kernel (`simkit.control.refuse_unstorable_text`).
+def _length(column: Any) -> int:
+    """The declared length of a String column."""
+    length = column.type.length
+    assert isinstance(length, int)
+    return length
+
+
+MERCHANT_LIMITS: dict[str, int] = {
+    "merchantId": _length(Merchant.__table__.c.id),
+    "accessId": _length(Credential.__table__.c.access_id),
+    "name": _length(Merchant.__table__.c.name),
+}
+KID_LIMIT = _length(SigningKeyRow.__table__.c.kid)
 
 
 def _body() -> Any:
     return read_json_body(request, trustly().settings.max_body_bytes)
 
 
+def _check_lengths(body: Any, limits: dict[str, int]) -> None:
+    """Refuse (400 INVALID_FIELD) a string member longer than its column holds."""
+    if not isinstance(body, dict):
+        return  # the parser refuses it in its own words
+    for field, limit in limits.items():
+        value = body.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            raise BadRequest(f"{field} must be at most {limit} characters",
+                             code="INVALID_FIELD", field=field)
+
+
 def merchants_add() -> tuple[Response, int]:
     """`POST /_sim/merchants`: add or replace a merchant and its credential."""
     ctx = trustly()
-    config = merchant_from_json(_body())
+    body = _body()
+    _check_lengths(body, MERCHANT_LIMITS)
+    config = merchant_from_json(body)
     with ctx.db.write() as session:
         upsert_merchant(session, config, ctx.clock.now())
     return jsonify({"merchantId": config.merchant_id, "accessId": config.access_id}), 201
@@ -39,6 +71,7 @@ def signing_keys_rotate() -> tuple[Response, int]:
     body = _body()
     if not isinstance(body, dict) or not isinstance(body.get("kid"), str) or not body["kid"]:
         raise BadRequest("kid must be a non-empty string", field="kid")
+    _check_lengths(body, {"kid": KID_LIMIT})
     alg = body.get("alg", ctx.settings.signing_alg)
     secret = body.get("secret")
     if alg not in ("HS256", "ES256") or (secret is not None and not isinstance(secret, str)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,15 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from simkit.clock import Clock, ManualClock, format_instant, parse_instant
+from simkit.clock import (
+    EARLIEST,
+    LATEST,
+    Clock,
+    ClockRangeError,
+    ManualClock,
+    format_instant,
+    parse_instant,
+)
 from simkit.errors import BadRequest, NotFound, SimError, Unauthorized
 from simkit.faults import FaultPlan, FaultRule
 from simkit.journal import MAX_QUERY_LIMIT, Journal
@@ -28,6 +37,9 @@ from simkit.journal import MAX_QUERY_LIMIT, Journal
 CHALLENGE = 'Bearer realm="scanpay-control"'
 MAX_CLOCK_MOVE_S = 10 * 366 * 86_400  # ten years, leap days included
 MAX_RULES_PER_REQUEST = 100
+# Text no database column can hold: NUL (PostgreSQL refuses it in any text) and unpaired
+# UTF-16 surrogates (not encodable as UTF-8, so neither driver can send them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass
@@ -56,6 +68,7 @@ def make_control_blueprint(
         raise ValueError("the control API needs a non-empty admin token")
     blueprint = Blueprint("sim_control", __name__, url_prefix="/_sim")
     blueprint.before_request(_make_guard(admin_token))
+    blueprint.before_request(refuse_unstorable_text)
     _add_kernel_routes(blueprint, clock, journal, faults, hooks)
     _add_clock_routes(blueprint, clock)
     _add_journal_routes(blueprint, journal)
@@ -76,6 +89,51 @@ def _make_guard(admin_token: str) -> Callable[[], None]:
             )
 
     return guard
+
+
+def refuse_unstorable_text() -> None:
+    """Refuse (400 INVALID_CHARACTERS) a request whose path, query or JSON body holds text
+    that cannot be stored, before any route reads it.
+
+    One check for every control route, including those a sim adds: each of them may compare
+    or store what it is given, and a NUL reaching PostgreSQL is a 500.
+    """
+    texts: list[tuple[str | None, str]] = [("path", request.path)]
+    texts += [(name, value) for name, values in request.args.lists()
+              for value in (name, *values)]
+    if request.mimetype == "application/json":
+        texts += _body_texts()
+    for field, text in texts:
+        if _UNSTORABLE.search(text):
+            extra = {"field": field} if field else {}
+            raise BadRequest(f"{field or 'the body'} holds a NUL character or an unpaired "
+                             "surrogate, which no sim can store",
+                             code="INVALID_CHARACTERS", **extra)
+
+
+def _body_texts() -> list[tuple[str | None, str]]:
+    """Every string in the JSON body (keys too), each with the top-level member it is under.
+
+    A body that is not JSON yields nothing here: the route refuses it in its own words.
+    """
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return []
+    found: list[tuple[str | None, str]] = []
+    pending: list[tuple[str | None, Any]] = [(None, body)]
+    while pending:  # iterative: a deeply nested body must not exhaust the stack
+        field, value = pending.pop()
+        if isinstance(value, str):
+            found.append((field, value))
+        elif isinstance(value, list):
+            pending.extend((field, item) for item in value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                member = key if field is None else field
+                found.append((member, key))
+                pending.append((member, item))
+    return found
 
 
 def _add_kernel_routes(
@@ -127,8 +185,9 @@ def _add_clock_routes(blueprint: Blueprint, clock: Clock) -> None:
                            "this sim runs on the system clock; start it with a controllable clock")
         try:
             move(clock)
-        except OverflowError as exc:
-            raise BadRequest("that move takes the clock out of the representable range") from exc
+        except (ClockRangeError, OverflowError) as exc:
+            raise BadRequest(f"the clock must stay between {format_instant(EARLIEST)} and "
+                             f"{format_instant(LATEST)}", code="CLOCK_OUT_OF_RANGE") from exc
         return jsonify(clock_json(clock))
 
 

@@ -289,3 +289,13 @@ def test_the_rule_scans_real_source_files() -> None:
     scanned = [path for package in SCANNED_PACKAGES for path in (ROOT / package).rglob("*.py")]
     assert ROOT / "simkit" / "money.py" in scanned
     assert wall_clock_calls((ROOT / ALLOWED_FILE).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("instant", "text"), [
+    (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+    (datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "0999-12-31T23:59:59.999Z"),
+    (datetime(9999, 12, 31, tzinfo=UTC), "9999-12-31T00:00:00.000Z"),
+])
+def test_format_instant_writes_four_digit_years(instant: datetime, text: str) -> None:
+    assert format_instant(instant) == text
+    assert parse_instant(text) == instant.replace(microsecond=instant.microsecond // 1000 * 1000)
