@@ -92,3 +92,23 @@ def test_help_explains_the_fixed_flags() -> None:
     for flag in ("--trustly-port", "--cms-port", "--data-dir", "--trustly-db", "--cms-db",
                  "--config", "--controllable-clock", "--admin-token"):
         assert flag in result.stdout
+
+
+def test_both_sims_of_one_serve_report_the_same_now_after_an_advance_on_either(
+    tmp_path: Path,
+) -> None:
+    args, trustly_url, cms_url = serve_args(tmp_path)
+    admin = {"Authorization": "Bearer serve-clock-token"}
+    args += ["--controllable-clock", "--admin-token", "serve-clock-token"]
+
+    def now(url: str) -> str:
+        response = httpx.get(f"{url}/_sim/clock", headers=admin)
+        assert response.status_code == 200, response.text
+        return str(response.json()["now"])
+
+    with running(args, f"{trustly_url}/openapi.json"):
+        for mover in (cms_url, trustly_url):
+            before = now(trustly_url)
+            moved = httpx.post(f"{mover}/_sim/clock", json={"advance": 125}, headers=admin)
+            assert moved.status_code == 200, moved.text
+            assert now(trustly_url) == now(cms_url) != before
