@@ -24,7 +24,7 @@ from flask import Flask
 from harness.contract_doc import CMS_OPENAPI_PATH, OPENAPI_PATH
 from harness.contract_openapi import operations, template_pattern
 from harness.scenarios.cms_api import decode_qr_png
-from harness.serve import ServeOptions, build_cms, build_trustly
+from harness.serve import ServeOptions, build_sims
 from simkit.clock import ManualClock, format_instant, parse_instant
 from tests.conftest import ADMIN_TOKEN, CMS_AUTH, START, DatabaseFactory, LateWSGITransport
 from tests.e2e.processes import SCANPAY, free_port
@@ -196,7 +196,7 @@ def test_a_certify_run_calls_nothing_on_the_cms_the_contract_leaves_out(tmp_path
     options = ServeOptions(trustly_port=trustly_port, cms_port=cms_port,
                            data_dir=tmp_path / "data", controllable_clock=True,
                            admin_token=ADMIN_TOKEN)
-    trustly, cms = build_trustly(options), build_cms(options)
+    trustly, cms = build_sims(options)  # as `scanpay serve` builds them
     recorder = Recorder(cms.wsgi_app)
     cms.wsgi_app = recorder  # type: ignore[method-assign]
     servers = [make_server("127.0.0.1", port, app, threaded=True)
