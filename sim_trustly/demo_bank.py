@@ -15,8 +15,8 @@ The sim simplifies each keyphrase to one named failure:
 
 `Sleep` waits the given whole seconds (0-600) and then approves; any other password for
 `Sleep` is refused as BANK_LOGIN_ERROR. Every other login approves. Waits go through
-`simkit.clock.wait`: they delay this payment alone and never move the shared clock (on a
-controllable clock they take no time; on the system clock they take real time).
+`simkit.clock.wait`: they delay this payment alone and never move the shared clock (while a
+controllable clock is frozen they take no time; while a clock runs they take real time).
 
 The account and the UBAI are derived from the username alone (case-folded), so the same
 "bank account" gets the same UBAI on every payment and the CMS's daily limit follows it.
@@ -84,8 +84,8 @@ def _sleep_seconds(password: str) -> int | None:
 def authorize(username: str, password: str, amount: int, clock: Clock) -> BankResult:
     """Log in and approve a payment of `amount`, or refuse it as the keyphrase asks.
 
-    Delays go through `simkit.clock.wait`: a server on the system clock really waits, and on a
-    controllable clock the delay passes without moving the time every other payment sees.
+    Delays go through `simkit.clock.wait`: on a running clock the login really waits, and on a
+    frozen controllable clock the delay passes without moving the time every payment sees.
     """
     del amount  # the demo bank has unlimited funds unless told otherwise
     account, ubai = account_for(username), ubai_for(username)

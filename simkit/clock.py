@@ -214,9 +214,10 @@ def wait(clock: Clock, seconds: float) -> None:
 
     A controllable clock is shared by every payment, EGM and QR of a deployment (and by both
     sims in `scanpay serve`); a delay of one payment that moved it would expire every other QR
-    on the floor. On a ManualClock time passes only when someone moves it, so the delay takes
-    no time at all; on any other clock the caller waits it out in real time.
+    on the floor. So the caller waits as the clock lets time pass: a frozen ManualClock lets
+    none (only a move through the control API does), so the delay takes no time; a running
+    clock, manual or system, passes real time, so the caller waits it out for real.
     """
-    if seconds <= 0 or isinstance(clock, ManualClock):
+    if seconds <= 0 or (isinstance(clock, ManualClock) and clock.frozen):
         return
     threading.Event().wait(seconds)

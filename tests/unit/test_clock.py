@@ -14,9 +14,11 @@ from simkit.clock import (
     MemoryClockStore,
     SystemClock,
     format_instant,
+    monotonic,
     parse_instant,
     system_now,
     utc,
+    wait,
 )
 
 START = datetime(2026, 11, 25, 21, 0, 0, tzinfo=UTC)
@@ -299,3 +301,21 @@ def test_the_rule_scans_real_source_files() -> None:
 def test_format_instant_writes_four_digit_years(instant: datetime, text: str) -> None:
     assert format_instant(instant) == text
     assert parse_instant(text) == instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+def test_a_simulated_wait_on_a_frozen_clock_takes_no_time_and_moves_nothing() -> None:
+    clock = ManualClock(start=START)
+    started = monotonic()
+    wait(clock, 600)
+    assert clock.now() == START
+    assert monotonic() - started < 1
+
+
+def test_a_simulated_wait_on_a_running_clock_takes_real_time_and_no_more() -> None:
+    clock = ManualClock(start=START)
+    clock.resume()
+    offset = clock.now() - system_now()
+    started = monotonic()
+    wait(clock, 0.2)
+    assert monotonic() - started >= 0.2
+    assert abs((clock.now() - system_now()) - offset) < timedelta(seconds=0.1)  # not moved
