@@ -62,8 +62,12 @@ def _is_secret_field(name: str) -> bool:
     return normal in _SECRET_FIELDS or normal.endswith(_SECRET_FIELD_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=256)
 def _redact_authorization(value: str) -> str:
-    """Keep the scheme (and a Basic user id, which says who called); mask the secret."""
+    """Keep the scheme (and a Basic user id, which says who called); mask the secret.
+
+    Cached: a client sends the same header on every request (the cache lives in this
+    process's memory only, as the credentials it checks against do)."""
     scheme, _, credentials = value.strip().partition(" ")
     if scheme.lower() != "basic":
         return f"{scheme} {MASK}" if credentials else MASK
@@ -172,14 +176,13 @@ def redact_body(body: bytes | str, content_type: str, *, limit: int | None = Non
 # Every secret field name, lower-cased with `_` and `-` removed, contains one of these; a JSON
 # text without any of them (and without escapes, which could spell one) has nothing to mask.
 _SECRET_HINTS = ("key", "pass", "secret", "token")
-_SEPARATORS = str.maketrans("", "", "_-")
+# The hints with any run of `_` and `-` between their letters, in any case: one scan of the
+# text instead of lower-casing and stripping a copy of it first.
+_HINT = re.compile("|".join("[_-]*".join(hint) for hint in _SECRET_HINTS), re.IGNORECASE)
 
 
 def _may_name_a_secret(text: str) -> bool:
-    if "\\" in text:
-        return True
-    normal = text.lower().translate(_SEPARATORS)
-    return any(hint in normal for hint in _SECRET_HINTS)
+    return "\\" in text or _HINT.search(text) is not None
 
 
 def _redact_text(text: str, kind: str) -> str:
