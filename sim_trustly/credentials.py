@@ -182,12 +182,24 @@ def record_failure(
     two the same: the first `threshold` of a window are 401s (the last of them locks), every
     later one is a 429. A window that has passed, or a lockout that has ended, starts over.
     """
+    if not _countable(access_id):
+        return None  # no credential has such an id: nothing to protect, nothing to store
     failures, locked_until = session.execute(
-        _failure_upsert(session, access_id, source, now, policy)
+        _failure_upsert(session, access_id, source[:_SOURCE_CHARS], now, policy)
     ).one()
     if failures > policy.threshold and locked_until is not None and utc(locked_until) > now:
         return TooManyAttempts(_retry_after(utc(locked_until), now))
     return None
+
+
+_ACCESS_ID_CHARS = AuthLockout.__table__.c.access_id.type.length  # type: ignore[attr-defined]
+_SOURCE_CHARS = AuthLockout.__table__.c.source.type.length  # type: ignore[attr-defined]
+
+
+def _countable(access_id: str) -> bool:
+    """Whether failures of this accessId are counted: one that fits the column and holds no
+    NUL (which PostgreSQL text cannot store); a longer one is no credential's."""
+    return len(access_id) <= _ACCESS_ID_CHARS and "\x00" not in access_id
 
 
 def _failure_upsert(

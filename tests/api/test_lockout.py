@@ -80,3 +80,14 @@ def test_lockout_scope_is_read_from_the_environment_and_checked() -> None:
     assert load_trustly_settings(environ={}).lockout_scope == "source"
     with pytest.raises(ConfigError, match="lockout_scope"):
         load_trustly_settings(environ={"SCANPAY_TRUSTLY_LOCKOUT_SCOPE": "nobody"})
+
+
+@pytest.mark.parametrize("access_id", ["a" * 129, "x" * 300], ids=["129", "300"])
+def test_an_access_id_no_credential_can_have_is_a_401_not_a_500(
+    trustly: Flask, access_id: str,
+) -> None:
+    """Longer than any stored accessId: refused without counting (on PostgreSQL the count's
+    row could not even be stored), repeatedly, and the real credential is untouched."""
+    for _ in range(7):
+        assert post_from(trustly, ATTACKER, basic(access_id, "k")).status_code == 401
+    assert post_from(trustly, ATTACKER, DEMO_AUTH).status_code == 200
