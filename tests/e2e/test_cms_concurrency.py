@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +139,20 @@ class Racers:
 
 @dataclass
 class Floor:
-    """A running CMS with a QR displayed on every test EGM, a TPAS token and the racers."""
+    """A running CMS on a frozen clock, a TPAS token and the racers."""
 
     driver: CmsDriver
     token: str
-    qr: dict[str, str]
+    expires_at: datetime  # of every QR the floor shows: never reached
     racers: Racers
     log: Path
 
     def funding(self, egm_id: str, transaction_id: str, ubai: str) -> dict[str, Any]:
-        """A well-formed funding body of AMOUNT for `egm_id` with its displayed QR."""
+        """A well-formed funding body of AMOUNT for `egm_id`, naming a QR token shown on it
+        for this funding alone (a QR token pays one funding)."""
+        qr = self.driver.show_qr(egm_id, f"qr-{transaction_id}", self.expires_at)
         return {"transactionId": transaction_id, "egmId": egm_id, "amount": AMOUNT,
-                "currency": "USD", "ubai": ubai, "qrTokenId": self.qr[egm_id]}
+                "currency": "USD", "ubai": ubai, "qrTokenId": qr}
 
     def server_log(self, last: int = 3000) -> str:
         """The end of the server's log (tracebacks of any 5xx), for failure messages."""
@@ -230,12 +232,10 @@ def _serve(app_spec: str, databases: DatabaseFactory, workdir: Path) -> Iterator
     with gunicorn(app_spec, env) as base:
         driver = CmsDriver(base, ADMIN_TOKEN)
         expires_at = driver.now() + timedelta(hours=1)  # the clock is frozen: never reached
-        qr = {egm: driver.show_qr(egm, f"qr-{egm}-{uuid.uuid4().hex[:8]}", expires_at)
-              for egm in EGM_IDS}
         token = driver.token()
         racers = Racers(base, token, SAME_CLIENTS)
         try:
-            yield Floor(driver, token, qr, racers, log)
+            yield Floor(driver, token, expires_at, racers, log)
         finally:
             racers.close()
             driver.close()
