@@ -21,6 +21,7 @@ import jwt
 
 from sim_cms.settings import TrustlyLink
 from simkit.clock import parse_instant
+from simkit.correlation import propagate_correlation_id
 from simkit.http_transport import StdlibTransport
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path, not a secret
@@ -94,6 +95,7 @@ class ClientPool:
                 base_url=link.base_url, timeout=timeout,
                 transport=transport if transport is not None else StdlibTransport(),
                 auth=httpx.BasicAuth(link.access_id, link.access_key),
+                event_hooks={"request": [propagate_correlation_id]},
             )
             self._clients[key] = (transport, made)
             return made

@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from flask import has_request_context
 
 from sim_trustly.partner_profiles import CmsProfile
 from simkit.clock import Clock, SystemClock
+from simkit.correlation import propagate_correlation_id
 from simkit.http_transport import StdlibTransport
-from simkit.journal import CORRELATION_HEADER, current_correlation_id
 
 USER_AGENT = "scanpay-sim-tpas/0.1"
 # A token is refreshed when this share of its lifetime (at most 30 s) is left, so a call
@@ -58,17 +57,6 @@ class InProcessTransport(httpx.BaseTransport):
     def close(self) -> None:
         """Close the wrapped transport."""
         self._inner.close()
-
-
-def propagate_correlation_id(request: httpx.Request) -> None:
-    """Send the correlation id of the request being served along with a call to the CMS.
-
-    An httpx request hook: when TPAS calls the CMS while serving a player's payment, the
-    CMS's journal then files the call under the payment's id, so one id follows the payment
-    end to end. Outside a request (the recovery sweep) the CMS makes up its own id.
-    """
-    if has_request_context() and CORRELATION_HEADER not in request.headers:
-        request.headers[CORRELATION_HEADER] = current_correlation_id()
 
 
 def profile_timeout(profile: CmsProfile) -> httpx.Timeout:

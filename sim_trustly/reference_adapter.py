@@ -28,11 +28,11 @@ from sim_trustly.cms_http import (
     make_transport,
     problem_code,
     profile_timeout,
-    propagate_correlation_id,
 )
 from sim_trustly.cms_protocol import FundingCall, FundingResult, LimitResult
 from sim_trustly.partner_profiles import CmsProfile
 from simkit.clock import Clock
+from simkit.correlation import propagate_correlation_id
 
 log = logging.getLogger(__name__)
 

@@ -338,3 +338,20 @@ def test_forcing_a_qr_needs_a_bearer_token(make_cms: CmsFactory) -> None:
     response = app.test_client().post("/cws/v1/egms/EGM-001/qr")
     assert response.status_code == 401 and "WWW-Authenticate" in response.headers
     assert displays(app) == 0
+
+
+def test_the_cms_passes_its_callers_correlation_id_on_to_trustly(make_cms: CmsFactory) -> None:
+    """One id across the hop: Trustly's journal files the CMS's token request under the id
+    the CMS's own caller sent, so a report can draw the acquisition as one sequence."""
+    app = make_cms(with_trustly=True)
+    client = app.test_client()
+    response = client.post("/cws/v1/egms/EGM-002/qr",
+                           headers={**cms_bearer(client), "X-Correlation-Id": "corr-qr-hop-1"})
+    assert response.status_code == 200
+    assert response.headers["X-Correlation-Id"] == "corr-qr-hop-1"
+    trustly = app.extensions["sim_cms"].trustly_transport.app
+    entries = trustly.test_client().get(
+        "/_sim/journal?correlationId=corr-qr-hop-1",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()["entries"]
+    assert [(e["method"], e["path"]) for e in entries] == [
+        ("POST", "/auth-service/api/oauth2/qrcode/token")]
