@@ -1,6 +1,7 @@
 """The scanpay pytest plugin: fixtures for a CMS vendor's own CI (installed with scanpay-sim).
 
-`pip install scanpay-sim` registers it (entry point `pytest11: scanpay`); nothing starts until
+Installing scanpay-sim (the wheel README.md's "Installing for partners" builds) registers it
+(entry point `pytest11: scanpay`); nothing starts until
 a test asks for a fixture, so it costs nothing in a suite that does not use it.
 
 Options:
