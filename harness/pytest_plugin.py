@@ -1,8 +1,8 @@
 """The scanpay pytest plugin: fixtures for a CMS vendor's own CI (installed with scanpay-sim).
 
 Installing scanpay-sim (the wheel README.md's "Installing for partners" builds) registers it
-(entry point `pytest11: scanpay`); nothing starts until
-a test asks for a fixture, so it costs nothing in a suite that does not use it.
+(entry point `pytest11: scanpay`); nothing starts until a test asks for a fixture, so it
+costs nothing in a suite that does not use it.
 
 Options:
     --scanpay-target FILE      the target TOML (see examples/partner-target.toml); default:
