@@ -53,7 +53,7 @@ from sim_trustly.tpas_funding import (
     start_recovery_worker,
 )
 from simkit.clock import format_instant
-from simkit.errors import BadRequest, NotFound
+from simkit.errors import BadRequest, NotFound, SimError
 from simkit.money import parse_currency, parse_minor
 
 __all__ = [
@@ -127,13 +127,29 @@ def pay_with_qr(ctx: TrustlyContext, code: str, request: PaymentRequest) -> Paym
     """Pay `request.amount` onto the EGM of a scanned QR; the answer is the payment's state.
 
     Raises QrCodeUnknown (404), QrCodeUsed (409), QrCodeExpired or QrCodeInvalid (410),
-    QrCodeWrongMerchant (403). Otherwise the payment ends CREDITED, REJECTED_VOIDED or
-    FAILED_VOIDED, or, when the CMS could not be reached, stays FUNDING for the sweep.
+    QrCodeWrongMerchant (403), and 422 CURRENCY_NOT_SUPPORTED before anything is claimed.
+    Otherwise the payment ends CREDITED, REJECTED_VOIDED or FAILED_VOIDED, or, when the CMS
+    could not be reached, stays FUNDING for the sweep.
     """
     now = ctx.clock.now()
     token = redemption.presentable(ctx, code, now)
+    _refuse_what_cannot_be_paid(ctx, request)
     row = _create(ctx, token, request, now)
     return _authorize_and_fund(ctx, row, request)
+
+
+def _refuse_what_cannot_be_paid(ctx: TrustlyContext, request: PaymentRequest) -> None:
+    """Refuse, before the QR is claimed, a payment that could only be voided later.
+
+    A currency other than the one this Trustly pays in (`tpas_currency`, the one the scan
+    page offers) would be authorized at the bank and refused by the CMS, and the claimed QR
+    would be lost to the player: 422 CURRENCY_NOT_SUPPORTED instead, the QR still payable.
+    """
+    accepted = ctx.settings.tpas_currency
+    if request.currency != accepted:
+        raise SimError("CURRENCY_NOT_SUPPORTED", 422,
+                       f"this QR code pays in {accepted}, not {request.currency}",
+                       field="currency", expected=accepted)
 
 
 def _create(

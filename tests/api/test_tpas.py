@@ -12,6 +12,7 @@ import pytest
 from sim_trustly import payments, tpas
 from sim_trustly.redemption import QrCodeExpired, QrCodeUsed
 from simkit.clock import monotonic
+from simkit.errors import SimError
 from tests.api.tpas_support import (
     ADMIN,
     EGM,
@@ -192,8 +193,19 @@ def test_the_meter_cap_voids_the_payment(casino: Casino) -> None:
     assert_rejected(casino, casino.pay(casino.show_qr(), 2000), "CREDIT_LIMIT_EXCEEDED")
 
 
-def test_a_currency_the_egm_does_not_take_voids_the_payment(casino: Casino) -> None:
-    assert_rejected(casino, casino.pay(casino.show_qr(), currency="EUR"), "INVALID_AMOUNT")
+def test_a_currency_trustly_does_not_pay_is_refused_before_the_qr_is_claimed(
+    casino: Casino,
+) -> None:
+    """Nothing that can be refused up front may cost the player the QR: the EUR attempt is
+    refused with nothing claimed or authorized, and the retry in USD pays with the same QR."""
+    code = casino.show_qr()
+    with pytest.raises(SimError) as refused:
+        casino.pay(code, currency="EUR")
+    assert (refused.value.code, refused.value.http_status) == ("CURRENCY_NOT_SUPPORTED", 422)
+    assert casino.meter() == 0
+    paid = casino.pay(code, currency="USD")
+    assert paid.status == "CREDITED"
+    assert casino.meter() == 2000
 
 
 def test_a_daily_limit_too_low_stops_the_payment_before_funding(casino: Casino) -> None:
