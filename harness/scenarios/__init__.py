@@ -2,9 +2,9 @@
 
 Each scenario is a `Scenario` record (harness.scenarios.model); `CATALOGUE` lists them in the
 order a run takes them (the whole-run reconciliation last), `select` filters by id and tag,
-and `COVERAGE` maps each item DESIGN §6 says the catalogue covers to
-the scenarios that cover it (a unit test holds it to that). docs/conformance.md is generated
-from all of this by `harness.scenarios.docs`.
+and `COVERAGE` maps each item docs/architecture.md §21 (Catalogue coverage) says the
+catalogue covers to the scenarios that cover it (a unit test holds it to that).
+docs/conformance.md is generated from all of this by `harness.scenarios.docs`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CATALOGUE: tuple[Scenario, ...] = (
     *qr_use.SCENARIOS, *limits.SCENARIOS, *egm.SCENARIOS, *reconcile.SCENARIOS,
 )
 
-# DESIGN §6, "The catalogue covers: ...", item by item.
+# docs/architecture.md §21 (Catalogue coverage), item by item.
 COVERAGE: dict[str, tuple[str, ...]] = {
     "token issue and auth errors": ("SCAN-001", "SCAN-002"),
     "QR decode equals url": ("SCAN-003",),

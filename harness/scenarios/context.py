@@ -258,10 +258,10 @@ class Context:
     def _replaced_on_screen(self, egm_id: str, spent: ShownQr) -> ShownQr:
         """The EGM's next QR, once the screen no longer shows `spent`.
 
-        A CMS replaces a used QR at once (DESIGN §5); one that only rotates gets there when
-        the clocks are moved (clock hook) to 10 s before the spent QR's expiry, past its
-        rotation. Deadline-bound: a screen that keeps the spent QR skips the scenario (QR-003
-        is the one that judges it).
+        A CMS replaces a used QR at once (docs/architecture.md §15 (Funding API)); one that
+        only rotates gets there when the clocks are moved (clock hook) to 10 s before the
+        spent QR's expiry, past its rotation. Deadline-bound: a screen that keeps the spent
+        QR skips the scenario (QR-003 is the one that judges it).
         """
         if self.target.has("clock"):
             expires = parse_instant(str(self.scan(spent.url)["expiresAt"]))

@@ -96,7 +96,10 @@ A local target file has `kind = "local"`, `trustly_url`, `cms_url`, `admin_token
 
 
 def _coverage() -> list[str]:
-    lines = ["## Coverage of DESIGN §6", "", "| DESIGN §6 item | Scenarios |", "|---|---|"]
+    lines = ["## Coverage", "",
+             "Each item the catalogue must cover ([docs/architecture.md §21 (Catalogue "
+             "coverage)](architecture.md#21-catalogue-coverage)) and the scenarios that cover "
+             "it:", "", "| Item | Scenarios |", "|---|---|"]
     lines += [f"| {item} | {', '.join(ids)} |" for item, ids in COVERAGE.items()]
     return [*lines, ""]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from harness.scenarios.context import Context, problem_code
 from harness.scenarios.model import Scenario, scenario
 
-REJECTION_DUTY = ("Trustly Scan and Pay CMS duty: return the funding outcome; DESIGN §5 "
-                  "(rejections are decided outcomes, nothing applied)")
-# state -> (HTTP status, code) the reference API answers (DESIGN §5).
+REJECTION_DUTY = ("Trustly Scan and Pay CMS duty: return the funding outcome; "
+                  "docs/architecture.md §15 (Funding API: rejections are decided outcomes, nothing "
+                  "applied)")
+# state -> (HTTP status, code) the reference API answers (docs/architecture.md §15 (Funding API)).
 REJECTIONS: dict[str, tuple[int, str]] = {
     "IN_GAME": (409, "EGM_BUSY"),
     "DOOR_OPEN": (409, "EGM_DOOR_OPEN"),

@@ -18,8 +18,10 @@ from harness.scenarios.model import scenario
 from simkit.clock import monotonic
 
 EXACTLY_ONCE = ("Trustly Scan and Pay CMS duty: apply the credit at once and return the "
-                "outcome, exactly once per transactionId; DESIGN §5 (idempotency, 409 "
-                "FUNDING_IN_PROGRESS), §7 (exactly-once crediting under concurrency)")
+                "outcome, exactly once per transactionId; docs/architecture.md §16 "
+                "(Exactly once and the ledger: idempotency, 409 FUNDING_IN_PROGRESS), "
+                "docs/architecture.md §22 (Guarantees: exactly-once crediting under "
+                "concurrency)")
 COPIES = 8
 READ_TIMEOUT_S = 0.25  # when the harness, as TPAS, stops waiting for the first answer
 LATE_MS = 700  # how late the CMS is made to answer (faults hook): well past READ_TIMEOUT_S
@@ -136,8 +138,8 @@ def _resend_until_definite(ctx: Context, body: dict[str, Any]) -> httpx.Response
 
 @scenario(
     "FUND-011", "A funding answered after TPAS's read timeout, then retried, is applied once",
-    requirement=f"{EXACTLY_ONCE}; DESIGN §4 (on a timeout TPAS retries with the same "
-                "transactionId until the outcome is definite). A slow answer must never "
+    requirement=f"{EXACTLY_ONCE}; docs/architecture.md §12 (TPAS: on a timeout it retries with the "
+                "same transactionId until the outcome is definite). A slow answer must never "
                 "turn TPAS's retry into a second credit.",
     tags=("funding", "idempotency", "faults"), needs=("faults",),
     steps=(f"Declare a fault on the CMS: the next POST of a funding is answered {LATE_MS} ms "

@@ -8,7 +8,7 @@ from harness.scenarios.context import Context, problem_code
 from harness.scenarios.model import scenario
 
 FUNDING_DUTY = ("Trustly Scan and Pay CMS duty: Funding API that applies credit at once and "
-                "returns the outcome; DESIGN §5")
+                "returns the outcome; docs/architecture.md §15 (Funding API)")
 MALFORMED = ("INVALID_REQUEST", "VALIDATION_ERROR")
 
 
@@ -38,7 +38,8 @@ def fund_001(ctx: Context) -> None:
 
 @scenario(
     "FUND-002", "A funding whose answer was lost: inquiry, then the retry gets the same outcome",
-    requirement=f"{FUNDING_DUTY} (status inquiry, idempotent retry); DESIGN §4",
+    requirement=f"{FUNDING_DUTY} (status inquiry, idempotent retry); docs/architecture.md §12 "
+                "(TPAS: it asks, then retries with the same transactionId)",
     tags=("funding", "idempotency", "status-inquiry"),
     steps=("As TPAS, POST a funding and throw the answer away (as if the connection broke).",
            "Ask GET /cws/v1/fundings/{transactionId}: APPLIED with the amount.",
@@ -111,7 +112,7 @@ def fund_004(ctx: Context) -> None:
 @scenario(
     "FUND-005", "The CMS's access tokens expire: 401 TOKEN_EXPIRED, then a new one works",
     requirement="Trustly Scan and Pay: the CMS documents auth with token refresh and TTL; "
-                "DESIGN §5 (expires_in, 401 TOKEN_EXPIRED)",
+                "docs/architecture.md §14 (CMS authentication: expires_in, 401 TOKEN_EXPIRED)",
     tags=("funding", "auth", "token-expiry"), needs=("clock",),
     steps=("Get an access token (client credentials); note expires_in.",
            "Move both clocks past it.",
@@ -137,8 +138,8 @@ def fund_005(ctx: Context) -> None:
 
 @scenario(
     "FUND-006", "Calls without valid credentials are refused with a challenge",
-    requirement="Trustly Scan and Pay: the CMS's Funding API authenticates TPAS; DESIGN §3 "
-                "(every 401 carries WWW-Authenticate)",
+    requirement="Trustly Scan and Pay: the CMS's Funding API authenticates TPAS; "
+                "docs/architecture.md §7 (Errors: every 401 carries WWW-Authenticate)",
     tags=("funding", "auth"),
     steps=("POST a funding without credentials: 401 with WWW-Authenticate.",
            "With a made-up Bearer token: 401.",
@@ -197,8 +198,9 @@ def _malformed_bodies(good: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 @scenario(
     "FUND-008", "Malformed funding bodies are refused with 400 and change nothing",
-    requirement=f"{FUNDING_DUTY} (documented error codes); DESIGN §3 (floats, NaN, negatives "
-                "and zero are rejected), §7 (no 5xx for any input)",
+    requirement=f"{FUNDING_DUTY} (documented error codes); docs/architecture.md §6 (Money: "
+                "floats, NaN, negatives and zero are rejected), docs/architecture.md §22 "
+                "(Guarantees: no 5xx for any input)",
     tags=("funding", "bad-input"),
     steps=("POST, under one transactionId, bodies that are not JSON, arrays, miss a field, or "
            "give the amount as a float, string or boolean, or a lower-case currency: each "
@@ -231,7 +233,8 @@ def _foreign_currency(held: str) -> str:
 
 @scenario(
     "FUND-012", "A funding in a currency the EGM does not hold is refused and applies nothing",
-    requirement=f"{FUNDING_DUTY}; DESIGN §3 (money is minor units plus an ISO 4217 currency): "
+    requirement=f"{FUNDING_DUTY}; docs/architecture.md §6 (Money: minor units plus an ISO 4217 "
+                "currency): "
                 "2000 EUR is not 2000 USD, so a funding in another currency than the EGM's "
                 "is a decided refusal (4xx), never a credit.",
     tags=("funding", "bad-input"),

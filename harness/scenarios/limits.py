@@ -10,7 +10,8 @@ from harness.scenarios.context import Context, problem_code
 from harness.scenarios.model import scenario
 
 LIMITS_DUTY = ("Trustly Scan and Pay CMS duty: create, modify, enforce and delete daily limits "
-               "per UBAI; Nevada Technical Standard 3.150; DESIGN §5 (Daily Limits API)")
+               "per UBAI; Nevada Technical Standard 3.150; docs/architecture.md §17 "
+               "(Daily Limits API)")
 MALFORMED = ("INVALID_REQUEST", "VALIDATION_ERROR")
 RACERS = 16
 
@@ -83,7 +84,8 @@ def lim_002(ctx: Context) -> None:
 
 @scenario(
     "LIM-003", "A player's payment over the remaining limit is refused and voided",
-    requirement=f"{LIMITS_DUTY}; DESIGN §1, §4 (TPAS checks the limit; a rejection voids)",
+    requirement=f"{LIMITS_DUTY}; docs/architecture.md §12 (TPAS: it checks the limit; a rejection "
+                "voids the bank payment)",
     tags=("limits", "pay", "boundary"),
     steps=("A new player pays 1000: CREDITED; note the UBAI TPAS derived.",
            "PUT that UBAI's limit to 1500 (500 remain).",
@@ -135,8 +137,9 @@ def lim_004(ctx: Context) -> None:
 
 @scenario(
     "LIM-005", f"{RACERS} fundings racing for room for one: exactly one is applied",
-    requirement=f"{LIMITS_DUTY} (refused atomically, also when many race); DESIGN §7 (limits "
-                "never exceeded under races)",
+    requirement=f"{LIMITS_DUTY} (refused atomically, also when many race); "
+                "docs/architecture.md §22 (Guarantees: limits are never exceeded, also "
+                "under races)",
     tags=("limits", "funding", "concurrency"),
     steps=("PUT a limit of 1000 for a fresh UBAI.",
            f"As TPAS, send {RACERS} fundings of 1000 at the same moment, spread over the "

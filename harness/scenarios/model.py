@@ -34,9 +34,9 @@ class CheckFailed(Exception):
 class Scenario:
     """One entry of the catalogue.
 
-    `requirement` says where the duty comes from (Trustly's CMS duties, a DESIGN section, a
-    regulation); `needs` names the target hooks it cannot run without; `steps` are what a
-    person would do by hand to check the same thing.
+    `requirement` says where the duty comes from (Trustly's CMS duties, a regulation, a
+    section cited as "docs/architecture.md §N (Title)"); `needs` names the target hooks it
+    cannot run without; `steps` are what a person would do by hand to check the same thing.
     """
 
     id: str

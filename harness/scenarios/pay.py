@@ -15,7 +15,8 @@ FUNDINGS_PATH = "/cws/v1/fundings"
 @scenario(
     "PAY-001", "Scan-then-pay credits the EGM at once and the CMS reports it applied",
     requirement="Trustly Scan and Pay CMS duty: apply the credit to the EGM immediately and "
-                "return the outcome; DESIGN §1, §5 (Funding API)",
+                "return the outcome; docs/architecture.md §2 (The flow: Scan then Pay), "
+                "docs/architecture.md §15 (Funding API)",
     tags=("pay", "funding"),
     steps=("Make the EGM show a fresh QR; a phone scans it and pays 20.00 at the demo bank.",
            "The payment is CREDITED with a transactionId.",
@@ -38,8 +39,8 @@ def pay_001(ctx: Context) -> None:
 
 @scenario(
     "PAY-002", "A replayed QR is refused after its credit",
-    requirement="Trustly Scan and Pay: single-use QR tokens; DESIGN §4 (claim the token "
-                "atomically, one success per token, ever)",
+    requirement="Trustly Scan and Pay: single-use QR tokens; docs/architecture.md §12 (TPAS: the "
+                "QR token is claimed atomically, one success per token, ever)",
     tags=("pay", "replay"),
     steps=("Pay with a fresh QR: CREDITED.",
            "Pay again with the same QR: 409 QR_CODE_USED.",
@@ -58,7 +59,8 @@ def pay_002(ctx: Context) -> None:
 
 @scenario(
     "PAY-003", "Several phones paying the same QR at once: exactly one is credited",
-    requirement="DESIGN §7: exactly-once crediting under concurrency; §4 single use",
+    requirement="docs/architecture.md §22 (Guarantees: exactly-once crediting under "
+                "concurrency); docs/architecture.md §12 (TPAS: single use)",
     tags=("pay", "concurrency", "replay"),
     steps=("Make the EGM show a fresh QR.",
            "Six phones pay it at the same moment (threads, each its own connection).",
@@ -89,7 +91,8 @@ def pay_003(ctx: Context) -> None:
 @scenario(
     "PAY-004", "TPAS keeps paying after its CMS access token expired",
     requirement="Trustly Scan and Pay: the CMS documents auth with token refresh and TTL; "
-                "DESIGN §4 (TPAS refreshes), §5 (401 TOKEN_EXPIRED)",
+                "docs/architecture.md §12 (TPAS: it refreshes the CMS access token), "
+                "docs/architecture.md §14 (CMS authentication: 401 TOKEN_EXPIRED)",
     tags=("pay", "auth", "token-expiry"), needs=("clock",),
     steps=("Pay once (TPAS gets an access token from the CMS).",
            "Move both clocks past the token's lifetime.",
@@ -109,8 +112,9 @@ def pay_004(ctx: Context) -> None:
 
 @scenario(
     "PAY-005", "A funding whose answer is lost is credited once (TPAS retries the same id)",
-    requirement="DESIGN §4: on a lost answer TPAS asks GET fundings/{id} and retries with the "
-                "same transactionId; §5 idempotency; §7 exactly once",
+    requirement="docs/architecture.md §12 (TPAS: on a lost answer it asks GET fundings/{id} and "
+                "retries with the same transactionId); docs/architecture.md §16 (Exactly once and "
+                "the ledger: idempotency); docs/architecture.md §22 (Guarantees: exactly once)",
     tags=("pay", "funding", "idempotency", "faults"), needs=("faults",),
     steps=("Declare a fault on the CMS: the next POST /cws/v1/fundings is applied, then its "
            "connection dropped.",

@@ -14,10 +14,11 @@ from harness.scenarios.context import Context, expires_in_s, problem_code
 from harness.scenarios.model import scenario
 from harness.scenarios.scan import LEEWAY_S, NO_QR, wait_for_new_qr
 
-QR_DUTY = ("Trustly Scan and Pay CMS duty: QR display and the Funding API; DESIGN §5 (one "
-           "funding per qrTokenId: a second transactionId on a consumed QR token, or a QR "
-           "token past its expiry plus the documented leeway, is refused; a QR named by a "
-           "funding is replaced on the EGM at once)")
+QR_DUTY = ("Trustly Scan and Pay CMS duty: QR display and the Funding API; "
+           "docs/architecture.md §15 (Funding API: one funding per qrTokenId: a second "
+           "transactionId on a consumed QR token, or a QR token past its expiry plus the "
+           "documented leeway, is refused; a QR named by a funding is replaced on the EGM at "
+           "once)")
 LONG_AFTER_S = 3600  # "long after it expired": an hour past expiry and leeway
 
 

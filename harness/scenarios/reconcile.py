@@ -9,8 +9,9 @@ from typing import Any
 from harness.scenarios.context import DEFINITE, Context
 from harness.scenarios.model import scenario
 
-REC_DUTY = ("Trustly Scan and Pay: settlement between Trustly and the casino; DESIGN §5 "
-            "(double-entry ledger), §6 (Trustly total = CMS total = EGM meters)")
+REC_DUTY = ("Trustly Scan and Pay: settlement between Trustly and the casino; "
+            "docs/architecture.md §16 (Exactly once and the ledger: double entry; reconciliation, "
+            "Trustly total = CMS total = EGM meters)")
 
 
 @scenario(

@@ -12,7 +12,7 @@ from harness.scenarios.model import scenario
 from simkit.clock import monotonic, parse_instant
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path
-LEEWAY_S = 30  # Trustly's verification leeway (DESIGN §4: at most 30 s)
+LEEWAY_S = 30  # Trustly's verification leeway: docs/architecture.md §10 (QR Code API)
 ROTATION_MARGIN_S = 10  # a rotation must happen at least this long before expiry
 ROTATION_WAIT_S = 5.0  # how long a partner's own rotator may take once due
 NO_QR = "no QR on screen"
@@ -21,7 +21,8 @@ NO_QR = "no QR on screen"
 @scenario(
     "SCAN-001", "The CMS gets a QR token from Trustly for the EGM and shows its url",
     requirement="Trustly Scan and Pay CMS duty: QR display (QR Code API with Basic auth, "
-                "merchantId, egmId); DESIGN §1, §4",
+                "merchantId, egmId); docs/architecture.md §2 (The flow: Scan then Pay), "
+                "docs/architecture.md §10 (QR Code API)",
     tags=("scan", "token"),
     steps=("Note Trustly's journal position.",
            "Make the EGM show a fresh QR (ask the CMS, or read its QR image).",
@@ -57,7 +58,8 @@ def scan_001(ctx: Context) -> None:
 @scenario(
     "SCAN-002", "Trustly's QR Code API issues tokens and refuses bad requests in its dialect",
     requirement="Trustly QR Code API: url/token/expiresAt; 401 (code 300) with "
-                "WWW-Authenticate, 400 (code 200), 403 for another merchant; DESIGN §3, §4",
+                "WWW-Authenticate, 400 (code 200), 403 for another merchant; "
+                "docs/architecture.md §7 (Errors), docs/architecture.md §10 (QR Code API)",
     tags=("scan", "token", "auth", "bad-input"),
     steps=("POST the token endpoint with the merchant's credentials: 200 with url, token, "
            "expiresAt.",
@@ -89,7 +91,9 @@ def scan_002(ctx: Context) -> None:
 
 @scenario(
     "SCAN-003", "The EGM's QR image decodes to exactly the url Trustly issued",
-    requirement="Trustly Scan and Pay CMS duty: render the token's url as the QR; DESIGN §5, §6",
+    requirement="Trustly Scan and Pay CMS duty: render the token's url as the QR; "
+                "docs/architecture.md §18 (EGMs, QR display and rotation), "
+                "docs/architecture.md §21 (Catalogue coverage: QR decode equals url)",
     tags=("scan", "qr"),
     steps=("Make the EGM show a fresh QR.", "Fetch the EGM's QR image (PNG) and decode it.",
            "The decoded text is the url the CMS got from Trustly, and Trustly knows its code "
@@ -145,8 +149,9 @@ def _to_rotation(ctx: Context, egm_id: str) -> tuple[Any, str]:
 
 @scenario(
     "SCAN-004", "The CMS rotates the EGM's QR before it expires",
-    requirement="Trustly Scan and Pay CMS duty: refresh the QR before expiresAt; DESIGN §5 "
-                "(rotate at expiresAt - buffer)",
+    requirement="Trustly Scan and Pay CMS duty: refresh the QR before expiresAt; "
+                "docs/architecture.md §18 (EGMs, QR display and rotation: rotate at expiresAt - "
+                "buffer)",
     tags=("scan", "qr", "rotation"), needs=("clock",),
     steps=("Make the EGM show a fresh QR; note its expiresAt.",
            "Move both clocks to the CMS's rotatesAt + 1 s, and no later than 10 s before expiry.",
@@ -169,8 +174,9 @@ def scan_004(ctx: Context) -> None:
 
 @scenario(
     "SCAN-005", "A player who scanned just before a rotation can still pay",
-    requirement="DESIGN §5: a displayed token stays payable until Trustly's expiry, also after "
-                "rotation (QR_TOKEN_MISMATCH only for tokens never shown on the EGM)",
+    requirement="docs/architecture.md §15 (Funding API): a displayed token stays payable until "
+                "Trustly's expiry, also after rotation (QR_TOKEN_MISMATCH only for tokens "
+                "never shown on the EGM)",
     tags=("scan", "rotation", "pay"), needs=("clock",),
     steps=("Make the EGM show a fresh QR; a phone scans it.",
            "Move both clocks past the rotation (before expiry) and let the CMS rotate.",
@@ -193,7 +199,8 @@ def scan_005(ctx: Context) -> None:
 
 @scenario(
     "SCAN-006", "An expired QR cannot be paid",
-    requirement="Trustly Scan and Pay: QR tokens expire (expiresAt); DESIGN §4",
+    requirement="Trustly Scan and Pay: QR tokens expire (expiresAt); docs/architecture.md §10 (QR "
+                "Code API)",
     tags=("scan", "expiry"), needs=("clock",),
     steps=("Make the EGM show a fresh QR.",
            "Move both clocks past its expiresAt (plus Trustly's 30 s leeway).",
@@ -215,7 +222,7 @@ def scan_006(ctx: Context) -> None:
 
 @scenario(
     "SCAN-007", "A code Trustly never issued is refused",
-    requirement="DESIGN §4: clear answers for unknown codes",
+    requirement="docs/architecture.md §11 (Player microsite): clear answers for unknown codes",
     tags=("scan", "bad-input"),
     steps=("Pay with /scan/<random code>: 404 QR_CODE_UNKNOWN.",))
 def scan_007(ctx: Context) -> None:
