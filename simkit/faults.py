@@ -15,6 +15,7 @@ import math
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -22,7 +23,7 @@ from typing import Any, cast
 from flask import Flask, Response, g, request
 from sqlalchemy import CursorResult, Result, delete, or_, select
 
-from simkit.clock import Clock, SystemClock, format_instant
+from simkit.clock import Clock, SystemClock, format_instant, monotonic
 from simkit.db import Database
 from simkit.errors import BadRequest, SimError
 from simkit.models import FaultRuleRow
@@ -184,6 +185,11 @@ def _live() -> Any:
 _LIVE_MATCHERS = (
     "SELECT method, path FROM sim_faults WHERE remaining IS NULL OR remaining > 0"
 )
+# How old this process's copy of the live rules may be. Every request asks "may a fault
+# fire?"; reading the table each time cost more than the QR Code API's own work. A rule added
+# through another worker reaches this one within this time, and `add_all` answers only after
+# it has passed, so a rule is in force everywhere by the time its caller hears it was added.
+MATCHERS_MAX_AGE_S = 0.025
 
 
 class FaultPlan:
@@ -195,6 +201,8 @@ class FaultPlan:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
         self._rng_lock = threading.Lock()
         self._clock: Clock = clock if clock is not None else SystemClock()
+        # (live (method, path) pairs, monotonic time they were read); replaced, never mutated.
+        self._matchers: tuple[tuple[tuple[str, str], ...], float] = ((), -math.inf)
 
     def add(self, rule: FaultRule) -> int:
         """Declare one rule; returns its id."""
@@ -209,7 +217,10 @@ class FaultPlan:
         with self._db.write() as session:
             session.add_all(rows)
             session.flush()
-            return [row.id for row in rows]
+            ids = [row.id for row in rows]
+        self._forget_matchers()
+        time.sleep(MATCHERS_MAX_AGE_S)  # every other worker's copy is now fresh enough
+        return ids
 
     def get(self, rule_id: int) -> dict[str, Any] | None:
         """One rule with its id, remaining budget and fire count, or None."""
@@ -227,12 +238,16 @@ class FaultPlan:
         """Delete one rule; False when there was no such rule."""
         with self._db.write() as session:
             statement = delete(FaultRuleRow).where(FaultRuleRow.id == rule_id)
-            return _deleted(session.execute(statement)) > 0
+            removed = _deleted(session.execute(statement)) > 0
+        self._forget_matchers()  # a stale copy elsewhere only costs `take` a locked re-read
+        return removed
 
     def clear(self) -> int:
         """Delete every rule; returns how many there were."""
         with self._db.write() as session:
-            return _deleted(session.execute(delete(FaultRuleRow)))
+            deleted = _deleted(session.execute(delete(FaultRuleRow)))
+        self._forget_matchers()
+        return deleted
 
     def take(self, method: str, path: str) -> FaultRule | None:
         """The rule that fires for this request, its budget spent; None when none fires.
@@ -247,28 +262,45 @@ class FaultPlan:
             return None
         with self._db.write() as session:
             statement = select(FaultRuleRow).where(_live()).order_by(FaultRuleRow.id)
+            matched = False
             for row in session.scalars(statement.with_for_update()):
                 rule = _rule(row)
-                if not rule.matches(method, path) or not self._roll(rule.probability):
+                if not rule.matches(method, path):
+                    continue
+                matched = True
+                if not self._roll(rule.probability):
                     continue
                 row.fired += 1
                 if row.remaining is not None:
                     row.remaining -= 1
+                    if row.remaining == 0:
+                        self._forget_matchers()
                 return rule
+        if not matched:
+            self._forget_matchers()  # the copy promised a rule the table no longer has
         return None
 
     def may_fire(self, method: str, path: str) -> bool:
         """True when some live rule matches this request (its probability not yet rolled).
 
-        Asked on every request, so it is one single-statement Core read of two columns.
+        Asked on every request, so it reads this process's copy of the live rules, refreshed
+        when older than `MATCHERS_MAX_AGE_S`. A stale copy can only err towards "may fire"
+        for a rule already spent or removed: `take` decides again under the write lock.
         """
-        rows = self._db.hot_read(_LIVE_MATCHERS)
+        rows, read_at = self._matchers
+        now = monotonic()
+        if now - read_at > MATCHERS_MAX_AGE_S:
+            rows = tuple((str(m), str(p)) for m, p in self._db.hot_read(_LIVE_MATCHERS))
+            self._matchers = (rows, now)
         method = method.upper()
         return any(
             rule_method in ("*", method)
             and (path.startswith(rule_path[:-1]) if rule_path.endswith("*") else path == rule_path)
             for rule_method, rule_path in rows
         )
+
+    def _forget_matchers(self) -> None:
+        self._matchers = ((), -math.inf)
 
     def _roll(self, probability: float) -> bool:
         if probability >= 1:

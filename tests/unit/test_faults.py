@@ -136,6 +136,32 @@ def test_no_rule_fires_for_an_unmatched_request(tmp_path: Path) -> None:
     assert plan.take("POST", "/other") is None
 
 
+def test_a_rule_added_through_another_worker_is_in_force_when_its_add_returns(
+    tmp_path: Path,
+) -> None:
+    # Two plans on one database are two worker processes: each keeps its own copy of the
+    # live rules. The copy the first worker read before the add must not hide the new rule.
+    db = make_database(tmp_path)
+    worker_a, worker_b = FaultPlan(db), FaultPlan(db)
+    assert not worker_a.may_fire("POST", "/counter")
+    worker_b.add(_rule(action="drop"))
+    assert worker_a.may_fire("POST", "/counter")
+    assert worker_a.take("POST", "/counter") is not None
+
+
+def test_a_removed_or_spent_rule_never_fires_from_a_stale_copy(tmp_path: Path) -> None:
+    db = make_database(tmp_path)
+    worker_a, worker_b = FaultPlan(db), FaultPlan(db)
+    rule_id = worker_b.add(_rule(action="drop"))
+    assert worker_a.may_fire("POST", "/counter")  # worker A's copy now holds the rule
+    assert worker_b.remove(rule_id)
+    assert worker_a.take("POST", "/counter") is None  # decided again under the lock
+    worker_b.add(_rule(action="drop", times=1))
+    assert worker_b.take("POST", "/counter") is not None
+    assert worker_a.take("POST", "/counter") is None
+    assert not worker_b.may_fire("POST", "/counter")
+
+
 def test_rules_can_be_removed_one_by_one_or_all(tmp_path: Path) -> None:
     plan = FaultPlan(make_database(tmp_path))
     ids = plan.add_all([_rule(action="drop"), _rule(action="drop")])
