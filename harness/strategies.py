@@ -4,8 +4,9 @@ A CMS vendor imports these next to the pytest plugin's fixtures (`harness.pytest
 throw the inputs Trustly and players can produce at their system: amounts and currencies,
 EGM ids, UBAIs, malformed QR tokens, and malformed Funding and Daily Limits request bodies.
 
-Each pair of "valid" and "invalid" strategies follows the reference CMS contract (DESIGN §5,
-the shapes `sim_cms/openapi_schemas.py` publishes), so "valid" means "the reference CMS
+Each pair of "valid" and "invalid" strategies follows the reference CMS contract
+(docs/architecture.md §15 (Funding API), docs/architecture.md §17 (Daily Limits API): the
+shapes `sim_cms/openapi_schemas.py` publishes), so "valid" means "the reference CMS
 accepts its shape" and every `malformed_*` value carries at least one defect that a CMS must
 refuse with a 4xx: it is never a well-formed request in disguise. Values are plain Python
 JSON values; floats include NaN and infinities on purpose, so send them with `json.dumps`

@@ -45,9 +45,10 @@ def _integer_literals(value: Any) -> Any:
     """`2000.0` -> `2000`, recursively.
 
     JSON Schema counts 2000.0 as an integer, so schemathesis sends it for `type: integer`; the
-    API deliberately takes money only as JSON integer literals (DESIGN §3, documented on each
-    field) and answers 400 to a float, a rule a schema cannot state. Valid data is sent in the
-    form the API requires; negative cases keep their non-integral floats.
+    API deliberately takes money only as JSON integer literals (docs/architecture.md §6
+    (Money), documented on each field) and answers 400 to a float, a rule a schema cannot
+    state. Valid data is sent in the form the API requires; negative cases keep their
+    non-integral floats.
     """
     if isinstance(value, float) and value.is_integer():
         return int(value)

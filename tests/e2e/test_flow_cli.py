@@ -1,8 +1,8 @@
 """`scanpay flow` as a user runs it: embedded sims, and the sims of a running `scanpay serve`.
 
-The printed sequence must read as DESIGN §1's diagram: the EGM wants a QR, the CMS gets it from
-Trustly, the phone opens it and pays, TPAS calls the CMS (OAuth2, daily limit, funding), the
-phone hears "credited", and the meter has gone up.
+The printed sequence must read as the diagram of docs/architecture.md §2 (The flow: Scan then
+Pay): the EGM wants a QR, the CMS gets it from Trustly, the phone opens it and pays, TPAS calls
+the CMS (OAuth2, daily limit, funding), the phone hears "credited", and the meter has gone up.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 
 from tests.e2e.processes import SCANPAY, free_port, running
 
-# DESIGN §1, top to bottom: (from, to, path pattern) of the calls a scan-then-pay makes.
-DESIGN_SEQUENCE = [
+# docs/architecture.md §2 (The flow: Scan then Pay), top to bottom: (from, to, path pattern)
+# of the calls a scan-then-pay makes.
+FLOW_SEQUENCE = [
     ("EGM", "CMS", r"^/cws/v1/egms/EGM-00\d/qr$"),
     ("CMS", "Trustly", r"^/auth-service/api/oauth2/qrcode/token$"),
     ("Phone", "Trustly", r"^/api/v1/scan/[\w-]+$"),
@@ -37,7 +38,7 @@ def calls_in_order(sequence: list[dict[str, Any]]) -> list[tuple[str, str, str]]
 def assert_matches_design(sequence: list[dict[str, Any]]) -> None:
     calls = calls_in_order(sequence)
     position = 0
-    for sender, receiver, pattern in DESIGN_SEQUENCE:
+    for sender, receiver, pattern in FLOW_SEQUENCE:
         while position < len(calls) and not (
                 calls[position][:2] == (sender, receiver)
                 and re.match(pattern, calls[position][2].split("?")[0])):
