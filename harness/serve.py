@@ -30,7 +30,7 @@ from simkit.db import sqlite_url
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """The flags of `scanpay serve` (DESIGN §6 fixed points)."""
+    """The flags of `scanpay serve`: docs/architecture.md §20 (Fixed points)."""
 
     trustly_port: int = 8710
     cms_port: int = 8720

@@ -70,7 +70,7 @@ class SigningKeyConfig:
 DEMO_MERCHANT = MerchantConfig(
     merchant_id="demo-merchant",
     access_id="demo-access-id",
-    access_key="demo-access-key",  # the published demo credential (DESIGN §6)
+    access_key="demo-access-key",  # published: docs/architecture.md §20 (Fixed points)
     name="Demo Casino",
 )
 
