@@ -135,7 +135,12 @@ class BatchWriter:
         by_table: dict[Table, list[dict[str, Any]]] = {}
         try:
             for table, make_row, _ in batch:
-                by_table.setdefault(table, []).append(make_row())
+                try:
+                    row = make_row()
+                except Exception:  # one bad row must not cost the rest of the batch
+                    log.exception("batch writer: a row for %s could not be made", table.name)
+                    continue
+                by_table.setdefault(table, []).append(row)
             with self._db.core_write_relaxed() as connection:
                 for table, rows in by_table.items():
                     plan = self._plan(connection, table, tuple(rows[0]))

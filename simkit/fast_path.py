@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from simkit.clock import monotonic
-from simkit.journal import CORRELATION_HEADER, Journal
+from simkit.journal import CORRELATION_HEADER, Journal, new_correlation_id
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -52,7 +51,7 @@ def journal_exchange(
     """Record an exchange a fast path answered, as the Flask journal hook would; returns the
     correlation id to echo (the caller's own when it sent a valid one)."""
     offered = environ.get(_CORRELATION_ENVIRON, "")
-    correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else os.urandom(16).hex()
+    correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else new_correlation_id()
     request_headers = [
         (_header_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"
     ]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import binascii
 import functools
+import itertools
 import json
 import logging
+import os
 import re
-import uuid
 from base64 import b64decode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def _redact_authorization(value: str) -> str:
         return f"{scheme} {MASK}" if credentials else MASK
     try:
         decoded = b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64 (non-ASCII too), or not UTF-8
         return f"{scheme} {MASK}"
     user, sep, _ = decoded.partition(":")
     return f"{scheme} {user}:{MASK}" if sep else f"{scheme} {MASK}"
@@ -130,17 +131,34 @@ def redact_form(text: str) -> str:
     return urlencode([(key, MASK if _is_secret_field(key) else value) for key, value in pairs])
 
 
-# For JSON that does not parse (truncated, malformed): mask `"secretName": <scalar>` pairs.
-_JSON_PAIR = re.compile(r'"([^"\\]{1,64})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)')
+# JSON that does not parse (truncated, malformed) as tokens: string literals (an unterminated
+# one runs to the end), structural characters, and runs of anything else.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.DOTALL)
+_MASKED_VALUE = f'"{MASK}"'
+_STRUCTURAL = frozenset("{}[]:,")
 
 
 def _redact_broken_json(text: str) -> str:
-    def mask(match: re.Match[str]) -> str:
-        if not _is_secret_field(match.group(1)):
-            return match.group(0)
-        return f'"{match.group(1)}"{match.group(2)}"{MASK}"'
+    """Keep the structure and the member names of a broken document, mask every value.
 
-    return _JSON_PAIR.sub(mask, text)
+    Which value belongs to which name cannot be known once the text is cut or damaged (a
+    missing quote or colon shifts every pairing after it), so only what is certainly a
+    member name (a string followed by a colon) is kept. Iterative: any depth, no recursion.
+    """
+    pieces = [(match.group(), match.start(), match.end()) for match in _JSON_TOKEN.finditer(text)]
+    parts: list[str] = []
+    kept_until = 0
+    for index, (piece, start, end) in enumerate(pieces):
+        if piece in _STRUCTURAL:
+            continue
+        followed_by_colon = index + 1 < len(pieces) and pieces[index + 1][0] == ":"
+        if piece.startswith('"') and followed_by_colon:
+            continue  # a member name
+        parts.append(text[kept_until:start])
+        parts.append(_MASKED_VALUE)
+        kept_until = end
+    parts.append(text[kept_until:])
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=64)
@@ -193,13 +211,36 @@ def _redact_text(text: str, kind: str) -> str:
             return text  # stored as sent: the common case costs no parse
         try:
             return orjson.dumps(_redact_json(orjson.loads(text))).decode()
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, RecursionError):
             pass  # what orjson refuses (NaN, huge integers) the standard parser may take
         try:
             return json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # broken, or nested deeper than Python recurses
             return _redact_broken_json(text)
     return text
+
+
+class _CorrelationIds:
+    """Fresh correlation ids, 32 hex characters: a random prefix per process and a counter.
+
+    Unique without a system call per request (a `uuid4` costs one); a forked worker draws
+    its own prefix, so two processes never share ids.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = os.urandom(10).hex()
+        self._counter = itertools.count()
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+_correlation_ids = _CorrelationIds()
+new_correlation_id = _correlation_ids.new
 
 
 def current_correlation_id() -> str:
@@ -211,14 +252,18 @@ def current_correlation_id() -> str:
     if isinstance(existing, str):
         return existing
     offered = request.headers.get(CORRELATION_HEADER, "")
-    chosen = offered if _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex
+    chosen = offered if _CORRELATION_ID.fullmatch(offered) else new_correlation_id()
     g.correlation_id = chosen
     return chosen
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Exchange:
-    """One request and its response as captured on the request path, not yet redacted."""
+    """One request and its response as captured on the request path, not yet redacted.
+
+    Never changed once made (not `frozen`: a frozen dataclass costs three times as much to
+    make, and one is made for every journaled request).
+    """
 
     correlation_id: str
     at: datetime
@@ -234,6 +279,7 @@ class Exchange:
     fault: str | None = None
 
 
+_NOT_REDACTABLE = "<not stored: could not be redacted>"
 _CAPTURED_BYTES = 2048  # headers and the rest of a captured exchange, besides its bodies
 _JOURNAL_TABLE: Table = JournalEntry.__table__  # type: ignore[assignment]
 
@@ -275,24 +321,40 @@ class Journal:
             log.warning("journal: entries still queued after waiting; a query may miss them")
 
     def _row(self, exchange: Exchange) -> dict[str, Any]:
-        """The stored row of one captured exchange, every secret masked."""
-        req_headers = redact_headers(exchange.request_headers)
-        resp_headers = redact_headers(exchange.response_headers)
+        """The stored row of one captured exchange, every secret masked.
+
+        An exchange whose headers or bodies cannot be redacted (a case nobody foresaw) is still
+        stored, with what could not be redacted left out: never dropped, never in clear.
+        """
+        try:
+            return self._redacted_row(exchange)
+        except Exception:
+            log.exception("journal: %s %s could not be redacted; stored without headers and "
+                          "bodies", exchange.method[:16], exchange.path[:512])
+            return {
+                "correlation_id": exchange.correlation_id[:128], "at": exchange.at,
+                "method": exchange.method[:16], "path": exchange.path[:512], "query": "",
+                "status": exchange.status, "latency_ms": exchange.latency_ms,
+                "request_headers": "{}", "request_body": _NOT_REDACTABLE,
+                "response_headers": "{}", "response_body": _NOT_REDACTABLE,
+                "fault": exchange.fault,
+            }
+
+    def _redacted_row(self, exchange: Exchange) -> dict[str, Any]:
+        req_headers, req_type = _stored_headers(exchange.request_headers)
+        resp_headers, resp_type = _stored_headers(exchange.response_headers)
         return {
             "correlation_id": exchange.correlation_id[:128], "at": exchange.at,
             "method": exchange.method[:16], "path": exchange.path[:512],
             "query": redact_form(exchange.query) if exchange.query else "",
             "status": exchange.status, "latency_ms": exchange.latency_ms,
-            "request_headers": orjson.dumps(req_headers).decode(),
-            "request_body": self._body(exchange.request_body, req_headers),
-            "response_headers": orjson.dumps(resp_headers).decode(),
-            "response_body": self._body(exchange.response_body, resp_headers),
+            "request_headers": req_headers,
+            "request_body": _stored_body(exchange.request_body, req_type, self.max_body),
+            "response_headers": resp_headers,
+            "response_body": _stored_body(exchange.response_body, resp_type, self.max_body),
             "fault": exchange.fault,
         }
 
-    def _body(self, body: bytes | str, headers: Mapping[str, str]) -> str:
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        return redact_body(body, content_type, limit=self.max_body)
 
     def query(
         self, *, path: str | None = None, correlation_id: str | None = None,
@@ -324,6 +386,51 @@ class Journal:
         with self._db.write() as session:
             result = cast(CursorResult[Any], session.execute(delete(JournalEntry)))
             return result.rowcount
+
+
+HeaderPairs = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def _stored_headers(headers: HeaderPairs) -> tuple[str, str]:
+    """Headers as stored (redacted JSON) and their Content-Type.
+
+    A client sends the same headers on every request (its credential, host, agent): those
+    are redacted once per process and remembered, keyed by what was sent.
+    """
+    pairs = tuple(headers.items() if isinstance(headers, Mapping) else headers)
+    if len(pairs) <= _CACHED_HEADER_PAIRS:
+        try:
+            return _stored_headers_cached(pairs)
+        except TypeError:  # a value that cannot be hashed: redact it the long way
+            pass
+    return _stored_headers_of(pairs)
+
+
+_CACHED_HEADER_PAIRS = 24
+_CACHED_BODY_BYTES = 1024
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_headers_cached(pairs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    return _stored_headers_of(pairs)
+
+
+def _stored_headers_of(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    redacted = redact_headers(pairs)
+    content_type = next((v for k, v in redacted.items() if k.lower() == "content-type"), "")
+    return orjson.dumps(redacted).decode(), content_type
+
+
+def _stored_body(body: bytes | str, content_type: str, limit: int) -> str:
+    """A body as stored; small ones that repeat (a client's request body) redacted once."""
+    if len(body) <= _CACHED_BODY_BYTES:
+        return _stored_small_body(body, content_type, limit)
+    return redact_body(body, content_type, limit=limit)
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_small_body(body: bytes | str, content_type: str, limit: int) -> str:
+    return redact_body(body, content_type, limit=limit)
 
 
 def entry_to_json(row: JournalEntry) -> dict[str, Any]:
