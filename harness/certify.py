@@ -114,6 +114,7 @@ def run_catalogue(target: Target, scenarios: Sequence[Scenario],
         if progress is not None:
             progress(outcome)
     run.duration_s = monotonic() - started
+    run.clock_moved_s = target.clock_moved_s
     return run
 
 

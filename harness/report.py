@@ -23,7 +23,7 @@ from rich.text import Text
 from harness.report_html import ordered, write_html
 from harness.report_junit import write_junit
 from harness.report_text import clean_text, format_seconds, one_line, verdict_text
-from harness.results import DISCLAIMER, OUTCOMES, RunResult, Verdict
+from harness.results import DISCLAIMER, OUTCOMES, RunResult, Verdict, clock_note
 
 OUTCOME_STYLES = {"passed": "green", "failed": "bold red", "error": "bold magenta",
                   "skipped": "yellow"}
@@ -125,6 +125,8 @@ def render_summary(console: Console, run: RunResult) -> None:
         console.print(summary_table(run))
         console.print(counts_line(run))
     console.print(Text(clean_text(verdict_text(run)), VERDICT_STYLES[run.verdict]))
+    if clock_note(run):
+        console.print(Text(clock_note(run)))
     if run.server_log:
         console.print(Text(f"The harness's own servers logged to {run.server_log}", "dim"))
     console.print(Text(DISCLAIMER, "italic"))

@@ -19,7 +19,15 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from harness.report_text import clean_text, format_seconds, verdict_text
-from harness.results import DISCLAIMER, OUTCOMES, Check, Exchange, RunResult, ScenarioResult
+from harness.results import (
+    DISCLAIMER,
+    OUTCOMES,
+    Check,
+    Exchange,
+    RunResult,
+    ScenarioResult,
+    clock_note,
+)
 from simkit.clock import parse_instant
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -186,7 +194,7 @@ def render_html(run: RunResult) -> str:
         tool_version=clean_text(run.tool_version), verdict=run.verdict,
         verdict_class=verdict_class, verdict_label=verdict_label,
         verdict_text=clean_text(verdict_text(run)), disclaimer=DISCLAIMER,
-        server_log=clean_text(run.server_log),
+        server_log=clean_text(run.server_log), clock_note=clean_text(clock_note(run)),
         counts=run.counts(), total=len(run.scenarios), outcomes=OUTCOMES, scenarios=scenarios,
         script=FILTER_SCRIPT, script_hash=script_hash(FILTER_SCRIPT))
 

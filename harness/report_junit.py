@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.report_text import clean_text, failure_text, one_line, sequence_text
-from harness.results import DISCLAIMER, RunResult, ScenarioResult, headline
+from harness.results import DISCLAIMER, RunResult, ScenarioResult, clock_note, headline
 from simkit.clock import parse_instant
 
 SUITE_NAME = "scanpay-certify"
@@ -103,7 +103,7 @@ def junit_tree(run: RunResult) -> ET.ElementTree[ET.Element]:
                         ("startedAt", run.started_at), ("toolVersion", run.tool_version),
                         ("verdict", run.verdict), ("exitCode", str(run.exit_code)),
                         ("disclaimer", DISCLAIMER), ("diagnosis", run.diagnosis),
-                        ("serverLog", run.server_log)):
+                        ("serverLog", run.server_log), ("clockMoved", clock_note(run))):
         if value:
             ET.SubElement(properties, "property", {"name": name, "value": clean_text(value)})
     if run.diagnosis:

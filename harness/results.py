@@ -160,6 +160,7 @@ class RunResult:
     tool_version: str = "0.1"
     diagnosis: str = ""  # why the run could not start (verdict ERROR); empty when it ran
     server_log: str = ""  # where the harness's own servers logged, if anywhere
+    clock_moved_s: float | None = None  # how far the run moved the CMS's clock (None: no hook)
 
     def counts(self) -> dict[str, int]:
         """How many scenarios ended in each outcome (every outcome present, maybe 0)."""
@@ -198,7 +199,8 @@ class RunResult:
                 "startedAt": self.started_at, "durationS": round(self.duration_s, 3),
                 "verdict": self.verdict, "exitCode": self.exit_code, "ok": self.ok,
                 "diagnosis": self.diagnosis, "serverLog": self.server_log,
-                "counts": self.counts(), "scenarios": [s.to_json() for s in self.scenarios]}
+                "clockMovedS": self.clock_moved_s, "counts": self.counts(),
+                "scenarios": [s.to_json() for s in self.scenarios]}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> RunResult:
@@ -208,4 +210,35 @@ class RunResult:
                    scenarios=[ScenarioResult.from_json(s) for s in raw.get("scenarios", [])],
                    tool_version=str(raw.get("toolVersion", "0.1")),
                    diagnosis=str(raw.get("diagnosis") or ""),
-                   server_log=str(raw.get("serverLog") or ""))
+                   server_log=str(raw.get("serverLog") or ""),
+                   clock_moved_s=_optional_float(raw.get("clockMovedS")))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def clock_note(run: RunResult) -> str:
+    """What the run did to the target's clock, in one sentence ("" when it has no clock hook).
+
+    The harness only moves a CMS's clock forward, and leaves it there: a partner reading the
+    report must know how far, to re-align it (docs/partner-contract.md, the clock hook).
+    """
+    moved = run.clock_moved_s
+    if moved is None:
+        return ""
+    if moved == 0:
+        return "The run did not move the CMS's clock."
+    return (f"The run moved the CMS's clock {moved:,.0f} s ({_span(moved)}) forward and left it "
+            "there; docs/partner-contract.md (the clock hook) says how to re-align it.")
+
+
+def _span(seconds: float) -> str:
+    whole = round(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days} d"] if days else []
+    parts += [f"{hours} h"] if hours or days else []
+    parts.append(f"{minutes} min {secs} s" if minutes or hours or days else f"{secs} s")
+    return " ".join(parts)

@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,14 @@ class Target:
     cms_control: ControlApi | None
     trustly_public_url: str = ""  # the base of the QR urls the harness's Trustly issues
     preflight: tuple[str, ...] = ()  # what the preflight found (for the console)
+    # Every move the run made with `advance` (seconds), for the report: the partner's clock
+    # stays where the run left it.
+    clock_moves: list[float] = field(default_factory=list)
+
+    @property
+    def clock_moved_s(self) -> float | None:
+        """How far the run moved the CMS's clock; None when the CMS offers no clock hook."""
+        return sum(self.clock_moves) if self.has("clock") else None
 
     def has(self, hook: str) -> bool:
         """Whether the CMS offers `hook` (one of `HOOKS`)."""
@@ -151,6 +159,7 @@ class Target:
             raise TargetError("this target's CMS offers no clock hook")
         before = _read_clock(self.trustly_control)
         _move_clock(self.cms_control, {"advance": seconds})
+        self.clock_moves.append(seconds)
         moved = (_read_clock(self.trustly_control) - before).total_seconds()
         if abs(moved) < abs(seconds) / 2:  # a clock of its own (frozen: it did not move)
             _move_clock(self.trustly_control, {"advance": seconds})

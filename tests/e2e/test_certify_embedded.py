@@ -33,6 +33,11 @@ def test_the_whole_catalogue_passes_on_the_embedded_sims(tmp_path: Path) -> None
     wall = re.search(r"Wall time: ([\d.]+) s", out)
     assert wall is not None, out
     assert float(wall.group(1)) < 15, out  # the preflight included
+    # QR-002 uses a QR token an hour past its expiry: the run moved the clock at least that.
+    assert run.clock_moved_s is not None and run.clock_moved_s > 3600
+    assert f"moved the CMS's clock {run.clock_moved_s:,.0f} s" in out
+    html = (tmp_path / "report.html").read_text()
+    assert f"clock {run.clock_moved_s:,.0f} s" in html.partition('id="clock-moved"')[2]
     pay = next(s for s in run.scenarios if s.id == "PAY-001")
     assert pay.checks and all(c.passed for c in pay.checks)
     parties = {(e.sender, e.receiver) for e in pay.sequence}

@@ -13,13 +13,14 @@ starts the second run from where the first left it, which the contract says is c
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from harness.scenarios import CATALOGUE
-from simkit.clock import format_instant, system_now
+from simkit.clock import format_instant, monotonic, parse_instant, system_now
 from tests.broken_cms.server import ADMIN_TOKEN, BrokenCms, serve_broken_cms
 from tests.conftest import DatabaseFactory
 from tests.e2e.test_certify_broken_cms import certify
@@ -35,6 +36,12 @@ def _realign(cms: BrokenCms) -> None:
                           timeout=10).status_code == 200
 
 
+def _cms_now(cms: BrokenCms) -> datetime:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    answer = httpx.get(f"{cms.base_url}/_sim/clock", headers=admin, timeout=10)
+    return parse_instant(answer.json()["now"])
+
+
 def _two_runs(databases: DatabaseFactory, tmp_path: Path, *, realign: bool) -> None:
     every = {item.id for item in CATALOGUE}
     with serve_broken_cms(frozenset(), databases.new("cms"), tmp_path) as cms:
@@ -43,11 +50,19 @@ def _two_runs(databases: DatabaseFactory, tmp_path: Path, *, realign: bool) -> N
                 _realign(cms)
             workdir = tmp_path / f"run-{n}"
             workdir.mkdir()
+            before, wall_started = _cms_now(cms), monotonic()
             run = certify(cms, workdir)
+            moved = (_cms_now(cms) - before).total_seconds()
             assert run.ids("failed", "error") == set(), (n, run.reasons("failed", "error"),
                                                          run.console)
             assert run.ids("passed") == every, (n, run.reasons("skipped"), run.console)
             assert run.exit_code == 0, (n, run.console)
+            # The report says how far the run moved the CMS's clock: what the clock really
+            # moved, less the wall time it may have run on its own.
+            reported = run.report.clock_moved_s
+            assert reported is not None and reported > 3600, run.console
+            assert 0 <= moved - reported <= monotonic() - wall_started + 1, (moved, reported)
+            assert f"moved the CMS's clock {reported:,.0f} s" in run.console
 
 
 def test_two_runs_in_a_row_against_one_long_running_cms_both_pass(
