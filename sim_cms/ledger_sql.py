@@ -23,6 +23,7 @@ from sqlalchemy import (
     Row,
     Table,
     bindparam,
+    func,
     insert,
     select,
     text,
@@ -81,7 +82,13 @@ _LOCK_USAGE = (
     .where(_USAGE.c.ubai == bindparam("ubai"), _USAGE.c.gaming_day == bindparam("day"))
     .with_for_update()
 )
-_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
+_INSERT_TRANSACTION = insert(_TRANSACTIONS)
+# The id a new ledger transaction gets, taken before its legs are written (they come first).
+# SQLite: the writer's BEGIN IMMEDIATE serialises, and max + 1 is what SQLite itself picks.
+_NEXT_TRANSACTION_ID = {
+    "sqlite": select(func.coalesce(func.max(_TRANSACTIONS.c.id), 0) + 1),
+    "postgresql": select(func.nextval(func.pg_get_serial_sequence("ledger_transactions", "id"))),
+}
 _INSERT_ENTRIES = insert(cast(Table, LedgerEntry.__table__))
 _ADD_TO_METER = (
     update(_EGMS).where(_EGMS.c.id == bindparam("egm"))
@@ -130,14 +137,20 @@ def lock_usage(connection: Connection, ubai: str, day: date) -> AnyRow | None:
 
 def insert_transaction(connection: Connection, reference: str, kind: str, *, currency: str,
                        now: datetime, legs: list[tuple[str, int]]) -> int:
-    """One ledger transaction and its legs; the unique reference fails for a racing twin."""
+    """One ledger transaction and its legs; the unique reference fails for a racing twin.
+
+    The legs are written first, in one statement, and the header last: the database's guards
+    (migration 0003) check on SQLite, as the header goes in, that the legs before it balance,
+    and on PostgreSQL that the legs of each statement do.
+    """
     check_balanced(reference, legs)
     transaction_id: int = connection.execute(
-        _INSERT_TRANSACTION, {"reference": reference, "kind": kind, "created_at": now},
-    ).scalar_one()
-    connection.execute(_INSERT_ENTRIES, [
+        _NEXT_TRANSACTION_ID[connection.dialect.name]).scalar_one()
+    connection.execute(_INSERT_ENTRIES.values([  # one statement: PostgreSQL checks each
         {"transaction_id": transaction_id, "account_id": account, "amount": amount,
-         "currency": currency} for account, amount in legs])
+         "currency": currency} for account, amount in legs]))  # statement's legs balance
+    connection.execute(_INSERT_TRANSACTION, {
+        "id": transaction_id, "reference": reference, "kind": kind, "created_at": now})
     return transaction_id
 
 

@@ -1,7 +1,8 @@
 """sim_cms's tables: EGMs, the double-entry ledger, fundings, limits, audit, OAuth, QR display.
 
 Ledger rows (transactions and entries), stored funding outcomes and audit records are only
-ever inserted, never updated or deleted (a reset of the whole sim aside). The EGM's
+ever inserted, never updated or deleted (a reset of the whole sim aside); for the ledger the
+database itself refuses anything else (migration 0003's triggers, see `LedgerWipe`). The EGM's
 `credit_meter` and a UBAI's `LimitUsage.used` are running totals kept in the same database
 transaction as the entries they summarise, so they can be locked and checked cheaply; the
 property tests check that they always equal the sums of the rows behind them.
@@ -71,15 +72,33 @@ class LedgerTransaction(Base):
 
 
 class LedgerEntry(Base):
-    """One leg of a transaction: a signed amount on one account; a transaction sums to zero."""
+    """One leg of a transaction: a signed amount on one account; a transaction sums to zero.
+
+    Legs are written no later than their transaction's header, whose insert checks that they
+    balance; the key to the header is checked at commit, so a leg may come first.
+    """
 
     __tablename__ = "ledger_entries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+
+
+class LedgerWipe(Base):
+    """A row here lets its own database transaction delete ledger rows: a whole-sim reset.
+
+    The ledger's triggers refuse every UPDATE and DELETE of its rows otherwise. The reset
+    inserts the row, empties the tables and deletes it again before it commits, so no other
+    transaction ever sees one.
+    """
+
+    __tablename__ = "ledger_wipe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class FundingRecord(Base):

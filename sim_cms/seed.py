@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
 from sim_cms import models
@@ -65,8 +65,13 @@ RESET_ORDER = (
 
 
 def reset(session: Session, settings: CmsSettings, now: datetime) -> None:
-    """Empty every table and seed the demo casino again."""
-    for table in RESET_ORDER:
+    """Empty every table and seed the demo casino again.
+
+    The ledger's guards refuse deleting its rows unless this transaction holds a
+    `LedgerWipe` row; it is deleted again before the commit.
+    """
+    session.execute(insert(models.LedgerWipe).values(id=1))
+    for table in (*RESET_ORDER, models.LedgerWipe):
         session.execute(delete(table))
     session.flush()
     seed(session, settings, now)
