@@ -23,7 +23,7 @@ from sim_cms.settings import DEMO_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
-from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
+from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
 from simkit.clock import Clock
 from simkit.db import sqlite_url
 
@@ -129,9 +129,11 @@ def run_servers(options: ServeOptions, console: Console) -> None:
     servers = [_start(trustly, options.host, options.trustly_port),
                _start(cms, options.host, options.cms_port)]
     rotation = start_rotation_worker(cms)
-    finished = run_recovery_at_startup(trustly)  # payments a crash left open, now the CMS is up
-    if finished:
-        console.print(f"recovered {finished} payment(s) left open by an earlier run")
+    # Payments an earlier run left open go to the background sweep: no CMS delays start-up.
+    released = release_leases_at_startup(trustly)
+    if released:
+        console.print(f"{released} payment(s) left open by an earlier run: the recovery sweep "
+                      "carries them on")
     recovery = start_recovery_worker(trustly)
     _banner(console, options, f"http://{options.host}:{options.trustly_port}",
             f"http://{options.host}:{options.cms_port}")

@@ -311,6 +311,51 @@ def due_for_recovery(
         return list(connection.scalars(statement.order_by(PAYMENTS.c.created_at).limit(limit)))
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return _in_state(OPEN) & or_(PAYMENTS.c.next_attempt_at.is_(None),
+                                 PAYMENTS.c.next_attempt_at <= now)
+
+
+def merchants_due(db: Database, now: datetime) -> list[str]:
+    """The merchants that have open payments whose lease has run out (the sweep's lanes)."""
+    statement = select(PAYMENTS.c.merchant_id).where(_due(now)).distinct()
+    with db.core_read() as connection:
+        return sorted(connection.scalars(statement))
+
+
+def due_of_merchants(
+    db: Database, now: datetime, merchant_ids: Iterable[str], *, limit: int = 500,
+) -> list[str]:
+    """Ids of those merchants' open payments whose lease has run out, oldest first.
+
+    Listed per merchant, so however many payments a dead CMS's merchants have left open,
+    another merchant's payments are never pushed out of the list by them.
+    """
+    statement = (select(PAYMENTS.c.id)
+                 .where(_due(now), PAYMENTS.c.merchant_id.in_(tuple(merchant_ids)))
+                 .order_by(PAYMENTS.c.created_at).limit(limit))
+    with db.core_read() as connection:
+        return list(connection.scalars(statement))
+
+
+def release_leases(db: Database, now: datetime) -> int:
+    """End now the lease of every open payment, and say so in each one's history.
+
+    Only for the start-up of a process that alone uses the database (every lease is a dead
+    process's): the recovery sweep then takes those payments over at its first tick instead
+    of waiting for the leases to run out. Nothing is sent to any CMS here.
+    """
+    statement = (update(PAYMENTS)
+                 .where(_in_state(OPEN), PAYMENTS.c.next_attempt_at > bindparam("lease_now"))
+                 .values(next_attempt_at=bindparam("lease_now"), updated_at=bindparam("lease_now"))
+                 .returning(PAYMENTS.c.id))
+    with db.core_write() as connection:
+        released = list(connection.scalars(statement, {"lease_now": now}))
+        for payment_id in released:
+            add_events(connection, payment_id, now, [Event("LEASE_RELEASED", {"at": now})])
+    return len(released)
+
+
 def count_open(db: Database) -> int:
     """How many payments have no final outcome yet."""
     with db.core_read() as connection:

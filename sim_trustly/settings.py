@@ -11,6 +11,8 @@ TOML layout (all optional):
     lockout_window_s = 60
     lockout_s = 60                   # ... lock the caller out this long
     lockout_scope = "source"         # or "access_id"; env SCANPAY_TRUSTLY_LOCKOUT_SCOPE
+    tpas_recovery_interval_s = 5     # how often the recovery sweep looks for open payments
+    tpas_recovery_concurrency = 4    # its threads per process; one CMS per thread at a time
 
     [[trustly.merchants]]
     merchant_id = "demo-merchant"
@@ -41,9 +43,10 @@ ExpiresAtFormat = Literal["iso", "epoch_ms"]
 DEFAULT_PORT = 8710
 TPAS_KEYS = (
     "tpas_lease_s", "tpas_stale_after_s", "tpas_give_up_after_s", "tpas_recovery_interval_s",
-    "tpas_currency",
+    "tpas_recovery_concurrency", "tpas_currency",
 )
 MAX_LEEWAY_S = 30
+MAX_RECOVERY_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class TrustlySettings:
     tpas_stale_after_s: int = 120
     tpas_give_up_after_s: int = 900
     tpas_recovery_interval_s: float = 5.0
+    # Threads per process that carry open payments on in the background, one CMS per thread
+    # at a time (`sim_trustly.tpas_recovery`): a dead CMS holds one, the others keep going.
+    tpas_recovery_concurrency: int = 4
     tpas_currency: str = "USD"
     extra: Mapping[str, Any] = field(default_factory=dict)
     cms: CmsProfile = DEFAULT_CMS_PROFILE  # the CMS of every merchant without its own profile
@@ -122,6 +128,9 @@ class TrustlySettings:
             raise ConfigError("lockout_threshold, lockout_window_s, lockout_s must be >= 1")
         if min(self.tpas_lease_s, self.tpas_stale_after_s, self.tpas_give_up_after_s) < 1:
             raise ConfigError("tpas_lease_s, tpas_stale_after_s, tpas_give_up_after_s must be >= 1")
+        if not 1 <= self.tpas_recovery_concurrency <= MAX_RECOVERY_THREADS:
+            raise ConfigError(f"tpas_recovery_concurrency must be between 1 and "
+                              f"{MAX_RECOVERY_THREADS}")
 
     @property
     def control_enabled(self) -> bool:

@@ -23,8 +23,13 @@ Rules that keep crediting exactly-once:
 - A limits answer of UNKNOWN does not stop the payment: the Funding API enforces the daily
   limit atomically anyway; the limits call only spares the CMS a request it would refuse.
 
-The funding driver and the recovery sweep live in `sim_trustly.tpas_funding`; this module
-holds the entry points the microsite and the control API call.
+- Start-up never waits for a CMS: open payments are carried on by the background sweep
+  (`sim_trustly.tpas_recovery`), one lane per CMS in a small pool, so a CMS that does not
+  answer delays neither serving nor any other CMS's payments.
+
+The funding driver lives in `sim_trustly.tpas_funding`, the background sweep in
+`sim_trustly.tpas_recovery`; this module holds the entry points the microsite and the
+control API call.
 """
 
 from __future__ import annotations
@@ -45,10 +50,10 @@ from sim_trustly.redemption import (
     QrCodeUsed,
     QrCodeWrongMerchant,
 )
-from sim_trustly.tpas_funding import (
+from sim_trustly.tpas_funding import fund_authorized, recover_payments
+from sim_trustly.tpas_recovery import (
     RecoveryWorker,
-    fund_authorized,
-    recover_payments,
+    release_leases_at_startup,
     run_recovery_at_startup,
     start_recovery_worker,
 )
@@ -60,7 +65,7 @@ __all__ = [
     "PaymentNotFound", "PaymentRequest", "PaymentView", "QrCodeExpired", "QrCodeInvalid",
     "QrCodeUnknown", "QrCodeUsed", "QrCodeWrongMerchant", "RecoveryWorker", "ScanView",
     "describe_scan", "get_payment", "parse_payment_request", "pay_with_qr", "recover_payments",
-    "run_recovery_at_startup", "start_recovery_worker",
+    "release_leases_at_startup", "run_recovery_at_startup", "start_recovery_worker",
 ]
 
 SUGGESTED_AMOUNTS = (2000, 5000, 10000, 20000)

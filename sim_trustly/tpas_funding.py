@@ -1,4 +1,5 @@
-"""TPAS's CMS steps: limit check, funding with inquiry and retry, void, and the recovery sweep.
+"""TPAS's CMS steps: limit check, funding with inquiry and retry, void, and recovery of one
+payment (the background sweep that schedules recoveries is `sim_trustly.tpas_recovery`).
 
 The rules (exactly-once, when to void, when to give up) are in `sim_trustly.tpas`'s
 docstring. Every state change goes through `payments.advance`, a compare-and-set on the
@@ -8,8 +9,6 @@ status, so a live request and a sweep that race over one payment cannot both set
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from sim_trustly.cms_client import (
     adapter_for,
     profile_for,
 )
-from sim_trustly.context import EXTENSION, TrustlyContext
+from sim_trustly.context import TrustlyContext
 from sim_trustly.partner_profiles import RetryPolicy
 from sim_trustly.payments import Event, PaymentRecord, PaymentView
 from simkit.clock import wait
@@ -209,8 +208,14 @@ def _park_or_give_up(ctx: TrustlyContext, adapter: CmsAdapter, row: PaymentRecor
     return _view(ctx, parked, row.id)
 
 
-def _recover_one(ctx: TrustlyContext, payment_id: str, steal: bool) -> PaymentView | None:
-    """Take one open payment over and carry it on from the state it was left in."""
+def recover_one(ctx: TrustlyContext, payment_id: str, *, steal: bool = False
+                ) -> PaymentView | None:
+    """Take one open payment over and carry it on from the state it was left in.
+
+    None when the payment is not ours to take: finished, or leased by someone else and not
+    `steal`. Taking the lease is a compare-and-set, so of a sweep, a live request's retries
+    and other workers' sweeps only one carries a payment at a time.
+    """
     now, lease = _now_plus(ctx, ctx.settings.tpas_lease_s)
     row = payments.take_lease(ctx.db, payment_id, now, lease, steal=steal)
     if row is None:
@@ -225,62 +230,22 @@ def _recover_one(ctx: TrustlyContext, payment_id: str, steal: bool) -> PaymentVi
 
 
 def recover_payments(ctx: TrustlyContext, *, include_leased: bool = False) -> int:
-    """The recovery sweep: carry every open payment whose lease ran out towards an outcome.
+    """One synchronous recovery pass: carry every open payment whose lease ran out on.
 
     Returns how many payments reached a definite state in this pass. `include_leased` also
-    takes payments someone else holds, which is right only when no one else can be alive
-    (start-up); it is safe for money either way (same transactionId, compare-and-set).
-    An error on one payment is logged and the sweep goes on with the others.
+    takes payments someone else holds, which is right only when no one else can be alive;
+    it is safe for money either way (same transactionId, compare-and-set). An error on one
+    payment is logged and the pass goes on with the others. The control API's
+    `POST /_sim/payments/recover` runs this; servers run the background sweep instead
+    (`sim_trustly.tpas_recovery`), which never lets one CMS hold up another.
     """
     finished = 0
     due = payments.due_for_recovery(ctx.db, ctx.clock.now(), include_leased=include_leased)
     for payment_id in due:
         try:
-            view = _recover_one(ctx, payment_id, include_leased)
+            view = recover_one(ctx, payment_id, steal=include_leased)
         except Exception:  # one broken partner profile must not stall every other payment
             log.exception("recovery of payment %s failed", payment_id)
             continue
         finished += int(view is not None and view.definite)
     return finished
-
-
-def run_recovery_at_startup(app: Any) -> int:
-    """Finish what a crashed process left open (call once, before serving requests)."""
-    ctx: TrustlyContext = app.extensions[EXTENSION]
-    return recover_payments(ctx, include_leased=True)
-
-
-@dataclass
-class RecoveryWorker:
-    """The background thread that runs the recovery sweep every `interval_s` until stopped."""
-
-    thread: threading.Thread
-    stop_event: threading.Event
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Ask the thread to finish its pass and wait for it."""
-        self.stop_event.set()
-        self.thread.join(timeout_s)
-
-
-def start_recovery_worker(app: Any, interval_s: float | None = None) -> RecoveryWorker:
-    """Sweep `app`'s open payments in a daemon thread (`tpas_recovery_interval_s` default).
-
-    Started by the server (`scanpay serve`, the WSGI entry), never in `create_app`: tests
-    call `recover_payments` directly with a manual clock.
-    """
-    ctx: TrustlyContext = app.extensions[EXTENSION]
-    interval = ctx.settings.tpas_recovery_interval_s if interval_s is None else interval_s
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                recover_payments(ctx)
-            except Exception:  # the worker must outlive a database hiccup
-                log.exception("payment recovery pass failed")
-            stop.wait(interval)
-
-    thread = threading.Thread(target=run, name="sim-trustly-recovery", daemon=True)
-    thread.start()
-    return RecoveryWorker(thread=thread, stop_event=stop)

@@ -9,11 +9,15 @@ Settings come from the environment (`SCANPAY_TRUSTLY_DATABASE_URL`, `SCANPAY_CON
 
 - `create_in_worker` is for servers that build the app in every worker process (granian, the
   default; see docs/performance.md): migrations and seeding run under the start-up lock, and
-  each worker runs the TPAS recovery sweep in a background thread, so a payment a crash left
+  each worker starts the TPAS recovery sweep in the background, so a payment a crash left
   open is finished by whichever worker sweeps first, while serving starts at once.
-- `create` is for gunicorn with `--preload`: the migrations, seeding and a first recovery pass
-  run once in the master before the workers fork; the hooks module starts the periodic sweep
-  in every worker.
+- `create` is for gunicorn with `--preload`: the migrations and seeding run once in the
+  master before the workers fork, which also ends the leases a dead process left (a database
+  update, no CMS call); the hooks module starts the sweep in every worker, whose first tick
+  takes those payments over.
+
+Neither waits for any CMS: a CMS that is down or never answers delays no start-up
+(`sim_trustly.tpas_recovery`).
 """
 
 from __future__ import annotations
@@ -26,18 +30,22 @@ from sim_trustly.app import create_app
 from sim_trustly.cms_client import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.settings import load_trustly_settings
-from sim_trustly.tpas import run_recovery_at_startup, start_recovery_worker
+from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
 from simkit.heap import settle_heap
 
 log = logging.getLogger(__name__)
 
 
 def create() -> Flask:
-    """Build sim_trustly from the environment and finish what a crash left open (preload)."""
+    """Build sim_trustly from the environment and free what a crash left open (preload).
+
+    The master alone uses the database now, so every lease is a dead process's: ending them
+    lets the workers' sweeps take those payments over at their first tick.
+    """
     app = create_app(load_trustly_settings())
-    finished = run_recovery_at_startup(app)
-    if finished:
-        log.warning("recovery at start-up finished %d open payments", finished)
+    released = release_leases_at_startup(app)
+    if released:
+        log.warning("%d open payments left by an earlier run go to the recovery sweep", released)
     ctx = app.extensions[EXTENSION]
     close_adapters(ctx)  # no HTTP or database connection may cross the fork
     ctx.db.dispose()
