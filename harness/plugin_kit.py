@@ -101,11 +101,12 @@ class CmsAuth(httpx.Auth):
             self._token = str(response.json().get("access_token", ""))
 
 
-def cms_http(target: Target) -> httpx.Client:
-    """A client to the target's CMS with the partner profile's credentials attached."""
+def cms_http(target: Target, auth: AuthConfig | None = None) -> httpx.Client:
+    """A client to the target's CMS with credentials attached: `auth`, by default the partner
+    profile's (TPAS's)."""
     profile = target.cms_profile
     return httpx.Client(base_url=target.cms.base_url, transport=target.cms.transport,
-                        auth=CmsAuth(profile.auth, profile.paths.token), timeout=30.0,
+                        auth=CmsAuth(auth or profile.auth, profile.paths.token), timeout=30.0,
                         headers={"User-Agent": USER_AGENT})
 
 
@@ -117,11 +118,14 @@ def encode_json(body: Any) -> bytes:
 @dataclass
 class CmsApi:
     """The CMS's Funding and Daily Limits APIs, called as TPAS calls them (its credentials,
-    its paths). Every method returns the raw `httpx.Response`: asserting is the test's job.
+    its paths); limits are changed through `limits_http` (the target's limits credentials:
+    TPAS's client may not change them). Every method returns the raw `httpx.Response`:
+    asserting is the test's job.
     """
 
     target: Target
     http: httpx.Client
+    limits_http: httpx.Client | None = None
 
     def post_funding(self, body: Any) -> httpx.Response:
         """POST any JSON value to the Funding API (see `harness.strategies`)."""
@@ -142,12 +146,14 @@ class CmsApi:
 
     def put_limit(self, ubai: str, body: Any) -> httpx.Response:
         """Set a UBAI's daily limit (any JSON value as the body)."""
-        return self.http.put(self.target.cms_profile.paths.limit(ubai),
-                             content=encode_json(body), headers=JSON_HEADERS)
+        return (self.limits_http or self.http).put(self.target.cms_profile.paths.limit(ubai),
+                                                   content=encode_json(body),
+                                                   headers=JSON_HEADERS)
 
     def delete_limit(self, ubai: str) -> httpx.Response:
         """Remove a UBAI's limit (back to the casino's default)."""
-        return self.http.delete(self.target.cms_profile.paths.limit(ubai))
+        return (self.limits_http or self.http).delete(
+            self.target.cms_profile.paths.limit(ubai))
 
 
 @dataclass

@@ -167,12 +167,21 @@ def _scanpay_cms_http(scanpay_target: Target) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client) -> CmsApi:
-    """The CMS's Funding and Daily Limits APIs with TPAS's credentials (session-wide, so
-    Hypothesis tests may use it)."""
+def _scanpay_cms_limits_http(scanpay_target: Target) -> Iterator[httpx.Client]:
+    from harness.plugin_kit import cms_http
+
+    with cms_http(scanpay_target, scanpay_target.limits_auth) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client,
+                _scanpay_cms_limits_http: httpx.Client) -> CmsApi:
+    """The CMS's Funding and Daily Limits APIs with TPAS's credentials, limits changed with
+    the target's limits credentials (session-wide, so Hypothesis tests may use it)."""
     from harness.plugin_kit import CmsApi
 
-    return CmsApi(scanpay_target, _scanpay_cms_http)
+    return CmsApi(scanpay_target, _scanpay_cms_http, _scanpay_cms_limits_http)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ examples/partner-target.toml):
     base_url = "http://127.0.0.1:9000"    # parser: sim_trustly.partner_profiles), plus:
     auth = { kind = "oauth2_client_credentials", client_id = "tpas", client_secret = "..." }
     egm_ids = ["EGM-001", "EGM-002"]
+    limits_auth = { client_id = "casino-desk", client_secret = "..." }  # optional
 
     [cms.egm]                             # how the harness, as the EGM, reaches the CMS
     read = "/cws/v1/egms/{egm_id}"        # JSON with creditMeter, creditLimit, state
@@ -45,7 +46,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile, parse_profile
+from sim_cms.settings import DEMO_DESK_CLIENT
+from sim_trustly.partner_profiles import (
+    DEFAULT_CMS_PROFILE,
+    AuthConfig,
+    CmsProfile,
+    parse_auth,
+    parse_profile,
+)
 from sim_trustly.settings import TrustlySettings
 from simkit.settings import ConfigError, load_toml, require_type
 
@@ -76,6 +84,11 @@ HOOK_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "qr-rotate": (("POST", "/_sim/qr/rotate"),),
 }
 DEMO_EGM_IDS: tuple[str, ...] = tuple(f"EGM-{n:03d}" for n in range(1, 11))
+# The reference CMS's demo client that may change daily limits (TPAS's may not): what the
+# harness changes limits with on the embedded and local targets.
+DEMO_LIMITS_AUTH = AuthConfig(kind="oauth2_client_credentials",
+                              client_id=DEMO_DESK_CLIENT.client_id,
+                              client_secret=DEMO_DESK_CLIENT.client_secret)
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,7 @@ class TargetSpec:
     trustly_url: str | None = None  # local: the running sim_trustly
     admin_token: str | None = field(default=None, repr=False)  # local: both sims' token
     source: Path | None = None
+    cms_limits_auth: AuthConfig | None = None  # partner: who changes limits (None: `auth`)
 
 
 @dataclass(frozen=True)
@@ -214,6 +228,9 @@ TARGET_KEYS: tuple[KeyDoc, ...] = (
            "deltas, so they may be in use by others"),
     KeyDoc("cms", "egm", "table", "all defaults", "how the harness, as the EGM, reaches the "
            "CMS (the `[cms.egm]` keys below)"),
+    KeyDoc("cms", "limits_auth", "table (the keys of `auth`)", "`auth`",
+           "the credentials the harness changes daily limits with (PUT, PATCH, DELETE); "
+           "name the casino's client here when TPAS's client may not change them"),
     KeyDoc("cms.egm", "read", "string (path with {egm_id})", _shown(_EGM.read),
            "GET: the EGM as JSON with `creditMeter`, `creditLimit`, `state`, `currency`"),
     KeyDoc("cms.egm", "acquire_qr", "string (path with {egm_id})", _shown(_EGM.acquire_qr)
@@ -339,8 +356,15 @@ def _partner(raw: dict[str, Any], name: str, where: str, path: Path) -> TargetSp
         profile = parse_profile(cms, "default", "cms", path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    limits_auth = None
+    if "limits_auth" in extra:
+        try:
+            limits_auth = parse_auth(extra["limits_auth"], "cms.limits_auth")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return TargetSpec(
         kind="partner", name=name, egm_ids=_egm_ids(extra["egm_ids"], f"{where}: cms.egm_ids"),
+        cms_limits_auth=limits_auth,
         cms_profile=profile, egm_paths=_egm_paths(extra.get("egm", {}), where),
         control=_control(raw.get("control"), profile.base_url, where),
         merchant=_merchant(raw.get("trustly", {}), where),

@@ -37,6 +37,7 @@ from werkzeug.serving import make_server
 
 from harness.flow import Endpoint
 from harness.target_config import (
+    DEMO_LIMITS_AUTH,
     HOOKS,
     EgmPaths,
     MerchantCredentials,
@@ -46,7 +47,7 @@ from harness.target_config import (
     load_target,
     local_spec,
 )
-from sim_trustly.partner_profiles import CmsProfile
+from sim_trustly.partner_profiles import AuthConfig, CmsProfile
 from simkit.clock import format_instant, parse_instant
 from simkit.settings import ConfigError
 
@@ -103,6 +104,7 @@ class Target:
     cms_control: ControlApi | None
     trustly_public_url: str = ""  # the base of the QR urls the harness's Trustly issues
     preflight: tuple[str, ...] = ()  # what the preflight found (for the console)
+    cms_limits_auth: AuthConfig | None = None  # who changes daily limits (None: TPAS's auth)
     # Every move the run made with `advance` (seconds), for the report: the partner's clock
     # stays where the run left it.
     clock_moves: list[float] = field(default_factory=list)
@@ -111,6 +113,12 @@ class Target:
     def clock_moved_s(self) -> float | None:
         """How far the run moved the CMS's clock; None when the CMS offers no clock hook."""
         return sum(self.clock_moves) if self.has("clock") else None
+
+    @property
+    def limits_auth(self) -> AuthConfig:
+        """The credentials daily limits are changed with: the casino's, where the CMS keeps
+        that from TPAS's client (the reference CMS does), else TPAS's own."""
+        return self.cms_limits_auth or self.cms_profile.auth
 
     def has(self, hook: str) -> bool:
         """Whether the CMS offers `hook` (one of `HOOKS`)."""
@@ -226,7 +234,8 @@ def _open_embedded(stack: ExitStack, spec: TargetSpec) -> Target:
         egm_paths=spec.egm_paths, egm_ids=spec.egm_ids, hooks=frozenset(HOOKS),
         merchant=spec.merchant,
         trustly_control=ControlApi(sims.trustly_url, token, sims.trustly_transport),
-        cms_control=ControlApi(sims.cms_url, token, sims.cms_transport))
+        cms_control=ControlApi(sims.cms_url, token, sims.cms_transport),
+        cms_limits_auth=spec.cms_limits_auth or DEMO_LIMITS_AUTH)
 
 
 def _probe(control: ControlApi, who: str) -> dict[str, Any]:
@@ -259,7 +268,8 @@ def _open_local(spec: TargetSpec) -> Target:
         kind="local", name=spec.name, trustly=Endpoint(spec.trustly_url),
         cms=Endpoint(cms_url), cms_profile=spec.cms_profile, egm_paths=spec.egm_paths,
         egm_ids=spec.egm_ids, hooks=frozenset(hooks), merchant=spec.merchant,
-        trustly_control=trustly_control, cms_control=cms_control)
+        trustly_control=trustly_control, cms_control=cms_control,
+        cms_limits_auth=spec.cms_limits_auth or DEMO_LIMITS_AUTH)
 
 
 def _partner_trustly(stack: ExitStack, spec: TargetSpec, admin_token: str, clock: Any) -> Any:
@@ -314,7 +324,7 @@ def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
         hooks=control.hooks if control else frozenset(), merchant=spec.merchant,
         trustly_control=ControlApi(local, admin_token),
         cms_control=ControlApi(control.base_url, control.admin_token) if control else None,
-        trustly_public_url=spec.trustly.base_url,
+        trustly_public_url=spec.trustly.base_url, cms_limits_auth=spec.cms_limits_auth,
         preflight=(f"port {port} free for the harness's Trustly",))
 
 

@@ -3,9 +3,10 @@
 Tokens are 256 random bits handed out once and stored only as their SHA-256, so a database
 dump cannot be replayed against the API. Their expiry is on the injected clock. Expired tokens
 are kept a day before they are pruned, so a client that comes back late is told
-TOKEN_EXPIRED (refresh) rather than INVALID_TOKEN (something is wrong). Tokens found valid
-are remembered in a `TokenCache`, so the Bearer check of a hot API call reads no database.
-This module knows nothing of Flask; `oauth` is its HTTP face.
+TOKEN_EXPIRED (refresh) rather than INVALID_TOKEN (something is wrong). A token carries the
+scopes granted when it was issued (`sim_cms.scopes`). Tokens found valid are remembered in a
+`TokenCache`, so the Bearer check of a hot API call reads no database. This module knows
+nothing of Flask; `oauth` is its HTTP face.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from sim_cms import scopes
 from sim_cms.errors import BEARER_CHALLENGE
 from sim_cms.models import AccessToken, OAuthClient
 from sim_cms.reads import single_read
 from sim_cms.seed import hash_secret
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
-from simkit.errors import Unauthorized
+from simkit.errors import BadRequest, Forbidden, Unauthorized
 
 BASIC_CHALLENGE = 'Basic realm="cws"'
 PRUNE_AFTER = timedelta(days=1)
@@ -42,11 +44,31 @@ class IssuedToken:
 
     access_token: str
     expires_in: int
+    scope: str
 
     def to_json(self) -> dict[str, object]:
-        """The RFC 6749 §5.1 token response."""
+        """The RFC 6749 §5.1 token response (with the granted `scope`, always)."""
         return {"access_token": self.access_token, "token_type": "Bearer",
-                "expires_in": self.expires_in}
+                "expires_in": self.expires_in, "scope": self.scope}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid Bearer token allows: its client and the scopes it was granted."""
+
+    client_id: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str | None) -> None:
+        """403 INSUFFICIENT_SCOPE unless the token was granted `scope` (None: no scope is
+        declared for the operation, so no token may call it)."""
+        if scope is None or scope not in self.scopes:
+            needed = scope or "(none declared)"
+            challenge = (f'{BEARER_CHALLENGE}, error="insufficient_scope", '
+                         f'scope="{scope or ""}"')
+            raise Forbidden(f"the access token lacks the scope {needed} this operation needs",
+                            code="INSUFFICIENT_SCOPE", error="insufficient_scope",
+                            scope=scope or "", headers={"WWW-Authenticate": challenge})
 
 
 def invalid_client(message: str) -> Unauthorized:
@@ -73,8 +95,8 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def authenticate_client(db: Database, client_id: str, client_secret: str) -> str:
-    """Return `client_id` if the secret is right, else raise 401 INVALID_CLIENT.
+def client_matches(db: Database, client_id: str, client_secret: str) -> bool:
+    """Whether `client_secret` is `client_id`'s secret.
 
     The comparison is constant-time, and an unknown client id costs the same work as a wrong
     secret, so timing tells an attacker neither.
@@ -83,21 +105,40 @@ def authenticate_client(db: Database, client_id: str, client_secret: str) -> str
         client = session.get(OAuthClient, client_id)
     salt, expected = (client.salt, client.secret_hash) if client else (_DUMMY_SALT, _DUMMY_HASH)
     matches = hmac.compare_digest(hash_secret(client_secret, salt), expected)
-    if client is None or not matches:
-        raise invalid_client("client authentication failed")
-    return client_id
+    return client is not None and matches
 
 
-def issue_token(db: Database, client_id: str, settings: CmsSettings, now: datetime) -> IssuedToken:
-    """Issue a Bearer token for `client_id` valid for `access_token_ttl_s` from `now`."""
+def granted_scopes(client_id: str, requested: str | None, settings: CmsSettings) -> frozenset[str]:
+    """The scopes to grant `client_id`: all it is allowed, or the `requested` subset.
+
+    Asking for a scope that is unknown or that the client is not allowed is refused whole
+    (400 INVALID_SCOPE, RFC 6749 §5.2 `invalid_scope`), never silently narrowed.
+    """
+    allowed = next((frozenset(c.scopes) for c in settings.clients if c.client_id == client_id),
+                   frozenset())
+    if requested is None or not requested.strip():
+        return allowed
+    asked = scopes.parse(requested)
+    refused = sorted(asked - allowed)
+    if refused:
+        raise BadRequest(f"scope not allowed for this client: {' '.join(refused)}",
+                         code="INVALID_SCOPE", error="invalid_scope", field="scope")
+    return asked
+
+
+def issue_token(db: Database, client_id: str, granted: frozenset[str], settings: CmsSettings,
+                now: datetime) -> IssuedToken:
+    """Issue a Bearer token for `client_id` with the scopes `granted`, valid for
+    `access_token_ttl_s` from `now`."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
+    scope = scopes.render(granted)
     with db.write() as session:
         _prune(session, now)
         session.add(AccessToken(
             token_hash=token_hash(token), client_id=client_id, issued_at=now,
-            expires_at=now + timedelta(seconds=settings.access_token_ttl_s),
+            expires_at=now + timedelta(seconds=settings.access_token_ttl_s), scope=scope,
         ))
-    return IssuedToken(access_token=token, expires_in=settings.access_token_ttl_s)
+    return IssuedToken(access_token=token, expires_in=settings.access_token_ttl_s, scope=scope)
 
 
 def _prune(session: Session, now: datetime) -> None:
@@ -106,7 +147,7 @@ def _prune(session: Session, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class _Known:
-    client_id: str
+    grant: Grant
     expires_at: datetime
     checked_at: datetime
 
@@ -149,8 +190,10 @@ class TokenCache:
             self._known.clear()
 
 
-def check_token(db: Database, token: str, now: datetime, cache: TokenCache | None = None) -> str:
-    """The client id a Bearer token was issued to; 401 INVALID_TOKEN or TOKEN_EXPIRED if not.
+def check_token(
+    db: Database, token: str, now: datetime, cache: TokenCache | None = None
+) -> Grant:
+    """The client and scopes of a Bearer token; 401 INVALID_TOKEN or TOKEN_EXPIRED if none.
 
     A token is valid while `now < expires_at`: at the expiry instant it is already expired.
     """
@@ -159,14 +202,14 @@ def check_token(db: Database, token: str, now: datetime, cache: TokenCache | Non
     if known is None:
         with single_read(db) as connection:
             row = connection.execute(
-                select(AccessToken.client_id, AccessToken.expires_at)
+                select(AccessToken.client_id, AccessToken.expires_at, AccessToken.scope)
                 .where(AccessToken.token_hash == digest)
             ).first()
         if row is None:
             raise bearer_error("INVALID_TOKEN", "the access token is not known")
-        known = _Known(row.client_id, row.expires_at, now)
+        known = _Known(Grant(row.client_id, scopes.parse(row.scope)), row.expires_at, now)
         if cache is not None:
             cache.put(digest, known)
     if now >= known.expires_at:
         raise bearer_error("TOKEN_EXPIRED", "the access token has expired")
-    return known.client_id
+    return known.grant

@@ -1,4 +1,5 @@
-"""The CWS EGM endpoints: read EGMs, and force a QR acquisition for one (Bearer-protected).
+"""The CWS EGM endpoints: read EGMs, and force a QR acquisition for one (Bearer-protected,
+scope `egms`).
 
 Thin views: parse, call one service function (`egms`, `qr_display`), serialise. A Trustly
 failure is a decided answer of this API (502, or 503 with Retry-After when Trustly said when
@@ -13,6 +14,7 @@ from sim_cms import oauth
 from sim_cms.context import cms
 from sim_cms.egms import egm_json, get_egm, list_egms
 from sim_cms.qr_display import acquire, display_json, qr_status
+from sim_cms.scopes import EGMS, requires
 from sim_cms.trustly_client import TrustlyUnavailable
 from simkit.errors import SimError
 
@@ -21,6 +23,7 @@ bp.before_request(oauth.require_access_token)
 
 
 @bp.get("")
+@requires(bp.name, EGMS)
 def list_all() -> Response:
     """Every EGM of the casino with its state and meter."""
     with cms().db.read() as session:
@@ -28,6 +31,7 @@ def list_all() -> Response:
 
 
 @bp.get("/<egm_id>")
+@requires(bp.name, EGMS)
 def read_one(egm_id: str) -> Response:
     """One EGM: state, credit meter and cap (404 EGM_NOT_FOUND)."""
     with cms().db.read() as session:
@@ -35,6 +39,7 @@ def read_one(egm_id: str) -> Response:
 
 
 @bp.post("/<egm_id>/qr")
+@requires(bp.name, EGMS)
 def force_qr(egm_id: str) -> Response:
     """Acquire a QR from Trustly for this EGM now and show it; answers what is now shown."""
     ctx = cms()

@@ -1,6 +1,6 @@
 """The Funding API: `POST /cws/v1/fundings` and `GET /cws/v1/fundings/<transactionId>`.
 
-Both need a Bearer token (`POST /cws/v1/oauth/token`).
+Both need a Bearer token (`POST /cws/v1/oauth/token`) granted the `fundings` scope.
 
 POST `{"transactionId", "egmId", "amount", "currency", "ubai", "qrTokenId"}`:
 
@@ -34,6 +34,7 @@ from sim_cms import ledger
 from sim_cms.context import cms
 from sim_cms.funding import parse_funding_request, status_document, validate_transaction_id
 from sim_cms.oauth import require_access_token
+from sim_cms.scopes import FUNDINGS, requires
 from simkit.errors import NotFound
 from simkit.http import read_json_body
 
@@ -44,6 +45,7 @@ REPLAY_HEADER = "Idempotent-Replayed"
 
 
 @bp.post("/fundings")
+@requires(bp.name, FUNDINGS)
 def post_funding() -> Response:
     """Credit an EGM once per transactionId; answer the stored outcome to every retry."""
     ctx = cms()
@@ -56,6 +58,7 @@ def post_funding() -> Response:
 
 
 @bp.get("/fundings/<transaction_id>")
+@requires(bp.name, FUNDINGS)
 def get_funding(transaction_id: str) -> Response:
     """Tell a caller whether a transactionId was applied, rejected, or never decided."""
     validate_transaction_id(transaction_id)

@@ -1,5 +1,8 @@
 """The Daily Limits API: `GET|PUT|PATCH|DELETE /cws/v1/limits/<ubai>` (Bearer token required).
 
+Reading needs the scope `limits:read`; every change needs `limits:write`, which TPAS's client
+is not given: a limit of 0 is a player's self-exclusion, and only the casino lifts it.
+
 - GET: the view; a UBAI with no limit set shows the configured default (`source: DEFAULT`).
 - PUT `{"dailyLimit", "currency"?}`: sets the limit; 201 with `Location` when it creates one,
   200 when it replaces one.
@@ -17,6 +20,7 @@ from flask import Blueprint, Response, jsonify, request
 from sim_cms import limits
 from sim_cms.context import cms
 from sim_cms.oauth import require_access_token
+from sim_cms.scopes import LIMITS_READ, LIMITS_WRITE, requires
 from simkit.http import read_json_body
 
 bp = Blueprint("cms_limits_api", __name__, url_prefix="/cws/v1/limits")
@@ -29,6 +33,7 @@ def _change() -> limits.LimitChange:
 
 
 @bp.get("/<ubai>")
+@requires(bp.name, LIMITS_READ)
 def get_limit(ubai: str) -> Response:
     """Read the limit, today's usage and what remains of it."""
     ctx = cms()
@@ -36,6 +41,7 @@ def get_limit(ubai: str) -> Response:
 
 
 @bp.put("/<ubai>")
+@requires(bp.name, LIMITS_WRITE)
 def put_limit(ubai: str) -> tuple[Response, int] | Response:
     """Set (create or replace) the limit of a UBAI."""
     ctx = cms()
@@ -49,6 +55,7 @@ def put_limit(ubai: str) -> tuple[Response, int] | Response:
 
 
 @bp.patch("/<ubai>")
+@requires(bp.name, LIMITS_WRITE)
 def patch_limit(ubai: str) -> Response:
     """Change the limit already set for a UBAI."""
     ctx = cms()
@@ -58,6 +65,7 @@ def patch_limit(ubai: str) -> Response:
 
 
 @bp.delete("/<ubai>")
+@requires(bp.name, LIMITS_WRITE)
 def delete_limit(ubai: str) -> Response:
     """Remove the limit set for a UBAI so the default applies again."""
     ctx = cms()

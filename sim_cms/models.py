@@ -192,6 +192,20 @@ class AccessToken(Base):
     client_id: Mapped[str] = mapped_column(String(128))
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    scope: Mapped[str] = mapped_column(String(256), default="")  # granted, space-separated
+
+
+class OAuthLockout(Base):
+    """Failed client authentications at the token endpoint for one client id from one source,
+    and the lockout they earned (`source` is the caller's address, or `*` per client id)."""
+
+    __tablename__ = "oauth_lockouts"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class QrDisplay(Base):

@@ -6,20 +6,29 @@ RFC 6749 §2.3.1 asks; unencoded values are accepted too) or, alternatively, `cl
 with the same fields is accepted for convenience. Errors are problem+json whose `error`
 member also carries the RFC 6749 §5.2 error name, so plain OAuth2 clients understand them.
 
-`require_access_token` is the `before_request` guard of every other CWS blueprint.
+The optional `scope` parameter (space-separated, RFC 6749 §3.3) asks for a subset of the
+scopes the client is allowed; without it the token gets all of them (`sim_cms.scopes`).
+Failed client authentications count towards a lockout (`sim_cms.client_lockout`): past the
+threshold the endpoint answers 429 TOO_MANY_ATTEMPTS with Retry-After, right secret or not.
+
+`require_access_token` is the `before_request` guard of every other CWS blueprint: a valid
+token, granted the scope the view declares with `scopes.requires`.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, g, request
 
+from sim_cms import client_lockout, scopes
 from sim_cms.access_tokens import (
-    authenticate_client,
     bearer_error,
     check_token,
+    client_matches,
+    granted_scopes,
     invalid_client,
     issue_token,
     missing_token,
@@ -47,7 +56,8 @@ def issue_access_token() -> Response:
     params = _token_params()
     client_id = _authenticate(params)
     _check_grant(params.get("grant_type"))
-    issued = issue_token(ctx.db, client_id, ctx.settings, ctx.clock.now())
+    granted = granted_scopes(client_id, params.get("scope"), ctx.settings)
+    issued = issue_token(ctx.db, client_id, granted, ctx.settings, ctx.clock.now())
     response = Response(json.dumps(issued.to_json()), mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -76,16 +86,42 @@ def _token_params() -> dict[str, str]:
 
 
 def _authenticate(params: dict[str, str]) -> str:
-    """The authenticated client id; Basic values are tried as sent, then form-decoded."""
-    db = cms().db
+    """The authenticated client id; Basic values are tried as sent, then form-decoded.
+
+    A locked-out caller gets 429 before its secret is looked at; a failure is counted once
+    per request, under the id last tried.
+    """
+    ctx = cms()
     client_id, secret = _client_credentials(params)
+    candidates = [(client_id, secret)]
     decoded = (unquote_plus(client_id), unquote_plus(secret))
     if "Authorization" in request.headers and decoded != (client_id, secret):
-        try:
-            return authenticate_client(db, client_id, secret)
-        except SimError:
-            client_id, secret = decoded
-    return authenticate_client(db, client_id, secret)
+        candidates.append(decoded)
+    policy = client_lockout.LockoutPolicy.of(ctx.settings)
+    source = policy.source_key(request.remote_addr)
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        for candidate, _ in candidates:
+            client_lockout.raise_if_locked(session, candidate, source, now)
+    for candidate, candidate_secret in candidates:
+        if client_matches(ctx.db, candidate, candidate_secret):
+            _forget_ended_failures(candidate, now, policy)
+            return candidate
+    with ctx.db.write() as session:
+        locked = client_lockout.record_failure(session, candidates[-1][0], source, now, policy)
+    if locked is not None:  # this very failure was past the threshold
+        raise locked
+    raise invalid_client("client authentication failed")
+
+
+def _forget_ended_failures(client_id: str, now: datetime,
+                           policy: client_lockout.LockoutPolicy) -> None:
+    db = cms().db
+    with db.read() as session:
+        if not client_lockout.has_counts(session, client_id):
+            return
+    with db.write() as session:
+        client_lockout.forget_ended(session, client_id, now, policy)
 
 
 def _client_credentials(params: dict[str, str]) -> tuple[str, str]:
@@ -116,11 +152,12 @@ def _check_grant(grant_type: str | None) -> None:
 
 
 def require_access_token() -> None:
-    """`before_request` guard: the request must carry a valid, unexpired Bearer token.
+    """`before_request` guard: a valid, unexpired Bearer token granted the view's scope.
 
     Missing: 401 INVALID_TOKEN with a bare challenge (RFC 6750 §3.1); malformed or unknown:
     401 INVALID_TOKEN; expired on the clock: 401 TOKEN_EXPIRED (the client should fetch a new
-    token). The client id is left in `g.cws_client_id` for the views.
+    token); without the scope the view declares (`scopes.requires`): 403 INSUFFICIENT_SCOPE,
+    before the view runs, so nothing changes. The client id is left in `g.cws_client_id`.
     """
     header = request.headers.get("Authorization")
     if not header:
@@ -129,4 +166,6 @@ def require_access_token() -> None:
     if token is None:
         raise bearer_error("INVALID_TOKEN", "the Authorization header is not a Bearer token")
     ctx = cms()
-    g.cws_client_id = check_token(ctx.db, token, ctx.clock.now(), ctx.tokens)
+    grant = check_token(ctx.db, token, ctx.clock.now(), ctx.tokens)
+    grant.require(scopes.REQUIRED.get(request.endpoint or ""))
+    g.cws_client_id = grant.client_id

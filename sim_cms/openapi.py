@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from sim_cms import scopes
 from sim_cms.context import cms
 from sim_cms.openapi_schemas import (
     EGM_ID,
@@ -34,6 +35,8 @@ bp = Blueprint("cms_openapi", __name__)
 PUBLISHED = "docs/api/cms.openapi.json"
 TOKEN_URL = "/cws/v1/oauth/token"  # noqa: S105 - a path, not a secret
 BEARER: list[dict[str, list[str]]] = [{"cwsOAuth": []}]
+RETRY_AFTER = {"Retry-After": header("Seconds.", {"type": "string", "pattern": "^[0-9]+$"},
+                                     required=True)}
 REPLAYED = {"Idempotent-Replayed": header(
     "`true` when this is the stored answer to an earlier request with this transactionId.",
     {"type": "string", "enum": ["true"]}, required=False)}
@@ -63,6 +66,18 @@ the same request once. 401 `INVALID_TOKEN`: no, malformed or unknown token; fetc
 one helps only if the old one was lost. Refresh ahead of expiry (for example when 80 % of
 `expires_in` has passed) so no funding waits on a token round trip. Tokens are never cached
 (`Cache-Control: no-store`). Every 401 carries `WWW-Authenticate`.
+
+Each client is allowed a set of scopes, and each operation needs one (its `security`):
+{_scope_list()}. A token carries the scopes granted when it was issued: all the client's, or
+the subset asked for with the space-separated `scope` parameter (asking for one the client
+lacks: 400 `INVALID_SCOPE`); the token response names them in `scope`. A call without the
+operation's scope is refused with 403 `INSUFFICIENT_SCOPE` (`scope` names the one needed)
+and changes nothing; a new token does not help. TPAS's client needs `{scopes.FUNDINGS}` and
+`{scopes.LIMITS_READ}`; `{scopes.LIMITS_WRITE}` lifts or sets a self-exclusion, so it belongs
+to the casino's own staff, not to TPAS. After {s.client_lockout_threshold} failed client
+authentications within {s.client_lockout_window_s} s ({_lockout_key(s)}) the
+token endpoint answers 429 `TOO_MANY_ATTEMPTS` with `Retry-After` for {s.client_lockout_s} s,
+even to the right secret; a success does not reset the count.
 
 ## Network
 Recommended client timeouts: connect 2 s, read 5 s. IP allow-listing: this reference CMS does
@@ -100,6 +115,21 @@ usage: lowered below today's usage, it leaves `remainingToday` at 0.
 """
 
 
+def _lockout_key(s: CmsSettings) -> str:
+    if s.client_lockout_scope == "client_id":
+        return "per client id, from any address"
+    return "per client id and caller address"
+
+
+def _scope_list() -> str:
+    return "; ".join(f"`{name}`: {text}" for name, text in scopes.SCOPES.items())
+
+
+def _needs(scope: str) -> list[dict[str, list[str]]]:
+    """The `security` of an operation that needs `scope`."""
+    return [{"cwsOAuth": [scope]}]
+
+
 def _auth_401() -> dict[str, Any]:
     return problem(401, ["INVALID_TOKEN", "TOKEN_EXPIRED"],
                    "Missing, unknown or expired Bearer token; on TOKEN_EXPIRED fetch a new "
@@ -116,6 +146,13 @@ def _too_large(s: CmsSettings) -> dict[str, Any]:
 def _common(s: CmsSettings, *, body: bool = False) -> dict[str, Any]:
     """Responses every Bearer operation shares (413/415 only for those with a JSON body)."""
     responses = {"401": _auth_401(),
+                 "403": problem(403, ["INSUFFICIENT_SCOPE"],
+                                "The token was not granted the scope this operation needs "
+                                "(`scope`); nothing changed.", required=("error", "scope"),
+                                headers={"WWW-Authenticate": header(
+                                    "RFC 6750 challenge with error=\"insufficient_scope\".",
+                                    {"type": "string", "pattern": "^Bearer "},
+                                    required=True)}),
                  "500": problem(500, ["INTERNAL_ERROR", "FAULT_INJECTED"],
                                 "A defect, or a fault injected by the simulator's control "
                                 "API. Retry with the same request.")}
@@ -147,22 +184,30 @@ def _token_operation(s: CmsSettings) -> dict[str, Any]:
             "form-urlencoded as RFC 6749 §2.3.1 asks; plain values work too). `client_id` and "
             "`client_secret` as body parameters are accepted instead of Basic (not both). The "
             f"body is form-urlencoded; a JSON object of strings is accepted too. The token "
-            f"lives {s.access_token_ttl_s} s. 400 and 401 problems also carry the RFC 6749 "
-            "§5.2 `error` name, so a plain OAuth 2.0 client understands them."),
+            f"lives {s.access_token_ttl_s} s and carries the client's scopes, or those asked "
+            "for in `scope`. 400 and 401 problems also carry the RFC 6749 §5.2 `error` name, "
+            "so a plain OAuth 2.0 client understands them. After "
+            f"{s.client_lockout_threshold} failed client authentications within "
+            f"{s.client_lockout_window_s} s ({_lockout_key(s)}) the client id is refused "
+            f"(429) for {s.client_lockout_s} s."),
         "security": [{"clientBasic": []}],
         "requestBody": {"required": True, "content": {FORM: form, JSON: form}},
         "responses": {
             "200": json_response("Token issued.", "TokenResponse", headers={
                 "Cache-Control": header("Never cache tokens.", {"const": "no-store"},
                                         required=True)}),
-            "400": problem(400, ["INVALID_REQUEST", "UNSUPPORTED_GRANT_TYPE"],
+            "400": problem(400, ["INVALID_REQUEST", "UNSUPPORTED_GRANT_TYPE", "INVALID_SCOPE"],
                            "grant_type missing or not client_credentials, a parameter "
-                           "repeated or not a string, two authentication methods, or a body "
-                           "that is neither form nor a JSON object.", required=("error",)),
+                           "repeated or not a string, two authentication methods, a body "
+                           "that is neither form nor a JSON object, or a scope asked for "
+                           "that the client is not allowed.", required=("error",)),
             "401": problem(401, ["INVALID_CLIENT"], "Unknown client or wrong secret.",
                            required=("error",), headers={"WWW-Authenticate": header(
                                "Basic challenge.", {"type": "string"}, required=True)}),
             "413": _too_large(s),
+            "429": problem(429, ["TOO_MANY_ATTEMPTS"], "Too many failed client "
+                           "authentications: wait `Retry-After` seconds.",
+                           headers=RETRY_AFTER),
             "500": _common(s)["500"],
         },
     }
@@ -184,6 +229,7 @@ def _create_funding(s: CmsSettings) -> dict[str, Any]:
             "Trustly's expiry), the EGM's credit cap, the UBAI's daily limit. Every decision, "
             "rejections included, is stored under the transactionId and replayed to retries "
             "(`Idempotent-Replayed: true`); see the overview for the retry policy."),
+        "security": _needs(scopes.FUNDINGS),
         "requestBody": _json_body("FundingRequest", _funding_example(s)),
         "responses": {
             "201": json_response("Applied; the credit is on the meter.", "FundingApplied",
@@ -224,6 +270,7 @@ def _get_funding(s: CmsSettings) -> dict[str, Any]:
             "For a caller whose POST timed out or lost its connection. 200 carries the "
             "decision and the original answer (`httpStatus`, `response`); 404 "
             "FUNDING_NOT_FOUND means nothing was decided, so the same POST is safe to resend."),
+        "security": _needs(scopes.FUNDINGS),
         "parameters": [_path("transactionId", TRANSACTION_ID, "tpas-7f3c9a")],
         "responses": {
             "200": json_response("The stored decision.", "FundingStatus"),
@@ -260,14 +307,17 @@ def _limit_operations(s: CmsSettings) -> dict[str, Any]:
         "parameters": ubai,
         "get": {"operationId": "getDailyLimit", "summary": "Read a UBAI's daily limit",
                 "description": "A UBAI with no limit set shows the default (`source: DEFAULT`).",
+                "security": _needs(scopes.LIMITS_READ),
                 "responses": _limit_responses(s)},
         "put": {"operationId": "setDailyLimit", "summary": "Create or replace a daily limit",
+                "security": _needs(scopes.LIMITS_WRITE),
                 "requestBody": change,
                 "responses": {**_limit_responses(s, body=True), "422": refused, "201": {
                     **json_response("Created (the UBAI had only the default).", "LimitView"),
                     "headers": {"Location": header("The limit's URL.", {"type": "string"},
                                                    required=True)}}}},
         "patch": {"operationId": "updateDailyLimit", "summary": "Change a limit that is set",
+                  "security": _needs(scopes.LIMITS_WRITE),
                   "description": "Modifies only: a UBAI on the default gets 404 "
                                  "LIMIT_NOT_FOUND (use PUT to create), so a PATCH racing a "
                                  "DELETE cannot silently recreate the limit.",
@@ -276,6 +326,7 @@ def _limit_operations(s: CmsSettings) -> dict[str, Any]:
                                 "422": refused}},
         "delete": {"operationId": "deleteDailyLimit",
                    "summary": "Remove a limit: the default applies again",
+                   "security": _needs(scopes.LIMITS_WRITE),
                    "description": "Idempotent: 200 with the view also when nothing was set. "
                                   "Today's usage is kept.",
                    "responses": _limit_responses(s)},
@@ -288,10 +339,12 @@ def _egm_operations(s: CmsSettings) -> dict[str, Any]:
     return {
         "/cws/v1/egms": {"get": {
             "operationId": "listEgms", "summary": "Every EGM with state and credit meter",
+            "security": _needs(scopes.EGMS),
             "responses": {"200": json_response("The casino floor, by id.", "EgmList"),
                           **_common(s)}}},
         "/cws/v1/egms/{egmId}": {"parameters": egm_id, "get": {
             "operationId": "getEgm", "summary": "One EGM: state, credit meter and cap",
+            "security": _needs(scopes.EGMS),
             "responses": {"200": json_response("The EGM.", "Egm"), **_common(s),
                           "404": not_found}}},
         "/cws/v1/egms/{egmId}/qr": {"parameters": egm_id, "post": _qr_operation(s, not_found)},
@@ -303,6 +356,7 @@ def _qr_operation(s: CmsSettings, not_found: dict[str, Any]) -> dict[str, Any]:
                "it is valid and retries after `retryAfter` s.")
     return {
         "operationId": "acquireQr",
+        "security": _needs(scopes.EGMS),
         "summary": "Get a new QR token from Trustly for this EGM now and show it",
         "description": "Normally the CMS rotates each EGM's QR by itself at `rotatesAt`; this "
                        "forces an acquisition (no request body).",
@@ -338,8 +392,10 @@ def _security_schemes(s: CmsSettings) -> dict[str, Any]:
         "cwsOAuth": {
             "type": "oauth2",
             "description": f"Bearer token from {TOKEN_URL}, valid {s.access_token_ttl_s} s. "
-                           "401 TOKEN_EXPIRED: fetch a new one and resend.",
-            "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": {}}},
+                           "401 TOKEN_EXPIRED: fetch a new one and resend. 403 "
+                           "INSUFFICIENT_SCOPE: the token lacks the operation's scope.",
+            "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL,
+                                            "scopes": dict(scopes.SCOPES)}},
         },
         "clientBasic": {"type": "http", "scheme": "basic",
                         "description": "OAuth client authentication: client_id:client_secret."},

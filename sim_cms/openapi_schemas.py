@@ -52,8 +52,11 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "creditMeter": MINOR, "creditLimit": MINOR,
     "available": {**MINOR, "description": "What the EGM's meter can still take."},
     "error": {"type": "string", "enum": ["invalid_request", "invalid_client",
-                                         "unsupported_grant_type"],
-              "description": "RFC 6749 §5.2 error name (token endpoint only)."},
+                                         "unsupported_grant_type", "invalid_scope",
+                                         "insufficient_scope"],
+              "description": "RFC 6749 §5.2 error name at the token endpoint; "
+                             "`insufficient_scope` (RFC 6750 §3.1) on a 403."},
+    "scope": {"type": "string", "description": "The scope the operation needs."},
     "retryAfter": {"type": "integer", "minimum": 0,
                    "description": "Seconds until the CMS itself asks Trustly again."},
     "trustlyStatus": {"type": ["integer", "null"],
@@ -79,7 +82,8 @@ _CODE_MEMBERS: dict[str, list[str]] = {
     "IDEMPOTENCY_KEY_REUSED": ["transactionId"], "FUNDING_IN_PROGRESS": ["transactionId"],
     "FUNDING_NOT_FOUND": ["transactionId"], "LIMIT_ABOVE_CAP": ["field", "cap"],
     "CURRENCY_MISMATCH": ["field", "expected"], "INVALID_CLIENT": ["error"],
-    "UNSUPPORTED_GRANT_TYPE": ["error", "field"],
+    "UNSUPPORTED_GRANT_TYPE": ["error", "field"], "INVALID_SCOPE": ["error", "field"],
+    "INSUFFICIENT_SCOPE": ["error", "scope"],
     "TRUSTLY_UNAVAILABLE": ["egmId", "retryAfter", "trustlyStatus", "reason"],
 }
 
@@ -114,7 +118,9 @@ def _token_request() -> dict[str, Any]:
         "required": ["grant_type"],
         "properties": {
             "grant_type": {"type": "string", "enum": ["client_credentials"]},
-            "scope": {"type": "string", "description": "Ignored: a token grants the whole API."},
+            "scope": {"type": "string",
+                      "description": "Space-separated scopes to ask for, a subset of the "
+                                     "client's; absent: all the client's scopes."},
         },
         "additionalProperties": {"type": "string"},
         "description": "Each parameter at most once, as a string (RFC 6749 §3.2); unknown "
@@ -125,7 +131,7 @@ def _token_request() -> dict[str, Any]:
 def _token_response(settings: CmsSettings) -> dict[str, Any]:
     return {
         "type": "object",
-        "required": ["access_token", "token_type", "expires_in"],
+        "required": ["access_token", "token_type", "expires_in", "scope"],
         "additionalProperties": False,
         "properties": {
             "access_token": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$",
@@ -133,6 +139,8 @@ def _token_response(settings: CmsSettings) -> dict[str, Any]:
             "token_type": {"const": "Bearer"},
             "expires_in": {"const": settings.access_token_ttl_s,
                            "description": "Lifetime in seconds (access_token_ttl_s)."},
+            "scope": {"type": "string", "pattern": "^([a-z:]+( [a-z:]+)*)?$",
+                      "description": "The scopes granted, space-separated."},
         },
     }
 

@@ -59,6 +59,7 @@ def seed(session: Session, settings: CmsSettings, now: datetime) -> None:
 RESET_ORDER = (
     models.LedgerEntry, models.LedgerTransaction, models.FundingRecord, models.LimitUsage,
     models.DailyLimit, models.AuditRecord, models.AuditHead, models.AccessToken,
+    models.OAuthLockout,
     models.QrFunding, models.QrDisplay, models.QrState, models.Account, models.Egm,
     models.OAuthClient,
 )

@@ -12,6 +12,10 @@ TOML layout (all optional):
     access_token_ttl_s = 300
     rotation_buffer_s = 30
     funding_grace_s = 3600           # a QR token may be funded this long after it expired
+    client_lockout_threshold = 5     # failed client authentications within the window ...
+    client_lockout_window_s = 60
+    client_lockout_s = 60            # ... refuse the token endpoint (429) this long
+    client_lockout_scope = "source"  # count per (client_id, caller address), or "client_id"
 
     [cms.trustly]                    # where the CMS gets its QR tokens
     base_url = "http://127.0.0.1:8710"
@@ -24,9 +28,10 @@ TOML layout (all optional):
     name = "Buffalo Gold 11"
     credit_limit = 300000
 
-    [[cms.clients]]                  # OAuth2 clients (TPAS)
+    [[cms.clients]]                  # OAuth2 clients and the scopes each may be granted
     client_id = "tpas-client"
     client_secret = "tpas-secret"
+    scopes = ["fundings", "limits:read"]   # the default: what TPAS needs (sim_cms.scopes)
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sim_cms import scopes as cws_scopes
 from simkit.money import parse_currency
 from simkit.settings import ConfigError, env_flag, load_toml, require_type, section
 
@@ -55,10 +61,21 @@ class EgmConfig:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """An OAuth2 client allowed to call the CWS API (TPAS is one)."""
+    """An OAuth2 client allowed to call the CWS API, and the scopes it may be granted.
+
+    Without `scopes` a client gets what TPAS needs (`scopes.TPAS_SCOPES`): changing limits
+    or reaching the EGMs must be given explicitly.
+    """
 
     client_id: str
     client_secret: str
+    scopes: tuple[str, ...] = cws_scopes.TPAS_SCOPES
+
+    def __post_init__(self) -> None:
+        unknown = cws_scopes.unknown(self.scopes)
+        if unknown:
+            raise ConfigError(f"client {self.client_id!r}: unknown scope(s) {', '.join(unknown)}"
+                              f" (known: {', '.join(cws_scopes.SCOPES)})")
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,17 @@ class TrustlyLink:
 
 
 DEMO_EGMS = tuple(EgmConfig(id=f"EGM-{n:03d}", name=f"Demo Slot {n:03d}") for n in range(1, 11))
-DEMO_CLIENT = ClientConfig(client_id="tpas-client", client_secret="tpas-secret")  # noqa: S106
+# TPAS's client. It also reaches the EGMs, because the demo's tools (`scanpay flow`, the load
+# tests) play the EGM with it; it may not change limits.
+DEMO_CLIENT = ClientConfig(client_id="tpas-client", client_secret="tpas-secret",  # noqa: S106
+                           scopes=(*cws_scopes.TPAS_SCOPES, cws_scopes.EGMS))
+# The casino's responsible-gaming desk: the one demo client that may set or lift a limit.
+DEMO_DESK_CLIENT = ClientConfig(client_id="casino-desk",
+                                client_secret="casino-desk-secret",  # noqa: S106
+                                scopes=(cws_scopes.LIMITS_READ, cws_scopes.LIMITS_WRITE))
+# Who failed client authentications are counted for: a client id from one caller address
+# ("source", so a stranger guessing cannot lock TPAS out) or a client id from anywhere.
+ClientLockoutScope = Literal["source", "client_id"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +119,7 @@ class CmsSettings:
     access_token_ttl_s: int = 300
     rotation_buffer_s: int = 30
     egms: tuple[EgmConfig, ...] = DEMO_EGMS
-    clients: tuple[ClientConfig, ...] = (DEMO_CLIENT,)
+    clients: tuple[ClientConfig, ...] = (DEMO_CLIENT, DEMO_DESK_CLIENT)
     trustly: TrustlyLink = TrustlyLink()
     admin_token: str | None = None
     controllable_clock: bool = False
@@ -100,6 +127,10 @@ class CmsSettings:
     max_body_bytes: int = 16 * 1024
     qr_retry_max_s: int = 60
     funding_grace_s: int = 3600
+    client_lockout_threshold: int = 5
+    client_lockout_window_s: int = 60
+    client_lockout_s: int = 60
+    client_lockout_scope: ClientLockoutScope = "source"
 
     def __post_init__(self) -> None:
         parse_currency(self.currency)
@@ -118,6 +149,13 @@ class CmsSettings:
             raise ConfigError("funding_grace_s must be zero or more seconds")
         if self.default_daily_limit < 0 or self.access_token_ttl_s < 1:
             raise ConfigError("limits and TTLs must be positive")
+        if min(self.client_lockout_threshold, self.client_lockout_window_s,
+               self.client_lockout_s) < 1:
+            raise ConfigError("client_lockout_threshold, client_lockout_window_s and "
+                              "client_lockout_s must be >= 1")
+        if self.client_lockout_scope not in get_args(ClientLockoutScope):
+            raise ConfigError("client_lockout_scope must be one of "
+                              f"{', '.join(get_args(ClientLockoutScope))}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ConfigError("the admin token must be at least 8 characters")
 
@@ -148,16 +186,23 @@ def _egm(raw: Any, where: str) -> EgmConfig:
 
 def _client(raw: Any, where: str) -> ClientConfig:
     item = require_type(raw, dict, where)
-    return ClientConfig(
+    client = ClientConfig(
         client_id=require_type(item.get("client_id"), str, f"{where}.client_id"),
         client_secret=require_type(item.get("client_secret"), str, f"{where}.client_secret"),
     )
+    if "scopes" not in item:
+        return client
+    names = require_type(item["scopes"], list, f"{where}.scopes")
+    return replace(client, scopes=tuple(
+        require_type(name, str, f"{where}.scopes[{i}]") for i, name in enumerate(names)))
 
 
 _SCALARS = (
     "casino_name", "location_id", "currency", "time_zone", "day_start_hour",
     "default_daily_limit", "max_daily_limit", "access_token_ttl_s", "rotation_buffer_s",
     "max_body_bytes", "journal", "qr_retry_max_s", "funding_grace_s",
+    "client_lockout_threshold", "client_lockout_window_s", "client_lockout_s",
+    "client_lockout_scope",
 )
 
 

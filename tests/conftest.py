@@ -125,7 +125,18 @@ def client(trustly: Flask) -> FlaskClient:
 
 
 CMS_AUTH = basic("tpas-client", "tpas-secret")
+# A client granted every CWS scope, added to the demo clients of `make_cms`: tests of what an
+# endpoint does use it (`cms_bearer`); which client may call what is tests/api/test_cms_scopes.py.
+CMS_TEST_CLIENT = ("test-all-scopes", "test-all-scopes-secret")
 CmsFactory = Callable[..., Flask]
+
+
+def cms_test_clients() -> tuple[Any, ...]:
+    """The `clients` of a test CMS: the demo clients plus `CMS_TEST_CLIENT` (every scope)."""
+    from sim_cms.scopes import SCOPES
+    from sim_cms.settings import DEMO_CLIENT, DEMO_DESK_CLIENT, ClientConfig
+
+    return (DEMO_CLIENT, DEMO_DESK_CLIENT, ClientConfig(*CMS_TEST_CLIENT, scopes=tuple(SCOPES)))
 
 
 @pytest.fixture
@@ -149,7 +160,8 @@ def make_cms(
         if with_trustly:
             transport = httpx.WSGITransport(app=make_trustly())
         values: dict[str, Any] = {"database_url": databases.new("cms"),
-                                  "admin_token": ADMIN_TOKEN}
+                                  "admin_token": ADMIN_TOKEN,
+                                  "clients": cms_test_clients()}
         values.update(overrides)
         app = create_cms(CmsSettings(**values), clock=clock, trustly_transport=transport)
         app.testing = True
@@ -174,9 +186,9 @@ def cms_client(cms: Flask) -> FlaskClient:
 
 
 def cms_bearer(client: FlaskClient) -> dict[str, str]:
-    """Headers with a fresh access token of the demo TPAS client."""
+    """Headers with a fresh access token granted every scope (`CMS_TEST_CLIENT`)."""
     response = client.post("/cws/v1/oauth/token", data={"grant_type": "client_credentials"},
-                           headers={"Authorization": CMS_AUTH})
+                           headers={"Authorization": basic(*CMS_TEST_CLIENT)})
     assert response.status_code == 200, response.get_data(as_text=True)
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
@@ -219,7 +231,8 @@ def pay_pair(databases: DatabaseFactory, clock: ManualClock) -> Iterator[tuple[F
     trustly_app = create_app(TrustlySettings(database_url=databases.new("trustly"),
                                              admin_token=ADMIN_TOKEN),
                              clock=clock, cms_transport=to_cms)
-    cms_app = create_cms(CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN),
+    cms_app = create_cms(CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
+                                     clients=cms_test_clients()),
                          clock=clock, trustly_transport=httpx.WSGITransport(app=trustly_app))
     to_cms.app = cms_app
     trustly_app.testing = cms_app.testing = True

@@ -2,14 +2,16 @@
 
 Authentication follows the target's partner profile (OAuth2 client credentials with token
 refresh, Basic, or an API key), and the paths its `paths` table names, so the calls are the
-ones TPAS itself would make. Calls return the raw `httpx.Response`: scenarios judge status
-codes, bodies and headers themselves.
+ones TPAS itself would make. Changing a daily limit is not TPAS's to do: those calls use the
+target's limits credentials (`Target.limits_auth`), as the casino's staff would. Calls return
+the raw `httpx.Response`: scenarios judge status codes, bodies and headers themselves.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.targets import Target
+from sim_trustly.partner_profiles import AuthConfig
+
+LIMIT_CHANGES = frozenset({"PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -56,35 +61,48 @@ class CmsApi:
         self.egm_paths = target.egm_paths
         self.client = client
         self.egm_client = egm_client or client
-        self._token: str | None = None
+        self._tokens: dict[AuthConfig, str] = {}
+        self._limits_path = re.compile(
+            re.escape(self.paths.limits).replace(re.escape("{ubai}"), "[^/]*"))
         self._lock = threading.Lock()
 
     # --- authentication -----------------------------------------------------------------
 
-    def fetch_token(self) -> httpx.Response:
-        """`POST <token path>` with the OAuth2 client's credentials (client credentials)."""
-        auth = self.profile.auth
+    def fetch_token(self, auth: AuthConfig | None = None) -> httpx.Response:
+        """`POST <token path>` with an OAuth2 client's credentials (default: TPAS's)."""
+        auth = auth or self.profile.auth
         return self.client.post(self.paths.token, data={"grant_type": "client_credentials"},
                                 auth=(auth.client_id, auth.client_secret))
 
-    def token(self, *, fresh: bool = False) -> str:
-        """The current access token, fetched when there is none (or `fresh`)."""
+    def token(self, *, fresh: bool = False, auth: AuthConfig | None = None) -> str:
+        """The current access token of `auth` (default: TPAS's), fetched when there is none
+        (or `fresh`)."""
+        auth = auth or self.profile.auth
         with self._lock:
-            if self._token is None or fresh:
-                response = self.fetch_token()
+            if auth not in self._tokens or fresh:
+                response = self.fetch_token(auth)
                 response.raise_for_status()
-                self._token = str(response.json()["access_token"])
-            return self._token
+                self._tokens[auth] = str(response.json()["access_token"])
+            return self._tokens[auth]
 
-    def auth_headers(self, *, fresh: bool = False) -> dict[str, str]:
-        """The credentials of one call, as the profile's auth kind sends them."""
-        auth = self.profile.auth
+    def auth_headers(self, *, fresh: bool = False,
+                     auth: AuthConfig | None = None) -> dict[str, str]:
+        """The credentials of one call, as the auth kind sends them (default: TPAS's)."""
+        auth = auth or self.profile.auth
         if auth.kind == "oauth2_client_credentials":
-            return {"Authorization": f"Bearer {self.token(fresh=fresh)}"}
+            return {"Authorization": f"Bearer {self.token(fresh=fresh, auth=auth)}"}
         if auth.kind == "api_key":
             return {auth.header: auth.key}
         pair = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
+
+    def auth_for(self, method: str, path: str) -> AuthConfig:
+        """Who makes a call: the target's limits credentials for a change of a daily limit
+        (PUT, PATCH, DELETE on the limits path), TPAS's for everything else."""
+        changes = method.upper() in LIMIT_CHANGES
+        if changes and self._limits_path.fullmatch(path.partition("?")[0]):
+            return self.target.limits_auth
+        return self.profile.auth
 
     @property
     def uses_oauth(self) -> bool:
@@ -92,14 +110,15 @@ class CmsApi:
         return self.profile.auth.kind == "oauth2_client_credentials"
 
     def call(self, method: str, path: str, *, refresh: bool = True, as_egm: bool = False,
-             **kwargs: Any) -> httpx.Response:
-        """One authenticated call; on a 401 the token is fetched again and the call repeated
-        once (as TPAS does), unless `refresh` is False."""
+             auth: AuthConfig | None = None, **kwargs: Any) -> httpx.Response:
+        """One authenticated call (as `auth`, default TPAS); on a 401 the token is fetched
+        again and the call repeated once (as TPAS does), unless `refresh` is False."""
         client = self.egm_client if as_egm else self.client
-        headers = {**kwargs.pop("headers", {}), **self.auth_headers()}
+        auth = auth or self.auth_for(method, path)
+        headers = {**kwargs.pop("headers", {}), **self.auth_headers(auth=auth)}
         response = client.request(method, path, headers=headers, **kwargs)
-        if response.status_code == 401 and refresh and self.uses_oauth:
-            headers.update(self.auth_headers(fresh=True))
+        if response.status_code == 401 and refresh and auth.kind == "oauth2_client_credentials":
+            headers.update(self.auth_headers(fresh=True, auth=auth))
             response = client.request(method, path, headers=headers, **kwargs)
         return response
 
@@ -116,7 +135,8 @@ class CmsApi:
         return self.call("GET", self.paths.status(transaction_id))
 
     def limit(self, method: str, ubai: str, body: Any = None) -> httpx.Response:
-        """`GET|PUT|PATCH|DELETE /cws/v1/limits/{ubai}`."""
+        """`GET|PUT|PATCH|DELETE /cws/v1/limits/{ubai}`: reads as TPAS, changes with the
+        target's limits credentials."""
         kwargs: dict[str, Any] = {"json": body} if body is not None else {}
         return self.call(method, self.paths.limit(ubai), **kwargs)
 

@@ -26,7 +26,14 @@ from werkzeug.test import TestResponse
 
 from sim_cms.openapi import TOKEN_URL, build_document
 from simkit.clock import ManualClock
-from tests.conftest import ADMIN_TOKEN, CMS_AUTH, CmsFactory, basic, cms_bearer
+from tests.conftest import (
+    ADMIN_TOKEN,
+    CMS_AUTH,
+    CMS_TEST_CLIENT,
+    CmsFactory,
+    basic,
+    cms_bearer,
+)
 from tests.openapi_check import OpenApiContract
 
 pytestmark = pytest.mark.db
@@ -109,6 +116,11 @@ def exercise_token(ex: Exchanges) -> None:
     assert malformed.get_json()["error"] == "invalid_request"
     assert ex.send("POST", url, auth=basic("tpas-client", "wrong"), data=FORM).status_code == 401
     assert ex.send("POST", url, auth=CMS_AUTH, data={**FORM, "pad": BIG}).status_code == 413
+    assert ex.send("POST", url, auth=CMS_AUTH, data={**FORM, "scope": "limits:write"}
+                   ).get_json()["code"] == "INVALID_SCOPE"
+    guesses = [ex.send("POST", url, auth=basic("nobody", "guess"), data=FORM).status_code
+               for _ in range(6)]
+    assert guesses == [401] * 5 + [429]
 
 
 def exercise_fundings(ex: Exchanges) -> None:
@@ -220,6 +232,12 @@ def exercise_faults_and_auth(ex: Exchanges, clock: ManualClock) -> None:
         assert ex.client.post("/_sim/faults", json=rule, headers=ADMIN).status_code == 201
         assert ex.send(method, path, auth=CMS_AUTH if path == TOKEN_URL else True,
                        json={"dailyLimit": 1}).status_code == 500
+    for method, path in OPERATIONS[1:]:  # a token without the operation's scope
+        other = "fundings" if path.startswith("/cws/v1/limits") else "limits:read"
+        narrowed = ex.send("POST", TOKEN_URL, auth=basic(*CMS_TEST_CLIENT),
+                           data={**FORM, "scope": other}).get_json()["access_token"]
+        assert ex.send(method, path, auth=f"Bearer {narrowed}", json={"dailyLimit": 1}
+                       ).status_code == 403
     expired = cms_bearer(ex.client)["Authorization"]
     clock.advance(ex.app.extensions["sim_cms"].settings.access_token_ttl_s)
     for method, path in OPERATIONS[1:]:

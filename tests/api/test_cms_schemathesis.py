@@ -30,7 +30,7 @@ from sim_cms.settings import CmsSettings
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import ManualClock
-from tests.conftest import CMS_AUTH, START, DatabaseFactory, cms_bearer
+from tests.conftest import CMS_AUTH, START, DatabaseFactory, cms_bearer, cms_test_clients
 
 # A well-formed funding that the casino refuses (the QR was never shown on that EGM, the meter
 # or the daily limit is full) is a decided 422, not a malformed request: valid data may get it.
@@ -102,7 +102,11 @@ def cms_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     clock = ManualClock(start=START)
     trustly = create_trustly(TrustlySettings(database_url=databases.new("trustly")),
                              clock=clock)
-    app = create_cms(CmsSettings(database_url=databases.new("cms")), clock=clock,
+    # The fuzzer sends wrong credentials on purpose, again and again: no lockout here
+    # (tests/api/test_cms_token_lockout.py tests it).
+    app = create_cms(CmsSettings(database_url=databases.new("cms"), clients=cms_test_clients(),
+                                 client_lockout_threshold=1_000_000),
+                     clock=clock,
                      trustly_transport=httpx.WSGITransport(app=trustly))
     app.config["PROPAGATE_EXCEPTIONS"] = True
     _display_example_qr(app)

@@ -31,7 +31,15 @@ from sim_trustly.reconciliation import reconcile_service
 from sim_trustly.settings import TrustlySettings
 from sim_trustly.tpas_admin import add_tpas_admin_routes
 from simkit.clock import ManualClock
-from tests.conftest import ADMIN_TOKEN, START, DatabaseFactory, LateWSGITransport, basic, cms_bearer
+from tests.conftest import (
+    ADMIN_TOKEN,
+    START,
+    DatabaseFactory,
+    LateWSGITransport,
+    basic,
+    cms_bearer,
+    cms_test_clients,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EGM = "EGM-001"
@@ -184,7 +192,8 @@ def make_casino(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Casi
         trustly_app = create_trustly(settings, clock=clock,
                                      cms_transport=None if over_http else transport)
         _ensure_tpas_routes(trustly_app)
-        cms_settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN)
+        cms_settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
+                                   clients=cms_test_clients())
         cms_app = create_cms(cms_settings, clock=cms_clock,
                              trustly_transport=httpx.WSGITransport(app=trustly_app))
         late.app = transport.app = cms_app

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.embedded import CMS_URL, TRUSTLY_URL, LateWSGITransport
 from harness.flow import Endpoint
-from harness.target_config import HOOKS, embedded_spec
+from harness.target_config import DEMO_LIMITS_AUTH, HOOKS, embedded_spec
 from harness.targets import ControlApi, Target
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
@@ -64,4 +64,4 @@ def _target(defects: frozenset[Defect], to_trustly: LateWSGITransport,
         cms_profile=CmsProfile(name="default", base_url=CMS_URL, auth=spec.cms_profile.auth),
         egm_paths=spec.egm_paths, egm_ids=spec.egm_ids, hooks=frozenset(HOOKS),
         merchant=spec.merchant, trustly_control=ControlApi(TRUSTLY_URL, ADMIN_TOKEN, to_trustly),
-        cms_control=ControlApi(CMS_URL, ADMIN_TOKEN, to_cms))
+        cms_control=ControlApi(CMS_URL, ADMIN_TOKEN, to_cms), cms_limits_auth=DEMO_LIMITS_AUTH)

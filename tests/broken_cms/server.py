@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim_cms.settings import DEMO_CLIENT, DEMO_EGMS
+from sim_cms.settings import DEMO_CLIENT, DEMO_DESK_CLIENT, DEMO_EGMS
 from tests.broken_cms.defects import ENV_VAR, Defect
 from tests.broken_cms.wsgi import APP_SPEC
 from tests.e2e.processes import free_port, gunicorn
@@ -73,6 +73,8 @@ def write_partner_target(cms: BrokenCms, path: Path, name: str = "broken-cms") -
         f"client_id = {quoted(DEMO_CLIENT.client_id)}, "
         f"client_secret = {quoted(DEMO_CLIENT.client_secret)} }}",
         f"egm_ids = [{', '.join(quoted(egm) for egm in EGM_IDS)}]",
+        f"limits_auth = {{ client_id = {quoted(DEMO_DESK_CLIENT.client_id)}, "
+        f"client_secret = {quoted(DEMO_DESK_CLIENT.client_secret)} }}",
         "[cms.egm]",
         'read = "/cws/v1/egms/{egm_id}"',
         'acquire_qr = "/cws/v1/egms/{egm_id}/qr"',

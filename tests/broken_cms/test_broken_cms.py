@@ -32,7 +32,13 @@ from tests.broken_cms.app import FUNDING_ENDPOINT, create_broken_app, plant_fund
 from tests.broken_cms.defects import ENV_VAR, Defect, defects_from_env, parse_defects
 from tests.broken_cms.inprocess import broken_target
 from tests.broken_cms.rotation import ignoring_rotation
-from tests.conftest import ADMIN_TOKEN, DatabaseFactory, TrustlyFactory, cms_bearer
+from tests.conftest import (
+    ADMIN_TOKEN,
+    DatabaseFactory,
+    TrustlyFactory,
+    cms_bearer,
+    cms_test_clients,
+)
 
 pytestmark = pytest.mark.db
 
@@ -122,7 +128,8 @@ def build(databases: DatabaseFactory, clock: ManualClock,
     apps: list[Flask] = []
 
     def make(*defects: str, with_trustly: bool = False, product: bool = False) -> Casino:
-        settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN)
+        settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
+                               clients=cms_test_clients())
         transport = httpx.WSGITransport(app=make_trustly()) if with_trustly else None
         if product:
             app = create_app(settings, clock=clock, trustly_transport=transport)

@@ -14,6 +14,7 @@ import httpx
 from simkit.clock import format_instant, parse_instant
 
 TPAS = ("tpas-client", "tpas-secret")
+DESK = ("casino-desk", "casino-desk-secret")  # the demo client that may change limits
 TIMEOUT_S = 30.0
 # Drop a pooled connection after 1 s idle: gunicorn closes idle keep-alive connections after
 # 2 s (`--keep-alive`), and a request sent on one just as the server closes it is reset.
@@ -47,9 +48,9 @@ class CmsDriver:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         return self._client.request(method, path, headers=headers, **kwargs)
 
-    def token(self) -> str:
-        """A fresh TPAS access token (client credentials)."""
-        response = self._client.post("/cws/v1/oauth/token", auth=TPAS,
+    def token(self, client: tuple[str, str] = TPAS) -> str:
+        """A fresh access token of `client` (default: TPAS's; client credentials)."""
+        response = self._client.post("/cws/v1/oauth/token", auth=client,
                                      data={"grant_type": "client_credentials"})
         return str(_ok(response, 200)["access_token"])
 
@@ -64,9 +65,9 @@ class CmsDriver:
         response = self._call("POST", f"/_sim/egms/{egm_id}/qr-display", admin=True, json=body)
         return str(_ok(response, 201)["qrTokenId"])
 
-    def set_limit(self, token: str, ubai: str, daily_limit: int) -> dict[str, Any]:
-        """PUT the UBAI's daily limit; returns the limit view."""
-        response = self._call("PUT", f"/cws/v1/limits/{ubai}", token=token,
+    def set_limit(self, ubai: str, daily_limit: int) -> dict[str, Any]:
+        """PUT the UBAI's daily limit as the casino's desk (TPAS may not); the limit view."""
+        response = self._call("PUT", f"/cws/v1/limits/{ubai}", token=self.token(DESK),
                               json={"dailyLimit": daily_limit})
         view: dict[str, Any] = _ok(response, 200, 201)
         return view

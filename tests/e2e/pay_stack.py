@@ -43,6 +43,7 @@ TRUSTLY_APP = "sim_trustly.wsgi:create()"
 CMS_APP = "sim_cms.wsgi:create()"
 TRUSTLY_HOOKS = "python:sim_trustly.gunicorn_hooks"
 TPAS_CLIENT = ("tpas-client", "tpas-secret")
+DESK_CLIENT = ("casino-desk", "casino-desk-secret")  # the demo client that may change limits
 DEMO_MERCHANT = ("demo-access-id", "demo-access-key")
 DEFINITE = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
 # Trustly's clock runs this far ahead of the casino's (two systems, two clocks). A test may
@@ -157,7 +158,7 @@ class PayStack:
     admin_token: str = ADMIN_TOKEN
     _cms_http: httpx.Client = field(init=False)
     _trustly_http: httpx.Client = field(init=False)
-    _token: str | None = field(default=None, init=False)
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._cms_http = self._client(self.cms.base)
@@ -272,18 +273,21 @@ class PayStack:
 
     # --- the CWS API, as TPAS and the casino's back office use it --------------------------
 
-    def _cws(self, method: str, path: str, *statuses: int, **kwargs: Any) -> Any:
-        """A CWS call with the TPAS client's token (fetched again when the CMS says expired)."""
+    def _cws(self, method: str, path: str, *statuses: int,
+             client: tuple[str, str] = TPAS_CLIENT, **kwargs: Any) -> Any:
+        """A CWS call with `client`'s token (default: TPAS's; fetched again when the CMS
+        says expired)."""
         for _ in range(2):
-            if self._token is None:
-                token = self._cms_http.post("/cws/v1/oauth/token", auth=TPAS_CLIENT,
+            if client not in self._tokens:
+                token = self._cms_http.post("/cws/v1/oauth/token", auth=client,
                                             data={"grant_type": "client_credentials"})
-                self._token = str(_ok(token, 200)["access_token"])
+                self._tokens[client] = str(_ok(token, 200)["access_token"])
             response = self._cms_http.request(
-                method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+                method, path, headers={"Authorization": f"Bearer {self._tokens[client]}"},
+                **kwargs)
             if response.status_code != 401:
                 break
-            self._token = None
+            del self._tokens[client]
         return _ok(response, *(statuses or (200,)))
 
     def acquire_qr(self, egm_id: str) -> str:
@@ -309,8 +313,9 @@ class PayStack:
         return view
 
     def set_limit(self, ubai: str, daily_limit: int) -> None:
-        """PUT the UBAI's daily limit."""
-        self._cws("PUT", f"/cws/v1/limits/{ubai}", 200, 201, json={"dailyLimit": daily_limit})
+        """PUT the UBAI's daily limit, as the casino's desk (TPAS's client may not)."""
+        self._cws("PUT", f"/cws/v1/limits/{ubai}", 200, 201, client=DESK_CLIENT,
+                  json={"dailyLimit": daily_limit})
 
     # --- the phone ------------------------------------------------------------------------
 

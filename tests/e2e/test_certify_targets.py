@@ -52,6 +52,7 @@ name = "sim_cms, no control API"
 [cms]
 base_url = "{cms_url}"
 egm_ids = ["EGM-001", "EGM-002", "EGM-003", "EGM-004", "EGM-005"]
+limits_auth = {{ client_id = "casino-desk", client_secret = "casino-desk-secret" }}
 [cms.auth]
 kind = "oauth2_client_credentials"
 client_id = "tpas-client"

@@ -199,7 +199,7 @@ def limit_race(floor: Floor, *, topped_up: bool) -> RaceResult:
     being fresh with a limit of one AMOUNT; only the unlocked app cares (module docstring).
     """
     result, ubai, driver = RaceResult(), f"race-{uuid.uuid4().hex[:12]}", floor.driver
-    driver.set_limit(floor.token, ubai, AMOUNT * (2 if topped_up else 1))
+    driver.set_limit(ubai, AMOUNT * (2 if topped_up else 1))
     if topped_up:
         first = driver.fund(floor.token, floor.funding(EGM_IDS[RACERS], f"{ubai}-first", ubai))
         assert first.status_code == 201, first.text

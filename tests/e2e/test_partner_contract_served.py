@@ -26,7 +26,15 @@ from harness.contract_openapi import operations, template_pattern
 from harness.scenarios.cms_api import decode_qr_png
 from harness.serve import ServeOptions, build_sims
 from simkit.clock import ManualClock, format_instant, parse_instant
-from tests.conftest import ADMIN_TOKEN, CMS_AUTH, START, DatabaseFactory, LateWSGITransport
+from tests.conftest import (
+    ADMIN_TOKEN,
+    CMS_TEST_CLIENT,
+    START,
+    DatabaseFactory,
+    LateWSGITransport,
+    basic,
+    cms_test_clients,
+)
 from tests.e2e.processes import SCANPAY, free_port
 from tests.openapi_check import OpenApiContract
 
@@ -48,7 +56,7 @@ def cms_app(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Flask]:
                                              admin_token=ADMIN_TOKEN),
                              clock=clock, cms_transport=to_cms)
     cms = create_cms(CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
-                                 journal=True),
+                                 journal=True, clients=cms_test_clients()),
                      clock=clock, trustly_transport=httpx.WSGITransport(app=trustly))
     to_cms.app = cms
     yield cms
@@ -66,7 +74,7 @@ class Caller:
         schemes = DOCUMENT["components"]["securitySchemes"]
         token_url = schemes["cmsOAuth"]["flows"]["clientCredentials"]["tokenUrl"]
         grant = self.http.post(token_url, data={"grant_type": "client_credentials"},
-                               headers={"Authorization": CMS_AUTH})
+                               headers={"Authorization": basic(*CMS_TEST_CLIENT)})
         assert grant.status_code == 200, grant.text
         self.bearer = {"Authorization": f"Bearer {grant.json()['access_token']}"}
 

@@ -45,6 +45,7 @@ name = "{name}"
 [cms]
 base_url = "{self.base_url}"
 egm_ids = ["EGM-001", "EGM-002"]
+limits_auth = {{ client_id = "casino-desk", client_secret = "casino-desk-secret" }}
 
 [cms.auth]
 kind = "oauth2_client_credentials"

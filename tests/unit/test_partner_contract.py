@@ -115,6 +115,7 @@ connect_timeout_s = 1.0
 read_timeout_s = 2.0
 retries = { max_attempts = 2, backoff_base_s = 0.1, backoff_cap_s = 1.0 }
 egm_ids = ["A"]
+limits_auth = { client_id = "desk", client_secret = "s" }
 [cms.paths]
 token = "/t"
 fundings = "/f"
@@ -145,12 +146,13 @@ token_lifetime_s = 120
     documented = {doc.dotted for doc in target_config.TARGET_KEYS if "partner" in doc.kinds}
     assert documented <= named, "this test's file should name every documented partner key"
     assert spec.merchant.token_lifetime_s == 120 and spec.egm_paths.screen == "/s/{egm_id}"
+    assert spec.cms_limits_auth is not None and spec.cms_limits_auth.client_id == "desk"
 
 
 def _dotted(table: dict[str, object], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     for key, value in table.items():
         yield (*prefix, key)
-        if isinstance(value, dict) and key not in ("auth", "retries", "paths"):
+        if isinstance(value, dict) and key not in ("auth", "limits_auth", "retries", "paths"):
             yield from _dotted(value, (*prefix, key))
 
 
