@@ -31,9 +31,9 @@ MASK = "***"
 
 def target_secrets(target: Target) -> set[str]:
     """Every credential of the target the reports must never show."""
-    auth = target.cms_profile.auth
-    values = {target.merchant.access_key, auth.client_secret, auth.password, auth.key,
-              target.trustly_control.admin_token}
+    values = {target.merchant.access_key, target.trustly_control.admin_token}
+    for auth in (target.cms_profile.auth, target.limits_auth):
+        values |= {auth.client_secret, auth.password, auth.key}
     if target.cms_control is not None:
         values.add(target.cms_control.admin_token)
     return {value for value in values if value and len(value) >= 4}

@@ -19,7 +19,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sim_cms.app import create_app as create_cms
 from sim_cms.qr_display import start_rotation_worker
-from sim_cms.settings import DEMO_CLIENT, TrustlyLink, load_cms_settings
+from sim_cms.settings import DEMO_CLIENT, DEMO_DESK_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
@@ -117,7 +117,8 @@ def _banner(console: Console, options: ServeOptions, trustly_url: str, cms_url: 
     console.print(
         f"  EGM screen: {cms_url}/egm/EGM-001   (EGM-001 .. EGM-010)\n"
         f"  CWS API:    {cms_url}/cws/v1 (OAuth2 client {DEMO_CLIENT.client_id} / "
-        f"{DEMO_CLIENT.client_secret})\n"
+        f"{DEMO_CLIENT.client_secret}, scopes {' '.join(DEMO_CLIENT.scopes)}; limits are "
+        f"changed as {DEMO_DESK_CLIENT.client_id} / {DEMO_DESK_CLIENT.client_secret})\n"
         f"  OpenAPI:    {cms_url}/openapi.json"
     )
     console.print("[dim]Ctrl-C stops.[/]")

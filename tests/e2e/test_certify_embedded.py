@@ -12,7 +12,7 @@ from harness.scenarios import CATALOGUE
 from tests.e2e.processes import SCANPAY
 
 REPO = Path(__file__).resolve().parents[2]
-SECRETS = ("demo-access-key", "tpas-secret")
+SECRETS = ("demo-access-key", "tpas-secret", "casino-desk-secret")
 
 
 def certify(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
