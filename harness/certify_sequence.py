@@ -95,8 +95,8 @@ class SequenceRecorder:
             mark = int(page[-1]["id"])
         return entries
 
-    def sequence(self, correlation_id: str, secrets: Iterable[str]) -> list[Exchange]:
-        """The scenario's exchanges, numbered, excerpts cut and scrubbed."""
+    def messages(self, correlation_id: str) -> list[Message]:
+        """The messages since the first mark that belong to `correlation_id`, numbered."""
         if not self.marks:
             return []
         self.mark()
@@ -107,10 +107,13 @@ class SequenceRecorder:
         except (httpx.HTTPError, ValueError) as exc:
             self.note = f"a journal could not be read ({exc})"
             return []
-        messages = build_sequence(trustly, cms, boundaries=self.marks,
-                                  correlation_id=correlation_id)
+        return build_sequence(trustly, cms, boundaries=self.marks,
+                              correlation_id=correlation_id)
+
+    def sequence(self, correlation_id: str, secrets: Iterable[str]) -> list[Exchange]:
+        """The scenario's exchanges, numbered, excerpts cut and scrubbed."""
         known = set(secrets)
-        return [exchange(message, known) for message in messages]
+        return [exchange(message, known) for message in self.messages(correlation_id)]
 
 
 def _excerpt(text: str, secrets: set[str]) -> str:

@@ -362,7 +362,8 @@ def render_result(console: Console, result: FlowResult) -> None:
         console.print(f"[bold]Message sequence[/] (correlation id {result.correlation_id})")
         render_sequence(console, result.sequence)
     if result.sequence_note:
-        console.print(f"[yellow]no message sequence:[/] {result.sequence_note}")
+        gap = "message sequence incomplete" if result.sequence else "no message sequence"
+        console.print(f"[yellow]{gap}:[/] {result.sequence_note}")
     if result.error is not None:
         console.print(f"[red]flow stopped at {escape(str(result.error))}[/]")
     if result.payment is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from harness.certify_sequence import SequenceRecorder
 from harness.flow import (
     DEFINITE,
     POLL_INTERVAL_S,
@@ -41,6 +42,7 @@ from harness.targets import Target
 from sim_trustly.demo_bank import ubai_for
 from sim_trustly.partner_profiles import AuthConfig
 from simkit.clock import monotonic
+from simkit.journal import CORRELATION_HEADER
 
 USER_AGENT = "scanpay-pytest/0.1"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo bank approves any non-keyphrase
@@ -320,45 +322,61 @@ class FlowDriver:
         return int(self.egm(egm_id)["creditMeter"])
 
     def _partner_flow(self, options: FlowOptions) -> FlowResult:
-        """The same steps as `harness.flow.run_flow`, on the partner's EGM paths and auth
-        (no message sequence: a partner CMS's journal is not ours to read)."""
+        """The same steps as `harness.flow.run_flow`, on the partner's EGM paths and auth.
+
+        Its message sequence comes from the journals: the harness's own Trustly's always, the
+        partner CMS's when it offers the `journal` hook (else only Trustly's side is shown,
+        and the result's note says so). Every request of the flow carries its correlation id.
+        """
         result = FlowResult(correlation_id=f"pytest-{uuid.uuid4().hex[:16]}",
-                            egm_id=options.egm_id, currency=options.currency,
-                            sequence_note="no message sequence on a partner target")
+                            egm_id=options.egm_id, currency=options.currency)
+        recorder = SequenceRecorder(self.target)
         try:
-            self._partner_steps(options, result)
+            self._partner_steps(options, result, recorder)
         except FlowError as exc:
             result.error = exc
         except httpx.HTTPError as exc:
             result.error = FlowError("request", f"{type(exc).__name__}: {exc}")
+        finally:
+            result.sequence = recorder.messages(result.correlation_id)
+            result.sequence_note = recorder.note or None
+            recorder.close()
         return result
 
-    def _partner_steps(self, options: FlowOptions, result: FlowResult) -> None:
+    def _partner_steps(self, options: FlowOptions, result: FlowResult,
+                       recorder: SequenceRecorder) -> None:
         paths = self.target.egm_paths
         if paths.acquire_qr is None:
             raise FlowError("acquire a QR", "the target's CMS names no cms.egm.acquire_qr "
                                             "path, which the flow fixture needs")
+        own = {CORRELATION_HEADER: result.correlation_id}
         before = self.egm(options.egm_id)
         result.meter_before = before.get("creditMeter")
         result.currency = str(before.get("currency") or options.currency)
         options = replace(options, currency=result.currency)  # pay in the casino's currency
-        answer = self._cms.post(paths.of(paths.acquire_qr, options.egm_id))
+        recorder.mark()
+        answer = self._cms.post(paths.of(paths.acquire_qr, options.egm_id), headers=own)
         if answer.status_code != 200:
             raise FlowError("acquire a QR", f"HTTP {answer.status_code}: {answer.text[:200]}")
         result.qr = answer.json()
         url = str((result.qr or {}).get("url", ""))
-        with self.target.phone_client() as phone:
+        with self.target.phone_client(**own) as phone:
+            recorder.mark()
             result.scan = scan(phone, url)
-            result.payment = self._settle(phone, url, pay(phone, url, options), options)
+            recorder.mark()
+            result.payment = self._settle(phone, url, pay(phone, url, options), options,
+                                          recorder)
+        recorder.mark()
         result.meter_after = self.egm(options.egm_id).get("creditMeter")
 
     @staticmethod
     def _settle(phone: httpx.Client, url: str, payment: dict[str, Any],
-                options: FlowOptions) -> dict[str, Any]:
+                options: FlowOptions, recorder: SequenceRecorder) -> dict[str, Any]:
         """Poll a payment answered 202 until it has a definite outcome (bounded)."""
         deadline = monotonic() + options.settle_s
         while payment.get("status") not in DEFINITE and monotonic() < deadline:
             threading.Event().wait(POLL_INTERVAL_S)  # a deadline-bound poll of a remote
+            recorder.mark()
             response = phone.get(payment_url(url, str(payment.get("paymentId"))))
             if response.status_code == 200:
                 payment = response.json()

@@ -35,9 +35,17 @@ class PartnerCms:
 
     base_url: str
     trustly_port: int
+    admin_token: str | None = None  # the control API's token, when it is served
 
-    def target_toml(self, name: str = "Stand-in partner CMS") -> str:
-        """A partner target file for this CMS: reference API, OAuth2, no control hooks."""
+    def target_toml(self, name: str = "Stand-in partner CMS",
+                    hooks: tuple[str, ...] = ()) -> str:
+        """A partner target file for this CMS: reference API, OAuth2, and `hooks` declared
+        (none by default; any needs `serve_partner_cms(..., admin_token=...)`)."""
+        control = ""
+        if hooks:
+            assert self.admin_token is not None, "hooks need the control API"
+            declared = ", ".join(f'"{hook}"' for hook in hooks)
+            control = f'[control]\nadmin_token = "{self.admin_token}"\nhooks = [{declared}]\n'
         return f"""
 kind = "partner"
 name = "{name}"
@@ -55,21 +63,23 @@ client_secret = "tpas-secret"
 [trustly]
 host = "127.0.0.1"
 port = {self.trustly_port}
-"""
+{control}"""
 
 
 @contextmanager
-def serve_partner_cms(data_dir: Path) -> Iterator[PartnerCms]:
-    """sim_cms on 127.0.0.1 (threaded werkzeug) for the block, its control API off."""
+def serve_partner_cms(data_dir: Path, admin_token: str | None = None) -> Iterator[PartnerCms]:
+    """sim_cms on 127.0.0.1 (threaded werkzeug) for the block; its control API (and journal)
+    only with `admin_token`."""
     trustly_port = free_port()
     settings = CmsSettings(database_url=sqlite_url(str(data_dir / "partner-cms.db")),
-                           trustly=TrustlyLink(base_url=f"http://127.0.0.1:{trustly_port}"))
+                           trustly=TrustlyLink(base_url=f"http://127.0.0.1:{trustly_port}"),
+                           admin_token=admin_token)
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="partner-cms")
     thread.start()
     try:
-        yield PartnerCms(f"http://127.0.0.1:{server.server_port}", trustly_port)
+        yield PartnerCms(f"http://127.0.0.1:{server.server_port}", trustly_port, admin_token)
     finally:
         server.shutdown()
         thread.join(timeout=10)
