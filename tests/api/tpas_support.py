@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Blueprint, Flask
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -29,7 +29,6 @@ from sim_trustly.demo_bank import ubai_for
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.reconciliation import reconcile_service
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.tpas_admin import add_tpas_admin_routes
 from simkit.clock import ManualClock
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -157,15 +156,6 @@ class Casino:
         return tpas.get_payment(self.ctx, payment_id)
 
 
-def _ensure_tpas_routes(app: Flask) -> None:
-    """Serve TPAS's control routes even before app.py wires them into `/_sim` itself."""
-    if any(rule.rule == "/_sim/payments" for rule in app.url_map.iter_rules()):
-        return
-    bp = Blueprint("tpas_admin_test", __name__, url_prefix="/_sim")
-    add_tpas_admin_routes(bp)
-    app.register_blueprint(bp)
-
-
 CasinoFactory = Callable[..., Casino]
 
 
@@ -191,7 +181,6 @@ def make_casino(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Casi
                                       "admin_token": ADMIN_TOKEN, "cms": profile, **overrides})
         trustly_app = create_trustly(settings, clock=clock,
                                      cms_transport=None if over_http else transport)
-        _ensure_tpas_routes(trustly_app)
         cms_settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
                                    clients=cms_test_clients())
         cms_app = create_cms(cms_settings, clock=cms_clock,
