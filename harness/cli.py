@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
+from alembic.util.exc import CommandError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from harness.certify_command import catalogue_command, certify_command
 from harness.embedded import embedded_sims
@@ -26,8 +29,12 @@ console = Console(stderr=True)
 def main() -> None:
     """scanpay-sim: a simulator and test harness for Trustly Scan and Pay.
 
-    `scanpay serve` runs the simulated Trustly auth service (and, as it grows, the reference
-    CMS) on this machine so a casino system can be tested against it.
+    `scanpay certify` runs the conformance catalogue against the embedded sims (the default),
+    sims already running, or a partner's CMS, and writes the reports. `scanpay serve` runs
+    both sims (Trustly: auth service, microsite, TPAS; the reference CMS) on this machine;
+    `flow` pays once and prints the message sequence, `load` drives Locust against running
+    sims, `rotate` keeps a served CMS's QR codes fresh, `catalogue` lists the scenarios.
+    `scanpay COMMAND --help` explains each.
     """
 
 
@@ -62,11 +69,19 @@ def serve(**options: object) -> None:
     try:
         run_servers(opts, console)
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]scanpay serve: cannot start:[/red] {exc}")
-        sys.exit(2)
+        _cannot_start(str(exc))
+    except (SQLAlchemyError, CommandError) as exc:  # what the start-up checks did not foresee
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        _cannot_start(f"a database would not start: {said[-1] if said else exc!r}. Check "
+                      "--trustly-db and --cms-db (each sim needs a database of its own).")
     except OSError as exc:
-        console.print(f"[red]scanpay serve: cannot listen:[/red] {exc}")
-        sys.exit(2)
+        _cannot_start(f"{exc.strerror or exc}.")
+
+
+def _cannot_start(message: str) -> NoReturn:
+    """`scanpay serve`'s one paragraph for a start-up it refuses, and exit code 2."""
+    console.print(f"[red]scanpay serve: cannot start:[/red] {escape(message)}", soft_wrap=True)
+    sys.exit(2)
 
 
 @main.command()
@@ -202,6 +217,18 @@ def _report_flow(out: Console, result: FlowResult, as_json: bool) -> None:
 main.add_command(load)
 main.add_command(certify_command)
 main.add_command(catalogue_command)
+
+# One line each in `scanpay --help` (click would cut the docstrings' first sentences short).
+_SHORT_HELP = {
+    "catalogue": "Print the conformance catalogue (a table, or Markdown).",
+    "certify": "Run the conformance catalogue against a target; write reports.",
+    "flow": "Run one scan-then-pay and print its message sequence.",
+    "load": "Run Locust's casino-floor journeys headless against running sims.",
+    "rotate": "Keep the QR codes of a sim_cms served elsewhere fresh.",
+    "serve": "Run both sims on this machine until Ctrl-C.",
+}
+for _name, _text in _SHORT_HELP.items():
+    main.commands[_name].short_help = _text
 
 if __name__ == "__main__":  # pragma: no cover
     main()
