@@ -132,4 +132,5 @@ def exchange(message: Message, secrets: set[str]) -> Exchange:
         request_excerpt="" if message.kind == "response"
         else _excerpt(entry.request_body, secrets),
         response_excerpt="" if message.kind == "request"
-        else _excerpt(entry.response_body, secrets))
+        else _excerpt(entry.response_body, secrets),
+        fault=None if message.fault is None else scrub(message.fault, secrets))

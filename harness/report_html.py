@@ -18,6 +18,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from harness.fault_notes import caller_saw_no_answer, fault_effect
 from harness.report_text import clean_text, format_seconds, verdict_text
 from harness.results import (
     DISCLAIMER,
@@ -64,7 +65,11 @@ FILTER_SCRIPT = """
 
 @dataclass(frozen=True)
 class RowView:
-    """One sequence line as the template draws it (all strings cleaned, none escaped yet)."""
+    """One sequence line as the template draws it (all strings cleaned, none escaped yet).
+
+    `fault` words what an injected fault did to the exchange ("" when none fired);
+    `unseen` says the caller never received the status shown (the fault dropped it).
+    """
 
     n: int
     kind: str
@@ -78,6 +83,8 @@ class RowView:
     depth: int
     request: str
     response: str
+    fault: str = ""
+    unseen: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class ScenarioView:
     checks_passed: int
     rows: tuple[RowView, ...]
     sequence_note: str
+    faulted_rows: int = 0  # sequence lines an injected fault affected
 
 
 def _status_class(status: int | None) -> str:
@@ -132,7 +140,9 @@ def _row(exchange: Exchange, opened: list[int]) -> RowView:
         latency="" if exchange.latency_ms is None else f"{exchange.latency_ms} ms",
         depth=min(max(exchange.depth, 0), MAX_DEPTH_CLASS),
         request=clean_text(exchange.request_excerpt),
-        response=clean_text(exchange.response_excerpt))
+        response=clean_text(exchange.response_excerpt),
+        fault=clean_text(fault_effect(exchange.fault)) if exchange.fault else "",
+        unseen=caller_saw_no_answer(exchange.fault))
 
 
 def _rows(sequence: list[Exchange]) -> list[RowView]:
@@ -148,6 +158,7 @@ def _check(check: Check) -> CheckView:
 def _scenario(result: ScenarioResult, index: int) -> ScenarioView:
     # The index keeps anchors unique even if two ids differ only in punctuation.
     anchor = f"s{index}-" + _NOT_ANCHOR.sub("-", result.id).strip("-")
+    rows = tuple(_rows(result.sequence))
     return ScenarioView(
         anchor=anchor, id=clean_text(result.id), title=clean_text(result.title),
         requirement=clean_text(result.requirement),
@@ -155,8 +166,8 @@ def _scenario(result: ScenarioResult, index: int) -> ScenarioView:
         duration=format_seconds(result.duration_s), reason=clean_text(result.reason),
         checks=tuple(_check(check) for check in result.checks),
         checks_passed=sum(check.passed for check in result.checks),
-        rows=tuple(_rows(result.sequence)),
-        sequence_note=clean_text(result.sequence_note))
+        rows=rows, sequence_note=clean_text(result.sequence_note),
+        faulted_rows=sum(1 for row in rows if row.fault))
 
 
 def ordered(run: RunResult) -> list[ScenarioResult]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from harness.fault_notes import outcome_text
 from harness.results import Check, Exchange, RunResult, ScenarioResult
 
 # Everything XML 1.0 forbids (C0 controls other than tab, LF and CR; lone surrogates; U+FFFE
@@ -46,14 +47,16 @@ def exchange_line(exchange: Exchange) -> str:
     """One sequence line as text, e.g. `2. Phone -> Trustly  GET /api/v1/scan/x  200 ACTIVE  3 ms`.
 
     Worded like `harness.sequence.Message.text` (what `scanpay flow` prints), with nested calls
-    indented by their depth.
+    indented by their depth, and a fault the target injected worded after the outcome
+    (`201 APPLIED, response dropped by fault (apply_then_drop, rule 3): the caller saw no
+    answer`).
     """
     who = f"{exchange.n}. " + "   " * exchange.depth + f"{exchange.sender} -> {exchange.receiver}"
     parts = [who]
     if exchange.kind != "response":
         parts.append(f"{exchange.method} {exchange.path}")
     if exchange.kind != "request":
-        outcome = " ".join(str(p) for p in (exchange.status, exchange.note) if p not in (None, ""))
+        outcome = outcome_text(exchange.status, exchange.note, exchange.fault)
         if exchange.latency_ms is not None:
             outcome = f"{outcome}  {exchange.latency_ms} ms".strip()
         if outcome:

@@ -78,7 +78,10 @@ class Exchange:
     """One line of the observed message sequence (see `harness.sequence.Message.to_json`).
 
     `request_excerpt` and `response_excerpt` are the start of the bodies as the journals hold
-    them: the sims redact secrets before they journal, and the runner truncates.
+    them: the sims redact secrets before they journal, and the runner truncates. `fault` is
+    the label of the fault the target injected into the exchange (`apply_then_drop (rule 3)`),
+    as its journal says; `status` is then what the app answered, not always what the caller
+    got (`harness.fault_notes` words the difference).
     """
 
     n: int
@@ -93,13 +96,15 @@ class Exchange:
     kind: str = "call"
     request_excerpt: str = ""
     response_excerpt: str = ""
+    fault: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The exchange as `report.json` holds it."""
         return {"n": self.n, "from": self.sender, "to": self.receiver, "method": self.method,
                 "path": self.path, "status": self.status, "latencyMs": self.latency_ms,
                 "note": self.note, "depth": self.depth, "kind": self.kind,
-                "request": self.request_excerpt, "response": self.response_excerpt}
+                "request": self.request_excerpt, "response": self.response_excerpt,
+                "fault": self.fault}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Exchange:
@@ -109,7 +114,8 @@ class Exchange:
                    latency_ms=raw.get("latencyMs"), note=str(raw.get("note") or ""),
                    depth=int(raw.get("depth") or 0), kind=str(raw.get("kind") or "call"),
                    request_excerpt=str(raw.get("request") or ""),
-                   response_excerpt=str(raw.get("response") or ""))
+                   response_excerpt=str(raw.get("response") or ""),
+                   fault=str(raw["fault"]) if raw.get("fault") else None)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from harness.fault_notes import caller_saw_no_answer, outcome_text
 from simkit.clock import format_instant, parse_instant
 
 Source = Literal["trustly", "cms"]
@@ -71,6 +72,7 @@ class Entry:
     user_agent: str = ""
     request_body: str = ""
     response_body: str = ""
+    fault: str | None = None  # the label of the fault the sim injected here, if one fired
 
     @classmethod
     def from_json(cls, source: Source, raw: Mapping[str, Any]) -> Entry:
@@ -84,6 +86,7 @@ class Entry:
             status=int(raw.get("status") or 0), correlation_id=str(raw.get("correlationId") or ""),
             user_agent=agent, request_body=str(raw.get("requestBody") or ""),
             response_body=str(raw.get("responseBody") or ""),
+            fault=str(raw["fault"]) if raw.get("fault") else None,
         )
 
     @property
@@ -200,9 +203,16 @@ class Message:
         """The outcome word of the response (empty on a request line)."""
         return "" if self.kind == "request" else note_of(self.entry)
 
+    @property
+    def fault(self) -> str | None:
+        """The label of the fault injected into the exchange (None on a request line, whose
+        answer comes on its response line)."""
+        return None if self.kind == "request" else self.entry.fault
+
     def outcome(self) -> str:
-        """`201 CREDITED  12 ms`: status, note and latency."""
-        head = " ".join(part for part in (str(self.entry.status), self.note) if part)
+        """`201 CREDITED  12 ms`: status, note and latency; a fault is worded after the note
+        (`201 APPLIED, response dropped by fault (...): the caller saw no answer  12 ms`)."""
+        head = outcome_text(self.entry.status, self.note, self.fault)
         return f"{head}  {self.entry.latency_ms} ms"
 
     def text(self) -> str:
@@ -219,10 +229,11 @@ class Message:
         return {
             "n": self.number, "kind": self.kind, "from": self.sender, "to": self.receiver,
             "method": entry.method, "path": entry.target, "status": self.status,
-            "note": self.note or None, "latencyMs": None if self.kind == "request"
-            else entry.latency_ms, "depth": self.depth, "journal": entry.source,
-            "journalId": entry.id, "correlationId": entry.correlation_id,
-            "at": format_instant(entry.at), "line": self.text(),
+            "note": self.note or None, "fault": self.fault,
+            "latencyMs": None if self.kind == "request" else entry.latency_ms,
+            "depth": self.depth, "journal": entry.source, "journalId": entry.id,
+            "correlationId": entry.correlation_id, "at": format_instant(entry.at),
+            "line": self.text(),
         }
 
 
@@ -399,6 +410,13 @@ def render_sequence(console: Console, messages: Sequence[Message]) -> None:
         if message.kind != "response":
             line.append(f"  {message.entry.method} {message.entry.target}")
         if message.kind != "request":
-            style = "green" if message.entry.status < 400 else "red"
-            line.append(f"  {message.outcome()}", style=style)
+            line.append(f"  {message.outcome()}", style=_outcome_style(message))
         console.print(line)
+
+
+def _outcome_style(message: Message) -> str:
+    """Green for an answer the caller got, red for an error or an answer a fault withheld,
+    yellow for a fault that only delayed or replaced it."""
+    if caller_saw_no_answer(message.fault) or message.entry.status >= 400:
+        return "bold red" if message.fault else "red"
+    return "bold yellow" if message.fault else "green"
