@@ -86,12 +86,7 @@ SCHEMAS: dict[str, Any] = {
             "qrTokenId": {"type": "string", "minLength": 1,
                           "description": "The code that ends `url` (default: its last path "
                                          "segment); fundings name it as `qrTokenId`."},
-            "expiresAt": INSTANT,
-            "rotatesAt": {**INSTANT, "description": "When the CMS will replace this QR by "
-                          "itself: `expiresAt` minus the CMS's rotation buffer (the "
-                          "reference's is 30 s; yours may differ, but must be at least 10 s: "
-                          "SCAN-004 moves the clock to `rotatesAt` + 1 s, never later than "
-                          "10 s before `expiresAt`, and expects a new QR by then)."},
+            "expiresAt": INSTANT, "rotatesAt": INSTANT,
             "egmId": {"type": "string"}}},
     "Clock": {
         "type": "object", "required": ["now"],
@@ -119,30 +114,18 @@ SCHEMAS: dict[str, Any] = {
             "path": {"type": "string", "pattern": "^/",
                      "description": "A request path of the CMS's API (a trailing `*` matches "
                                     "a prefix)."},
-            "action": {"type": "string", "enum": list(ACTIONS), "description": (
-                "What the rule does to a matching request. The catalogue declares only two, "
-                "always on `POST` of your `paths.fundings` with `times: 1`: `apply_then_drop` "
-                "(handle the request in full, the funding applied and committed, then close "
-                "the connection without an answer) and `delay` (answer `delayMs` late). The "
-                "reference also takes `status` (answer at once with the HTTP `status`, a "
-                "problem with code FAULT_INJECTED, nothing handled) and `drop` (close the "
-                "connection without an answer, nothing handled); the catalogue never "
-                "declares them, so a CMS may refuse them with 400.")},
-            "status": {"type": ["integer", "null"], "minimum": 400, "maximum": 599,
-                       "description": "For `status` only: the HTTP status to answer (400..599); "
-                                      "null or absent for the other actions."},
+            "action": {"type": "string", "enum": list(ACTIONS),
+                       "description": "The catalogue declares two: `apply_then_drop` (handle "
+                                      "the request, apply the funding, then close the "
+                                      "connection without an answer) and `delay` (answer "
+                                      "`delayMs` late; the reference holds the request before "
+                                      "handling it)."},
+            "status": {"type": ["integer", "null"]},
             "delayMs": {"type": "integer", "minimum": 0,
-                        "description": "For `delay`: how late, in milliseconds (0 or absent "
-                                       "for the other actions)."},
-            "probability": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                            "default": 1,
-                            "description": "The chance a matching request is hit (each "
-                                           "match rolls once); 1 when absent. The catalogue "
-                                           "never sends it."},
+                        "description": "For `delay`: how late, in milliseconds."},
+            "probability": {"type": "number", "minimum": 0, "maximum": 1},
             "times": {"type": ["integer", "null"], "minimum": 1,
-                      "description": "How many matching requests it hits, then it is gone; "
-                                     "null or absent: every matching request until `DELETE "
-                                     "/_sim/faults`."}}},
+                      "description": "How many matching requests it hits, then it is gone."}}},
     "FaultList": {
         "type": "object", "required": ["faults"],
         "properties": {"faults": {"type": "array", "items": {"type": "object"}}}},
