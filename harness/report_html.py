@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from harness.fault_notes import caller_saw_no_answer, fault_effect
+from harness.report_svg import sequence_svg
 from harness.report_text import clean_text, format_seconds, verdict_text
 from harness.results import (
     DISCLAIMER,
@@ -114,6 +116,7 @@ class ScenarioView:
     rows: tuple[RowView, ...]
     sequence_note: str
     faulted_rows: int = 0  # sequence lines an injected fault affected
+    diagram: Markup = field(default_factory=Markup)  # the sequence drawn (report_svg), escaped
 
 
 def _status_class(status: int | None) -> str:
@@ -167,7 +170,8 @@ def _scenario(result: ScenarioResult, index: int) -> ScenarioView:
         checks=tuple(_check(check) for check in result.checks),
         checks_passed=sum(check.passed for check in result.checks),
         rows=rows, sequence_note=clean_text(result.sequence_note),
-        faulted_rows=sum(1 for row in rows if row.fault))
+        faulted_rows=sum(1 for row in rows if row.fault),
+        diagram=Markup(sequence_svg(rows, anchor)))  # noqa: S704 - every label escaped there
 
 
 def ordered(run: RunResult) -> list[ScenarioResult]:

@@ -9,6 +9,7 @@ of the sequence has real content in it.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from selenium.webdriver.remote.webelement import WebElement
 
 from harness.browser import save_screenshot
 from harness.report import write_reports
-from tests.unit.report_samples import SCRIPT, sample_run
+from harness.results import RunResult, ScenarioResult
+from tests.unit.report_samples import SCRIPT, happy_sequence, sample_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -95,3 +97,37 @@ def test_filter_script_runs_and_hostile_strings_stay_text(
     assert _section(chromium, "LIM-003").is_displayed()
     assert not _section(chromium, "QR-001").is_displayed()
     assert not _section(chromium, "CLK-002").is_displayed()
+
+
+FAULT_RED = (0xB4, 0x23, 0x18)  # the diagram's fault colour
+
+
+def test_the_drawn_sequence_shows_every_system_every_message_and_the_fault(
+        chromium: Chrome, tmp_path: Path) -> None:
+    sequence = happy_sequence()
+    sequence[1] = replace(sequence[1], fault="apply_then_drop (rule 3)")
+    run = RunResult("embedded", "embedded", "2026-12-06T20:00:00.000Z", 1.0, scenarios=[
+        ScenarioResult("PAY-005", "A funding whose answer is lost is credited once",
+                       "Credited once.", ("pay",), "passed", 0.5, sequence=sequence)])
+    paths = write_reports(run, tmp_path / "report")
+    chromium.set_window_size(*LAPTOP)
+    chromium.get(paths.html.as_uri())
+    diagram = _section(chromium, "PAY-005").find_element(By.CSS_SELECTOR,
+                                                         "svg.sequence-diagram")
+    chromium.execute_script("arguments[0].scrollIntoView()", diagram)
+    assert diagram.is_displayed() and diagram.size["height"] > 100
+    lifelines = diagram.find_elements(By.CSS_SELECTOR, "g.lifeline")
+    systems = {e.sender for e in sequence} | {e.receiver for e in sequence}
+    assert sorted(g.get_attribute("data-party") or "" for g in lifelines) == sorted(systems)
+    arrows = diagram.find_elements(By.CSS_SELECTOR, "g.arrow")
+    assert len(arrows) == len(sequence)
+    assert all(arrow.size["width"] > 20 for arrow in arrows)  # laid out, not collapsed
+    assert [a.get_attribute("data-n") for a in diagram.find_elements(
+        By.CSS_SELECTOR, "g.arrow.faulted")] == ["2"]
+
+    png = diagram.screenshot_as_png
+    (tmp_path / "report-diagram.png").write_bytes(png)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    red = sum(int(count) for count, pixel in colours if _close_to(pixel, FAULT_RED))
+    assert red > 30, "the faulted arrow is not drawn in the fault colour"
