@@ -14,6 +14,7 @@ from sim_trustly.issuance import flush_issued
 from sim_trustly.keys import ensure_signing_keys, validate_configured
 from sim_trustly.merchants import reset_state, seed_merchants
 from sim_trustly.microsite import api as microsite_api
+from sim_trustly.microsite import openapi as microsite_openapi
 from sim_trustly.microsite import views as microsite_views
 from sim_trustly.settings import TrustlySettings
 from sim_trustly.token_fast_path import CredentialCache, TokenFastPath
@@ -108,5 +109,6 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(microsite_views.bp)
     app.register_blueprint(microsite_api.bp)
+    app.register_blueprint(microsite_openapi.bp)
     db.dispose()  # no pooled connection may cross a fork into gunicorn workers
     return app
