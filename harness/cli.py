@@ -64,7 +64,13 @@ def main() -> None:
               help="Enables the /_sim control API, taken as 'Authorization: Bearer TOKEN'. "
                    "[env: SCANPAY_ADMIN_TOKEN]")
 def serve(**options: object) -> None:
-    """Run the sims until interrupted (Ctrl-C) and print their URLs and demo credentials."""
+    """Run the sims until interrupted (Ctrl-C) and print their URLs and demo credentials.
+
+    Besides the variables of its flags, it reads SCANPAY_TRUSTLY_LOCKOUT_SCOPE (whom a
+    failed-login lockout stops: source or access_id), and SCANPAY_CMS_TRUSTLY_URL and
+    SCANPAY_TRUSTLY_CMS_URL (point the CMS at another Trustly, or TPAS at another CMS, than
+    the one served beside it), as the sims do under any server.
+    """
     opts = ServeOptions(**options)  # type: ignore[arg-type]
     try:
         run_servers(opts, console)
