@@ -26,6 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as RichProgress
 from rich.text import Text
 
 from harness.certify_sequence import SequenceRecorder, target_secrets
@@ -102,13 +109,17 @@ def run_scenario(target: Target, item: Scenario, run: RunState) -> ScenarioResul
 
 
 def run_catalogue(target: Target, scenarios: Sequence[Scenario],
-                  progress: Progress | None = None) -> RunResult:
-    """Run `scenarios` in order against `target`; `progress` sees each result as it comes."""
+                  progress: Progress | None = None,
+                  starting: Callable[[Scenario], None] | None = None) -> RunResult:
+    """Run `scenarios` in order against `target`; `starting` hears of each scenario before it
+    runs, `progress` sees each result as it comes."""
     state = RunState(secrets.token_hex(3), since=format_instant(target.earliest_now()))
     run = RunResult(target=target.name, target_kind=target.kind,
                     started_at=format_instant(system_now()), duration_s=0.0)
     started = monotonic()
     for item in scenarios:
+        if starting is not None:
+            starting(item)
         outcome = run_scenario(target, item, state)
         run.scenarios.append(outcome)
         if progress is not None:
@@ -130,6 +141,46 @@ def progress_line(console: Console) -> Progress:
     return show
 
 
+class _Bar:
+    """A progress bar under the scenario lines: how many ran, and which one is running.
+
+    Only on a terminal: in CI logs and pipes the lines alone are printed, as before.
+    """
+
+    def __init__(self, console: Console, total: int) -> None:
+        self._progress: RichProgress | None = None
+        if console.is_terminal:
+            self._progress = RichProgress(
+                TextColumn("[bold]certify"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("{task.description}"),
+                console=console, transient=True)
+            self._task = self._progress.add_task("", total=total)
+
+    def __enter__(self) -> _Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, item: Scenario) -> None:
+        """Show the scenario now running."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{item.id} {item.title[:50]}")
+
+    def advance(self, _result: ScenarioResult) -> None:
+        """Count one more scenario done."""
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def live_bar(console: Console, total: int) -> _Bar:
+    """The progress bar of a run of `total` scenarios (nothing when not on a terminal)."""
+    return _Bar(console, total)
+
+
 def _run(spec: TargetSpec, scenarios: Sequence[Scenario], console: Console) -> RunResult:
     """Open the target (the preflight runs there) and run; a target that cannot be used
     gives a run of no scenarios with the diagnosis (verdict ERROR)."""
@@ -139,7 +190,14 @@ def _run(spec: TargetSpec, scenarios: Sequence[Scenario], console: Console) -> R
             console.print(Text(f"Certifying {target.name} ({target.kind}): "
                                f"{len(scenarios)} scenario(s); hooks: {hooks}"))
             console.print(Text(f"Preflight passed: {'; '.join(target.preflight)}", "dim"))
-            return run_catalogue(target, scenarios, progress_line(console))
+            with live_bar(console, len(scenarios)) as bar:
+                show = progress_line(console)
+
+                def done(result: ScenarioResult) -> None:
+                    show(result)
+                    bar.advance(result)
+
+                return run_catalogue(target, scenarios, done, starting=bar.start)
     except TargetError as exc:
         return RunResult(target=spec.name, target_kind=spec.kind,
                          started_at=format_instant(system_now()), duration_s=0.0,
