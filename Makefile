@@ -9,10 +9,14 @@ STAMP  := $(VENV)/.installed
 .PHONY: run serve test lint typecheck unit db-tests bench install clean browser-tests flow-browser
 
 $(STAMP): pyproject.toml
+	@echo "==> [1/3] creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "==> [3/3] installing scanpay-sim with its test tools (about a minute the first time)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+	@echo "==> installed; later runs skip this until pyproject.toml changes"
 
 install: $(STAMP)
 
