@@ -280,7 +280,10 @@ class Exchange:
 
 
 _NOT_REDACTABLE = "<not stored: could not be redacted>"
-_CAPTURED_BYTES = 2048  # headers and the rest of a captured exchange, besides its bodies
+# What a queued exchange holds in memory besides its bodies (its header lists, strings and
+# objects): measured with tracemalloc at about 5.2 KiB for a QR Code API exchange. The
+# writer's memory budget (batch_writer.MAX_PENDING_BYTES) is only as good as this.
+_CAPTURED_BYTES = 5 * 1024
 _JOURNAL_TABLE: Table = JournalEntry.__table__  # type: ignore[assignment]
 
 
