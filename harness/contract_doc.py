@@ -45,7 +45,8 @@ PROFILE_MEANINGS: dict[str, str] = {
     "connect_timeout_s": "TPAS's connect timeout, seconds",
     "read_timeout_s": "TPAS's read timeout, seconds: an answer later than this is a lost "
                       "answer, and TPAS asks the status inquiry, then retries the same "
-                      "transactionId",
+                      "transactionId; FUND-013 fails a CMS whose fundings are answered later "
+                      "than this",
     "retries": "how often and how patiently TPAS retries a funding whose outcome it does not "
                "know (table below)",
     "paths": "the CMS API's paths, when they differ from the reference ones (table below)",

@@ -86,7 +86,12 @@ SCHEMAS: dict[str, Any] = {
             "qrTokenId": {"type": "string", "minLength": 1,
                           "description": "The code that ends `url` (default: its last path "
                                          "segment); fundings name it as `qrTokenId`."},
-            "expiresAt": INSTANT, "rotatesAt": INSTANT,
+            "expiresAt": INSTANT,
+            "rotatesAt": {**INSTANT, "description": "When the CMS will replace this QR by "
+                          "itself: `expiresAt` minus the CMS's rotation buffer (the "
+                          "reference's is 30 s; yours may differ, but must be at least 10 s: "
+                          "SCAN-004 moves the clock to `rotatesAt` + 1 s, never later than "
+                          "10 s before `expiresAt`, and expects a new QR by then)."},
             "egmId": {"type": "string"}}},
     "Clock": {
         "type": "object", "required": ["now"],
@@ -109,35 +114,72 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"state": {"type": "string", "enum": list(EGM_STATES)}}},
     "FaultRule": {
         "type": "object", "required": ["path", "action"],
+        "description": "One fault on the CMS's own API (never on `/_sim/*`). Rules are tried "
+                       "in the order they were declared; the first that matches a request "
+                       "(and passes its `probability` roll) fires, spending one of its "
+                       "`times`; a request is hit by one rule at most.",
         "properties": {
-            "method": {"type": "string", "enum": sorted(METHODS)},
+            "method": {"type": "string", "enum": sorted(METHODS), "default": "*",
+                       "description": "The request's method; `*` (or absent) matches any."},
             "path": {"type": "string", "pattern": "^/",
-                     "description": "A request path of the CMS's API (a trailing `*` matches "
-                                    "a prefix)."},
-            "action": {"type": "string", "enum": list(ACTIONS),
-                       "description": "The catalogue declares two: `apply_then_drop` (handle "
-                                      "the request, apply the funding, then close the "
-                                      "connection without an answer) and `delay` (answer "
-                                      "`delayMs` late; the reference holds the request before "
-                                      "handling it)."},
-            "status": {"type": ["integer", "null"]},
+                     "description": "The request's path, compared exactly, without the query "
+                                    "string; a `*` as its last character matches every path "
+                                    "that starts with what comes before it (`/cws/v1/*`, "
+                                    "`/*` for all)."},
+            "action": {"type": "string", "enum": list(ACTIONS), "description": (
+                "What the rule does to a matching request. The catalogue declares only two, "
+                "always on `POST` of your `paths.fundings` with `times: 1`: `apply_then_drop` "
+                "(handle the request in full, the funding applied and committed, then close "
+                "the connection without an answer) and `delay` (answer `delayMs` late). The "
+                "reference also takes `status` (answer at once with the HTTP `status`, a "
+                "problem with code FAULT_INJECTED, nothing handled) and `drop` (close the "
+                "connection without an answer, nothing handled); the catalogue never "
+                "declares them, so a CMS may refuse them with 400.")},
+            "status": {"type": ["integer", "null"], "minimum": 400, "maximum": 599,
+                       "description": "For `status` only: the HTTP status to answer (400..599); "
+                                      "null or absent for the other actions."},
             "delayMs": {"type": "integer", "minimum": 0,
-                        "description": "For `delay`: how late, in milliseconds."},
-            "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                        "description": "For `delay`: how late, in milliseconds (0 or absent "
+                                       "for the other actions)."},
+            "probability": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                            "default": 1,
+                            "description": "The chance a matching request is hit (each "
+                                           "match rolls once); 1 when absent. The catalogue "
+                                           "never sends it."},
             "times": {"type": ["integer", "null"], "minimum": 1,
-                      "description": "How many matching requests it hits, then it is gone."}}},
+                      "description": "How many matching requests it hits, then it is gone; "
+                                     "null or absent: every matching request until `DELETE "
+                                     "/_sim/faults`."}}},
     "FaultList": {
         "type": "object", "required": ["faults"],
         "properties": {"faults": {"type": "array", "items": {"type": "object"}}}},
     "Deleted": {"type": "object", "properties": {"deleted": {"type": "integer", "minimum": 0}}},
     "JournalEntry": {
         "type": "object", "required": ["id", "at", "method", "path"],
+        "description": "One request the CMS served: its API, EGM calls and screens, never the "
+                       "control API's own requests (`/_sim/*`: the reference does not journal "
+                       "them, and the harness reads the journal before each of its requests, "
+                       "so journaling those reads would fill the journal with itself).",
         "properties": {
             "id": {"type": "integer", "minimum": 1,
-                   "description": "Increasing with every request the CMS answers."},
-            "at": {**INSTANT, "description": "When the answer was sent."},
-            "method": {"type": "string"}, "path": {"type": "string"},
-            "query": {"type": "string"}, "status": {"type": "integer"},
+                   "description": "Increasing with every request the CMS answers. The "
+                                  "harness groups entries by `id`: it reads the newest id "
+                                  "before each of its own requests, and an entry belongs to "
+                                  "the request whose window its id falls in."},
+            "at": {**INSTANT, "description": "When the answer was sent. The reference stamps "
+                   "it on its own clock (the one `GET /_sim/clock` reports, frozen or moved "
+                   "by the clock hook); the wall clock is fine too. Within one group the "
+                   "harness orders calls by `at` minus `latencyMs`, then by `id` (so a frozen "
+                   "clock gives the order of ids), and nests a call one system made while "
+                   "serving the other's request by time, falling back to the group's only "
+                   "candidate when the two systems' clocks disagree."},
+            "method": {"type": "string"},
+            "path": {"type": "string", "description": "The path as requested, without the "
+                     "query string."},
+            "query": {"type": "string", "description": "The query string as received, "
+                      "without the leading `?` and not decoded (`limit=1&since=0`); empty or "
+                      "absent when there was none."},
+            "status": {"type": "integer"},
             "latencyMs": {"type": "integer", "minimum": 0},
             "correlationId": {"type": "string",
                               "description": "The request's `X-Correlation-Id` header."},
@@ -234,8 +276,13 @@ _CONTROL: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [EGM_ID],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": _ref("EgmStateChange"), "example": {"state": "IDLE"}}}},
+        "description": "The harness calls it only for the EGMs of `cms.egm_ids` (the preflight "
+                       "checked they exist; its probe puts the first EGM into the state it is "
+                       "already in). For an EGM the CMS does not know the reference answers "
+                       "404 EGM_NOT_FOUND; the harness never asks, so any 4xx will do.",
         "responses": {"200": _json({"type": "object"}, "Changed (any JSON object)."),
-                      "400": _problem("Unknown state.")}},
+                      "400": _problem("Unknown state."),
+                      "404": _problem("No such EGM (the reference: EGM_NOT_FOUND).")}},
     ("GET", "/_sim/faults"): {
         "operationId": "listFaults", "summary": "The rules in force (the preflight's probe)",
         "responses": {"200": _json(_ref("FaultList"), "Every rule still in force.")}},
@@ -271,8 +318,18 @@ _CONTROL: dict[tuple[str, str], dict[str, Any]] = {
                       "400": _problem("A bad query parameter.")}},
     ("POST", "/_sim/reset"): {
         "operationId": "reset", "summary": "Forget the CMS's test data",
-        "description": "Only the pytest plugin's `scanpay_clean` calls it; the catalogue "
-                       "never does. The clock is left where it is.",
+        "description": "Only the pytest plugin's `scanpay_clean` calls it, before each test; "
+                       "the catalogue never does. What the harness relies on: the answer is "
+                       "200; the clock is left where it is; afterwards the EGMs of "
+                       "`cms.egm_ids` still exist and are IDLE, no fault rule is left in "
+                       "force, and the `[cms].auth` and admin credentials still work (an "
+                       "access token issued before may be refused with 401: the harness then "
+                       "fetches a new one). Tests use fresh players and compare meters before "
+                       "and after, so what else is forgotten is the CMS's choice. The "
+                       "reference forgets everything but the clock: meters, QRs shown and "
+                       "used, limits and their usage, fundings and the ledger, issued access "
+                       "tokens, the journal and the fault rules, then seeds its demo casino "
+                       "again (meters at 0).",
         "responses": {"200": _json(_ref("Reset"), "Reset done.")}},
     ("GET", "/_sim/fundings"): {
         "operationId": "listFundings", "summary": "Every decided funding, oldest first",

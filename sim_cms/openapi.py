@@ -62,7 +62,9 @@ OAuth 2.0 client credentials: `POST {TOKEN_URL}` with HTTP Basic `client_id:clie
 and `grant_type=client_credentials` returns an opaque Bearer token valid
 {s.access_token_ttl_s} s (`expires_in`). Send it as `Authorization: Bearer <token>` on every
 other call. 401 `TOKEN_EXPIRED`: the token's lifetime is over; fetch a new token and resend
-the same request once. 401 `INVALID_TOKEN`: no, malformed or unknown token; fetching a new
+the same request once (a partner's CMS must answer an expired token with exactly this status
+and code, and a `WWW-Authenticate: Bearer ...` challenge: `scanpay certify` FUND-005 checks
+both). 401 `INVALID_TOKEN`: no, malformed or unknown token; fetching a new
 one helps only if the old one was lost. Refresh ahead of expiry (for example when 80 % of
 `expires_in` has passed) so no funding waits on a token round trip. Tokens are never cached
 (`Cache-Control: no-store`). Every 401 carries `WWW-Authenticate`.
@@ -80,7 +82,10 @@ token endpoint answers 429 `TOO_MANY_ATTEMPTS` with `Retry-After` for {s.client_
 even to the right secret; a success does not reset the count.
 
 ## Network
-Recommended client timeouts: connect 2 s, read 5 s. IP allow-listing: this reference CMS does
+Recommended client timeouts: connect 2 s, read 5 s. A funding must be answered within TPAS's
+read timeout (the partner profile's `read_timeout_s`): a later answer is a lost one, which
+TPAS follows with a status inquiry and a retry (`scanpay certify` FUND-013 times fundings
+against the target file's `read_timeout_s`). IP allow-listing: this reference CMS does
 not enforce one; a production CMS should accept CWS calls only from Trustly's TPAS egress IP
 addresses (ask Trustly for the list), over TLS 1.2 or later, in addition to OAuth.
 
@@ -112,6 +117,21 @@ change the boundary stays at that local wall time, so such a gaming day lasts 23
 A funding that would take the day's usage above the limit is refused atomically (422
 `DAILY_LIMIT_EXCEEDED` with `remaining`), also when many race. Editing a limit never resets
 usage: lowered below today's usage, it leaves `remainingToday` at 0.
+
+## Reference values and the contract
+This document describes the reference CMS, and the values below are its choices (this
+instance's configuration), not requirements: a partner's CMS may choose differently and still
+pass `scanpay certify`. The access token's lifetime ({s.access_token_ttl_s} s, `expires_in`)
+and form (43 base64url characters); the default daily limit ({default.display()}) and the cap
+({cap.display()}); the gaming day ({s.day_start_hour:02d}:00 in {s.time_zone}); the QR
+rotation buffer ({s.rotation_buffer_s} s before `expiresAt`, at least 10 s for SCAN-004); the
+grace after a QR token's expiry during which it may still be funded (`funding_grace_s`,
+{s.funding_grace_s} s; a grace is not required, and any grace up to 1 h passes QR-002); the
+problem `type` URIs; the currency ({s.currency}); the bound of +/-10^12 on `amount`. The
+contract is the status codes and `code`s certify checks, written out scenario by scenario in
+docs/conformance.md and docs/partner-contract.md. A default of 50,000 and a cap of 600,000,
+for example, pass as long as the cap admits EGM-005's daily limit (an EGM's `creditLimit -
+creditMeter + 1`).
 """
 
 
@@ -228,7 +248,11 @@ def _create_funding(s: CmsSettings) -> dict[str, Any]:
             "EGM's currency, QR token displayed on this EGM (also one rotated away, until "
             "Trustly's expiry), the EGM's credit cap, the UBAI's daily limit. Every decision, "
             "rejections included, is stored under the transactionId and replayed to retries "
-            "(`Idempotent-Replayed: true`); see the overview for the retry policy."),
+            "(`Idempotent-Replayed: true`); see the overview for the retry policy. A QR token "
+            "pays one funding: it is consumed only by an applied funding (201), and a second "
+            "transactionId naming it is then refused (422 QR_TOKEN_USED). A refused funding "
+            "(any 4xx, e.g. 422 INVALID_AMOUNT) does not consume it: `scanpay certify` "
+            "FUND-008 refuses amounts 0 and -100 on a QR, then funds the same QR (201)."),
         "security": _needs(scopes.FUNDINGS),
         "requestBody": _json_body("FundingRequest", _funding_example(s)),
         "responses": {
@@ -248,9 +272,13 @@ def _create_funding(s: CmsSettings) -> dict[str, Any]:
             "422": problem(422, ["INVALID_AMOUNT", "QR_TOKEN_MISMATCH", "QR_TOKEN_USED",
                                  "QR_TOKEN_EXPIRED", "CREDIT_LIMIT_EXCEEDED",
                                  "DAILY_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"],
-                           "Well-formed but refused: amount zero or negative or not in the "
-                           "EGM's currency, QR token not displayed on this EGM, already paid "
-                           "for another funding or expired more than `funding_grace_s` ago, "
+                           "Well-formed but refused: amount zero or negative "
+                           "(INVALID_AMOUNT, `field: amount`) or a currency that is not the "
+                           "EGM's (INVALID_AMOUNT, `field: currency`), QR token not displayed "
+                           "on this EGM, already paid for by another applied funding, or "
+                           "expired more than `funding_grace_s` ago (this CMS's: "
+                           f"{s.funding_grace_s} s; a partner's grace may be shorter, even "
+                           "0), "
                            "the meter's cap, the UBAI's daily limit (stored decisions, "
                            "`remaining` tells what is left), or the transactionId was used "
                            "for a different request (not stored).",

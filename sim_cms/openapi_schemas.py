@@ -4,7 +4,10 @@ The patterns and bounds here are the ones the code enforces (`funding._SHAPES`,
 `limits.UBAI_PATTERN`, `egms.EGM_ID`, `simkit.money.MAX_MINOR`), so a request the document
 calls valid is never refused as malformed, and every response validates against them.
 Values that depend on the casino's configuration (currency, limit cap, token TTL) are taken
-from `CmsSettings`, so the document a CMS serves describes that CMS.
+from `CmsSettings`, so the document a CMS serves describes that CMS; their descriptions say
+they are the reference's choice, which a partner's CMS may make differently (the overview's
+"Reference values and the contract" lists them), since docs/api/cms.openapi.json is also
+what a partner reads to build a CMS that `scanpay certify` passes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,20 @@ INSTANT = {"type": "string", "format": "date-time",
 MINOR = {"type": "integer", "minimum": 0, "maximum": MAX_MINOR,
          "description": "Integer minor units (cents); never a float."}
 POSITIVE_MINOR = {**MINOR, "minimum": 1}
+# A funding's amount: any JSON integer up to 10**12 either way is well-formed (a schema-checking
+# CMS must not answer 400 for 0 or -100: FUND-008 wants the decided 422 INVALID_AMOUNT).
+FUNDING_AMOUNT = {
+    "type": "integer", "minimum": -MAX_MINOR, "maximum": MAX_MINOR,
+    "description": "Credit to apply, in minor units. Must be a JSON integer: 20.0, 1e3, "
+                   "\"2000\" or true are malformed (400 VALIDATION_ERROR, nothing stored). "
+                   "Zero or negative is well-formed but refused: 422 INVALID_AMOUNT with "
+                   "`field: amount`, a decided outcome stored under the transactionId "
+                   "(`scanpay certify` FUND-008 sends 0 and -100 and requires exactly that, "
+                   "not a 400). Beyond +/-10^12 the reference answers 400 VALIDATION_ERROR "
+                   "(its bound, `simkit.money.MAX_MINOR`); a partner may choose its own "
+                   "bound, as long as an amount up to an EGM's `creditLimit` + 1 is taken "
+                   "as well-formed (EGM-005 funds `creditLimit - creditMeter + 1` and needs "
+                   "422 CREDIT_LIMIT_EXCEEDED for it)."}
 GAMING_DAY = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d\d-\d\d$",
               "description": "The casino's gaming day (local date it started on)."}
 
@@ -46,7 +63,9 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "transactionId": {"type": "string", "description": "The funding the decision is about."},
     "egmId": {"type": "string"},
     "state": {"type": "string", "enum": list(STATES)},
-    "expected": {"type": "string", "description": "The value that would have been accepted."},
+    "expected": {"type": "string", "description": "The value that would have been accepted "
+                                                   "(the EGM's currency, on INVALID_AMOUNT "
+                                                   "with `field: currency`)."},
     "remaining": {**MINOR, "description": "What the UBAI may still be funded this gaming day."},
     "dailyLimit": MINOR, "gamingDay": GAMING_DAY, "cap": MINOR,
     "creditMeter": MINOR, "creditLimit": MINOR,
@@ -100,12 +119,19 @@ def _problem_schema() -> dict[str, Any]:
         "required": ["type", "title", "status", "detail", "code"],
         "properties": {
             "type": {"type": "string", "format": "uri",
-                     "description": "https://scanpay-sim.dev/problems/<code in kebab case>"},
+                     "description": "The reference's: https://scanpay-sim.dev/problems/<code "
+                                    "in kebab case>. A partner's CMS may use its own URIs (or "
+                                    "`about:blank`): `scanpay certify` reads only `code` and "
+                                    "the HTTP status."},
             "title": {"type": "string", "description": "The HTTP reason phrase."},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string", "description": "For humans; do not parse."},
             "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$",
-                     "description": "Stable machine-readable code; never renamed."},
+                     "description": "Stable machine-readable code; never renamed. "
+                                    "CURRENCY_MISMATCH belongs to the Daily Limits API (a "
+                                    "limit in another currency than the casino's); a funding "
+                                    "in another currency than the EGM's is INVALID_AMOUNT "
+                                    "with `field: currency`."},
             **_EXTENSIONS,
         },
         "allOf": by_code,
@@ -135,10 +161,20 @@ def _token_response(settings: CmsSettings) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "access_token": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$",
-                             "description": "Opaque; 256 random bits. Send as Bearer."},
+                             "description": "Opaque; send as Bearer. The pattern is the "
+                                            "reference's form (256 random bits, 43 base64url "
+                                            "characters); a partner's token may have any "
+                                            "form: TPAS and `scanpay certify` never look "
+                                            "inside it."},
             "token_type": {"const": "Bearer"},
             "expires_in": {"const": settings.access_token_ttl_s,
-                           "description": "Lifetime in seconds (access_token_ttl_s)."},
+                           "description": "Lifetime in seconds: this CMS's "
+                                          "`access_token_ttl_s` (the reference's default is "
+                                          "300). A partner chooses its own lifetime; it must "
+                                          "be a JSON integer, and the token must be refused "
+                                          "with 401 TOKEN_EXPIRED once that many seconds "
+                                          "have passed on the CMS's clock (FUND-005 and "
+                                          "PAY-004 move the clock `expires_in` + 1 s)."},
             "scope": {"type": "string", "pattern": "^([a-z:]+( [a-z:]+)*)?$",
                       "description": "The scopes granted, space-separated."},
         },
@@ -151,10 +187,16 @@ def _funding_request(settings: CmsSettings) -> dict[str, Any]:
         "required": ["transactionId", "egmId", "amount", "currency", "ubai", "qrTokenId"],
         "properties": {
             "transactionId": TRANSACTION_ID, "egmId": EGM_ID,
-            "amount": {**POSITIVE_MINOR, "description": "Credit to apply, in minor units. "
-                       "Must be a JSON integer: 20.0, 1e3 or \"2000\" are refused (400)."},
-            "currency": {"type": "string", "enum": [settings.currency],
-                         "description": "The EGM's (the casino's) currency."},
+            "amount": FUNDING_AMOUNT,
+            "currency": {**CURRENCY, "description": (
+                "ISO 4217 code: three upper-case letters, else malformed (400 "
+                "VALIDATION_ERROR; FUND-008 sends `usd`). It should be the EGM's currency "
+                f"(`currency` of the EGM; every EGM of this CMS holds {settings.currency}). "
+                "A well-formed code that is not the EGM's is a decided refusal stored under "
+                "the transactionId, nothing applied: the reference answers 422 INVALID_AMOUNT "
+                "with `field: currency` and `expected` (the EGM's currency). `scanpay "
+                "certify` (FUND-012, EUR on a USD EGM) accepts any 4xx that moves no money, "
+                "and, when the status inquiry knows the id, requires it to say REJECTED.")},
             "ubai": UBAI, "qrTokenId": QR_TOKEN_ID,
         },
         "additionalProperties": True,
@@ -213,7 +255,11 @@ def _limit_change(settings: CmsSettings) -> dict[str, Any]:
                            "maximum": settings.max_daily_limit,
                            "description": "Minor units per gaming day; 0 self-excludes. "
                                           "A JSON integer (20.0 is refused, 400); above "
-                                          "the cap: 422 LIMIT_ABOVE_CAP."},
+                                          "the cap (this CMS's `max_daily_limit`; the "
+                                          "reference's default is 1,000,000, a partner "
+                                          "sets its own): 422 LIMIT_ABOVE_CAP. The cap must "
+                                          "admit `creditLimit - creditMeter + 1` of every "
+                                          "EGM the harness funds, or EGM-005 is skipped."},
             "currency": {"type": "string", "enum": [settings.currency],
                          "description": "Optional; the casino's currency."},
         },
@@ -255,7 +301,7 @@ def _egm() -> dict[str, Any]:
     }
 
 
-def _qr_display() -> dict[str, Any]:
+def _qr_display(settings: CmsSettings) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["egmId", "url", "qrTokenId", "expiresAt", "rotatesAt"],
@@ -263,7 +309,12 @@ def _qr_display() -> dict[str, Any]:
         "properties": {
             "egmId": EGM_ID, "url": {"type": "string", "format": "uri"},
             "qrTokenId": QR_TOKEN_ID, "expiresAt": INSTANT,
-            "rotatesAt": {**INSTANT, "description": "expiresAt minus the rotation buffer."},
+            "rotatesAt": {**INSTANT, "description": (
+                "expiresAt minus the rotation buffer: this CMS's `rotation_buffer_s` "
+                f"({settings.rotation_buffer_s} s; the reference's default is 30 s). A "
+                "partner chooses its own buffer, at least 10 s: SCAN-004 moves the clock to "
+                "rotatesAt + 1 s, but never later than 10 s before expiresAt, and expects "
+                "a new QR by then.")},
         },
     }
 
@@ -282,7 +333,7 @@ def component_schemas(settings: CmsSettings) -> dict[str, Any]:
         "Egm": _egm(),
         "EgmList": {"type": "object", "required": ["egms"], "additionalProperties": False,
                     "properties": {"egms": {"type": "array", "items": {"$ref": REF + "Egm"}}}},
-        "QrDisplay": _qr_display(),
+        "QrDisplay": _qr_display(settings),
     }
 
 

@@ -28,7 +28,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "replayed QR": ("PAY-002", "QR-001"),
     "concurrent double scan": ("PAY-003",),
     "duplicate funding delivery": ("FUND-001", "FUND-003", "FUND-009", "FUND-010"),
-    "lost-response retry": ("FUND-002", "PAY-005", "FUND-011"),
+    "lost-response retry": ("FUND-002", "PAY-005", "FUND-011", "FUND-013"),
     "status inquiry": ("FUND-004", "FUND-002"),
     "CMS token expiry and refresh": ("FUND-005", "PAY-004", "FUND-006"),
     "limit CRUD": ("LIM-001",),

@@ -55,7 +55,9 @@ def _refused_in_state(state: str) -> Scenario:
     requirement=f"{REJECTION_DUTY}: 422 CREDIT_LIMIT_EXCEEDED (EGM meter cap)",
     tags=("egm", "rejection", "boundary"),
     steps=("Read the EGM's creditLimit and creditMeter.",
-           "Give a fresh UBAI a daily limit large enough for the amount.",
+           "Give a fresh UBAI a daily limit of creditLimit - creditMeter + 1 (with the "
+           "target's limits credentials); when the CMS refuses it (above its daily-limit cap), "
+           "the scenario is skipped and the verdict is INCOMPLETE, so the cap must admit it.",
            "As TPAS, fund creditLimit - creditMeter + 1: 422 CREDIT_LIMIT_EXCEEDED.",
            "The meter did not move."))
 def egm_005(ctx: Context) -> None:

@@ -1,5 +1,9 @@
 """Exactly once: the same funding arriving several times at once, on two EGMs, or late.
 
+FUND-013 closes the last case from the other side: an answer later than TPAS's read timeout
+is a lost answer, so a CMS must answer in time, not only survive the retry a late answer
+causes.
+
 These are the costliest defects a CMS can have: each one credits an EGM more than once for
 one bank payment. Every scenario here records its money check first (how far the meters
 went up, in multiples of the amount), then the statuses and codes, so a failure's reason
@@ -27,6 +31,8 @@ READ_TIMEOUT_S = 0.25  # when the harness, as TPAS, stops waiting for the first 
 LATE_MS = 700  # how late the CMS is made to answer (faults hook): well past READ_TIMEOUT_S
 RETRY_FOR_S = 10.0  # how long TPAS keeps resending while the CMS says FUNDING_IN_PROGRESS
 REPLAYED = "idempotent-replayed"
+TIMED = 3  # fundings FUND-013 times (it stops at the first late one)
+TIMED_AMOUNT = 300
 
 
 def _applied(answer: httpx.Response) -> bool:
@@ -187,4 +193,52 @@ def _quiet_post(ctx: Context, body: dict[str, Any]) -> httpx.Response:
         return ctx.cms.post_funding(body)
 
 
-SCENARIOS = (fund_009, fund_010, fund_011)
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f} s" for value in values)
+
+
+@scenario(
+    "FUND-013", "The CMS answers a funding within TPAS's read timeout",
+    requirement="Trustly Scan and Pay CMS duty: apply the credit at once and return the "
+                "outcome (the Funding API's documentation names its timeouts); "
+                "docs/architecture.md §12 (TPAS: a timeout is never taken as a refusal: TPAS "
+                "asks the status inquiry, then retries the same transactionId). An answer "
+                "later than TPAS's read timeout (the target file's `[cms].read_timeout_s`, 5 s "
+                "by default) is a lost answer: an idempotent CMS still credits once, but each "
+                "payment then costs a timeout, an inquiry and a retry while the player waits.",
+    tags=("funding", "latency"),
+    steps=("Read TPAS's read timeout from the target file (`[cms].read_timeout_s`).",
+           "As TPAS, with an access token fetched beforehand and a QR the EGM shows, POST "
+           f"a funding and time it, from the request until the whole answer is in; up to "
+           f"{TIMED} fundings, one after the other, each under its own transactionId and QR "
+           "(it stops at the first late answer).",
+           "The meter went up by the amount of each funding sent, once.",
+           "Every funding is applied (201).",
+           "Every answer came within the read timeout; a failure names the latencies and "
+           "the timeout."))
+def fund_013(ctx: Context) -> None:
+    egm_id, timeout_s = ctx.egm(), ctx.target.cms_profile.read_timeout_s
+    before = ctx.meters([egm_id])
+    ctx.cms.token()  # the token round trip is not the funding's latency
+    latencies: list[float] = []
+    statuses: list[int] = []
+    for _ in range(TIMED):
+        body = ctx.funding(egm_id, TIMED_AMOUNT, ubai=ctx.unique("ubai"))  # QR asked first
+        started = monotonic()
+        statuses.append(ctx.cms.post_funding(body).status_code)
+        latencies.append(monotonic() - started)
+        if latencies[-1] > timeout_s:
+            break
+    ctx.expect_rise(f"the meter went up once for each of the {len(statuses)} fundings", before,
+                    TIMED_AMOUNT, len(statuses))
+    ctx.expect("every funding is applied (201)", [201] * len(statuses), statuses)
+    slowest = max(latencies)
+    ctx.expect(f"every funding is answered within TPAS's read timeout ({timeout_s:g} s)",
+               f"each answer in at most {timeout_s:g} s",
+               f"slowest {slowest:.2f} s, past the {timeout_s:g} s read timeout: TPAS would "
+               f"have taken it for lost ({_seconds(latencies)})" if slowest > timeout_s
+               else f"slowest {slowest:.2f} s ({_seconds(latencies)})",
+               ok=slowest <= timeout_s)
+
+
+SCENARIOS = (fund_009, fund_010, fund_011, fund_013)

@@ -205,8 +205,10 @@ def _malformed_bodies(good: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     steps=("POST, under one transactionId, bodies that are not JSON, arrays, miss a field, or "
            "give the amount as a float, string or boolean, or a lower-case currency: each "
            "400 (INVALID_REQUEST or VALIDATION_ERROR).",
-           "POST amounts 0 and -100 under fresh ids: 422 INVALID_AMOUNT.",
-           "POST the good body under the first transactionId: 201 (it was never taken).",
+           "POST amounts 0 and -100 under fresh ids, on the same QR: 422 INVALID_AMOUNT (a "
+           "decided refusal, not a 400).",
+           "POST the good body under the first transactionId: 201 (it was never taken, and "
+           "the refused fundings did not consume the QR).",
            "The meter went up by that amount only."))
 def fund_008(ctx: Context) -> None:
     egm_id = ctx.egm()

@@ -28,8 +28,8 @@ CAUGHT_BY: dict[str, tuple[str, str, tuple[str, ...]]] = {
                           ("QR-003",)),
     "slow-answer": ("PAY-001", "the meter went up by the amount",
                     ("PAY-001", "PAY-002", "PAY-003", "PAY-004", "PAY-005", "SCAN-005",
-                     "FUND-009", "FUND-010", "FUND-011", "QR-003", "LIM-003", "LIM-005",
-                     "REC-001", "REC-002")),
+                     "FUND-009", "FUND-010", "FUND-011", "FUND-013", "QR-003", "LIM-003",
+                     "LIM-005", "REC-001", "REC-002")),
     "accept-expired-qr": ("QR-002", "an expired QR token moved no money", ("QR-002",)),
     "no-daily-limit": ("LIM-007", "the meter went up by the one allowed funding (1000) alone",
                        ("LIM-002", "LIM-004", "LIM-005", "LIM-007")),
@@ -59,3 +59,20 @@ def test_certify_fails_the_defect_and_names_what_it_cost(defect: str, tmp_path: 
     # Every defect but the spent QR on the screen moves money the wrong way; the report says so.
     expected_kind = "protocol" if defect == "no-qr-replacement" else "money"
     assert failed[0]["kind"] == expected_kind, failed[0]
+
+
+def test_fund_013_names_the_slow_answers_latency_and_the_read_timeout(tmp_path: Path) -> None:
+    """The slow answer is caught as what it is, too: later than TPAS's read timeout."""
+    read_timeout_s = SLOW_ANSWER_S / 2
+
+    with docs_cms_target(tmp_path, "slow-answer", read_timeout_s) as target:
+        run = certify(target, tmp_path / "reports", only=["FUND-013"])
+
+    assert run.returncode == 1, run.console[-4000:]
+    scenario = run.scenario("FUND-013")
+    assert scenario["outcome"] == "failed", scenario
+    late = f"every funding is answered within TPAS's read timeout ({read_timeout_s:g} s)"
+    assert scenario["reason"].startswith(late), scenario["reason"]
+    failed = [c for c in scenario["checks"] if not c["passed"]]
+    assert [c["description"] for c in failed] == [late], failed
+    assert f"past the {read_timeout_s:g} s read timeout" in failed[0]["observed"], failed[0]
