@@ -20,6 +20,7 @@ from harness.load import load
 from harness.rotate import RotateOptions, run_rotator
 from harness.serve import ServeOptions, run_servers
 from simkit.settings import ConfigError
+from simkit.startup_checks import driver_reason
 
 console = Console(stderr=True)
 
@@ -77,9 +78,8 @@ def serve(**options: object) -> None:
     except (ConfigError, ValueError) as exc:
         _cannot_start(str(exc))
     except (SQLAlchemyError, CommandError) as exc:  # what the start-up checks did not foresee
-        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        _cannot_start(f"a database would not start: {said[-1] if said else exc!r}. Check "
-                      "--trustly-db and --cms-db (each sim needs a database of its own).")
+        _cannot_start(f"a database would not start: {driver_reason(exc)}. Check --trustly-db "
+                      "and --cms-db (each sim needs a database of its own).")
     except OSError as exc:
         _cannot_start(f"{exc.strerror or exc}.")
 

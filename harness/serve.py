@@ -8,6 +8,8 @@ through either sim's `/_sim/clock` is the one move both see, and both always rep
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,17 +17,30 @@ from typing import Any
 
 from flask import Flask
 from rich.console import Console
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, make_server, select_address_family
 
 from sim_cms.app import create_app as create_cms
+from sim_cms.models import Base as CmsBase
 from sim_cms.qr_display import start_rotation_worker
 from sim_cms.settings import DEMO_CLIENT, DEMO_DESK_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
+from sim_trustly.models import Base as TrustlyBase
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
 from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
 from simkit.clock import Clock
 from simkit.db import sqlite_url
+from simkit.models import KernelBase
+from simkit.settings import ConfigError
+from simkit.startup_checks import (
+    check_clock_movable,
+    check_database,
+    check_separate_databases,
+    parse_database_url,
+)
+
+TRUSTLY_DB_SETTING = "--trustly-db or SCANPAY_TRUSTLY_DATABASE_URL"
+CMS_DB_SETTING = "--cms-db or SCANPAY_CMS_DATABASE_URL"
 
 
 @dataclass(frozen=True)
@@ -44,11 +59,63 @@ class ServeOptions:
     admin_token: str | None = None
 
 
+def trustly_database_url(options: ServeOptions) -> str:
+    """sim_trustly's database: the URL given, else a SQLite file in the data directory."""
+    return options.trustly_db or sqlite_url(str(options.data_dir / "trustly.db"))
+
+
+def cms_database_url(options: ServeOptions) -> str:
+    """sim_cms's database: the URL given, else a SQLite file in the data directory."""
+    return options.cms_db or sqlite_url(str(options.data_dir / "cms.db"))
+
+
+def check_startup(options: ServeOptions) -> None:
+    """Refuse, before anything is built, the set-ups that cannot work: a controllable clock
+    nothing can move, a database URL that is not one, both sims on one database, a database
+    that does not open or is another system's (`simkit.startup_checks`)."""
+    check_clock_movable(options.controllable_clock, options.admin_token,
+                        clock_setting="--controllable-clock",
+                        admin_setting="--admin-token TOKEN (or SCANPAY_ADMIN_TOKEN)")
+    try:
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {options.data_dir}: "
+                          f"{exc.strerror}. Give --data-dir a directory this user may "
+                          "write.") from None
+    trustly_db, cms_db = trustly_database_url(options), cms_database_url(options)
+    parse_database_url(trustly_db, sim="sim_trustly", setting=TRUSTLY_DB_SETTING)
+    parse_database_url(cms_db, sim="sim_cms", setting=CMS_DB_SETTING)
+    check_separate_databases(("sim_trustly", trustly_db), ("sim_cms", cms_db),
+                             settings="--trustly-db and --cms-db")
+    check_database(trustly_db, sim="sim_trustly", setting=TRUSTLY_DB_SETTING,
+                   metadata=[KernelBase.metadata, TrustlyBase.metadata])
+    check_database(cms_db, sim="sim_cms", setting=CMS_DB_SETTING,
+                   metadata=[KernelBase.metadata, CmsBase.metadata])
+
+
+def listen(host: str, port: int, *, sim: str, flag: str) -> socket.socket:
+    """A listening socket on host:port, or ConfigError saying why there cannot be one.
+
+    Bound before the sims are built, so a busy port is refused at once, by `scanpay serve`
+    (exit code 2) rather than by the web server (which would exit 1 after the migrations).
+    """
+    try:
+        return socket.create_server((host, port), family=select_address_family(host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host}, where {sim} should listen, is already in use (by "
+                f"another scanpay serve?): stop what holds it, or choose another port with "
+                f"{flag}.") from None
+        raise ConfigError(f"{sim} cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                          f"Check --host and {flag}.") from None
+
+
 def build_trustly(options: ServeOptions) -> Flask:
     """sim_trustly configured from the flags, the config file and the environment."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
-        "database_url": options.trustly_db or sqlite_url(str(options.data_dir / "trustly.db")),
+        "database_url": trustly_database_url(options),
         "public_base_url": options.public_url or _public_url(options),
         "controllable_clock": options.controllable_clock,
     }
@@ -65,7 +132,7 @@ def build_cms(options: ServeOptions, *, clock: Clock | None = None) -> Flask:
     """sim_cms, wired to the sim_trustly that `serve` runs next to it; on `clock` if given."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
-        "database_url": options.cms_db or sqlite_url(str(options.data_dir / "cms.db")),
+        "database_url": cms_database_url(options),
         "controllable_clock": options.controllable_clock,
     }
     if options.admin_token:
@@ -93,8 +160,11 @@ def _local_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _start(app: Flask, host: str, port: int) -> BaseWSGIServer:
-    server = make_server(host, port, app, threaded=True)
+def _start(app: Flask, host: str, listening: socket.socket) -> BaseWSGIServer:
+    """Serve `app` on the socket `listen` bound (the server takes its own copy of it)."""
+    port = listening.getsockname()[1]
+    with listening:
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno())
     threading.Thread(target=server.serve_forever, daemon=True, name=f"serve-{port}").start()
     return server
 
@@ -125,10 +195,23 @@ def _banner(console: Console, options: ServeOptions, trustly_url: str, cms_url: 
 
 
 def run_servers(options: ServeOptions, console: Console) -> None:
-    """Serve until Ctrl-C; prints the base URLs and the demo credentials."""
+    """Serve until Ctrl-C; prints the base URLs and the demo credentials.
+
+    Raises ConfigError, before anything is served, when the set-up cannot work.
+    """
+    check_startup(options)
+    if options.trustly_port == options.cms_port:
+        raise ConfigError(f"--trustly-port and --cms-port are both {options.cms_port}: give "
+                          "the sims two different ports.")
+    to_trustly = listen(options.host, options.trustly_port, sim="sim_trustly",
+                        flag="--trustly-port")
+    try:
+        to_cms = listen(options.host, options.cms_port, sim="sim_cms", flag="--cms-port")
+    except ConfigError:
+        to_trustly.close()
+        raise
     trustly, cms = build_sims(options)
-    servers = [_start(trustly, options.host, options.trustly_port),
-               _start(cms, options.host, options.cms_port)]
+    servers = [_start(trustly, options.host, to_trustly), _start(cms, options.host, to_cms)]
     rotation = start_rotation_worker(cms)
     # Payments an earlier run left open go to the background sweep: no CMS delays start-up.
     released = release_leases_at_startup(trustly)

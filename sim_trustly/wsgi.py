@@ -16,6 +16,10 @@ Settings come from the environment (`SCANPAY_TRUSTLY_DATABASE_URL`, `SCANPAY_CON
   update, no CMS call); the hooks module starts the sweep in every worker, whose first tick
   takes those payments over.
 
+Both refuse, with one paragraph on stderr saying what to fix and exit code 2, a database that
+does not open or is another system's, and a controllable clock without the admin token that
+moves it (`simkit.startup_checks`).
+
 Neither waits for any CMS: a CMS that is down or never answers delays no start-up
 (`sim_trustly.tpas_recovery`).
 """
@@ -29,11 +33,28 @@ from flask import Flask
 from sim_trustly.app import create_app
 from sim_trustly.cms_client import close_adapters
 from sim_trustly.context import EXTENSION
-from sim_trustly.settings import load_trustly_settings
+from sim_trustly.models import Base
+from sim_trustly.settings import TrustlySettings, load_trustly_settings
 from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
 from simkit.heap import settle_heap
+from simkit.models import KernelBase
+from simkit.startup_checks import check_clock_movable, check_database, refusing_start
 
 log = logging.getLogger(__name__)
+
+
+def checked_settings() -> TrustlySettings:
+    """The environment's settings, once the start-up checks pass (else one paragraph on
+    stderr and exit code 2)."""
+    with refusing_start("sim_trustly"):
+        settings = load_trustly_settings()
+        check_clock_movable(settings.controllable_clock, settings.admin_token,
+                            clock_setting="SCANPAY_CONTROLLABLE_CLOCK",
+                            admin_setting="SCANPAY_ADMIN_TOKEN")
+        check_database(settings.database_url, sim="sim_trustly",
+                       metadata=[KernelBase.metadata, Base.metadata],
+                       setting="SCANPAY_TRUSTLY_DATABASE_URL")
+    return settings
 
 
 def create() -> Flask:
@@ -42,7 +63,7 @@ def create() -> Flask:
     The master alone uses the database now, so every lease is a dead process's: ending them
     lets the workers' sweeps take those payments over at their first tick.
     """
-    app = create_app(load_trustly_settings())
+    app = create_app(checked_settings())
     released = release_leases_at_startup(app)
     if released:
         log.warning("%d open payments left by an earlier run go to the recovery sweep", released)
@@ -54,7 +75,7 @@ def create() -> Flask:
 
 def create_in_worker() -> Flask:
     """Build sim_trustly in this worker process and start its recovery sweep."""
-    app = create_app(load_trustly_settings())
+    app = create_app(checked_settings())
     start_recovery_worker(app)
     settle_heap()
     return app

@@ -138,7 +138,7 @@ def test_trustly_builds_the_app_in_every_worker_which_starts_the_recovery_sweep(
     params = _granian_params(DEFAULTS["trustly"]["command"])
     assert params["factory"] and params["app"] == "sim_trustly.wsgi:create_in_worker"
     app, swept = Flask("built-in-worker"), list[Flask]()
-    monkeypatch.setattr(sim_trustly.wsgi, "load_trustly_settings", lambda: None)
+    monkeypatch.setattr(sim_trustly.wsgi, "checked_settings", lambda: None)
     monkeypatch.setattr(sim_trustly.wsgi, "create_app", lambda settings: app)
     monkeypatch.setattr(sim_trustly.wsgi, "start_recovery_worker", swept.append)
     assert sim_trustly.wsgi.create_in_worker() is app
