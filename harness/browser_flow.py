@@ -27,7 +27,8 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from harness.browser import as_phone, decode_qr, open_window, save_screenshot, wait_until
-from harness.flow import DEFINITE, format_money
+from harness.clients.phone import DEFINITE
+from harness.flow import format_money
 from simkit.money import MINOR_DIGITS
 
 DEFAULT_SCREENSHOTS = Path("reports/flow-browser")

@@ -13,18 +13,17 @@ The sims are reached only over HTTP: by base URL, or in-process through transpor
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from harness.clients import phone as phone_api
 from harness.sequence import (
     Journals,
     JournalUnavailable,
@@ -33,7 +32,6 @@ from harness.sequence import (
     build_sequence,
     render_sequence,
 )
-from simkit.clock import monotonic
 from simkit.errors import SimError
 from simkit.journal import CORRELATION_HEADER
 from simkit.money import Money
@@ -42,8 +40,6 @@ if TYPE_CHECKING:
     from harness.embedded import EmbeddedSims
 
 USER_AGENT = "scanpay-flow/0.1"
-DEFINITE = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
-POLL_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -200,12 +196,12 @@ def acquire_qr(egm: httpx.Client, token: str, egm_id: str) -> dict[str, Any]:
 
 
 def scan_api_url(qr_url: str) -> str:
-    """The JSON twin of a QR's page: `<base>/scan/<code>` -> `<base>/api/v1/scan/<code>`."""
-    parts = urlsplit(qr_url)
-    base, marker, code = parts.path.rpartition("/scan/")
-    if not marker or not code or "/" in code:
-        raise FlowError("scan", f"the QR url {qr_url!r} does not end in /scan/<code>")
-    return f"{parts.scheme}://{parts.netloc}{base}/api/v1/scan/{code}"
+    """The JSON twin of a QR's page (`harness.clients.phone.scan_api_url`), or the scan
+    step's failure when the QR holds no such url."""
+    try:
+        return phone_api.scan_api_url(qr_url)
+    except phone_api.NotAQrUrl as exc:
+        raise FlowError("scan", str(exc)) from exc
 
 
 def scan(phone: httpx.Client, qr_url: str) -> dict[str, Any]:
@@ -223,8 +219,7 @@ def pay(phone: httpx.Client, qr_url: str, options: FlowOptions) -> dict[str, Any
 
 def payment_url(qr_url: str, payment_id: str) -> str:
     """`GET /api/v1/payments/<id>` on the Trustly that issued the QR."""
-    api = scan_api_url(qr_url)
-    return f"{api.rpartition('/scan/')[0]}/payments/{payment_id}"
+    return f"{scan_api_url(qr_url).rpartition('/scan/')[0]}/payments/{payment_id}"
 
 
 @dataclass
@@ -290,15 +285,10 @@ class _Run:
         result.meter_after = read_egm(egm, token, result.egm_id).get("creditMeter")
 
     def settle(self, url: str) -> None:
-        """Poll a payment answered 202 until it has a definite outcome (bounded)."""
-        deadline = monotonic() + self.options.settle_s
-        payment = self.result.payment or {}
-        while payment.get("status") not in DEFINITE and monotonic() < deadline:
-            threading.Event().wait(POLL_INTERVAL_S)  # a deadline-bound poll of a remote
-            self.mark()
-            payment = _send(self.clients.phone, "payment status", "GET",
-                            payment_url(url, str(payment.get("paymentId"))), expect=(200,))
-            self.result.payment = payment
+        """Wait, bounded, for a payment answered 202 to reach a definite outcome."""
+        self.result.payment = phone_api.settle_payment(
+            self.clients.phone, url, self.result.payment or {},
+            timeout_s=self.options.settle_s, before_poll=self.mark)
 
     def sequence(self) -> None:
         """Rebuild the run's message sequence from both journals."""

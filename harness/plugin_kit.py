@@ -25,15 +25,13 @@ from typing import Any
 import httpx
 
 from harness.certify_sequence import SequenceRecorder
+from harness.clients.phone import settle_payment
 from harness.flow import (
-    DEFINITE,
-    POLL_INTERVAL_S,
     FlowError,
     FlowOptions,
     FlowResult,
     FlowTarget,
     pay,
-    payment_url,
     run_flow,
     scan,
     scan_api_url,
@@ -41,7 +39,6 @@ from harness.flow import (
 from harness.targets import Target
 from sim_trustly.demo_bank import ubai_for
 from sim_trustly.partner_profiles import AuthConfig
-from simkit.clock import monotonic
 from simkit.journal import CORRELATION_HEADER
 
 USER_AGENT = "scanpay-pytest/0.1"
@@ -372,12 +369,6 @@ class FlowDriver:
     @staticmethod
     def _settle(phone: httpx.Client, url: str, payment: dict[str, Any],
                 options: FlowOptions, recorder: SequenceRecorder) -> dict[str, Any]:
-        """Poll a payment answered 202 until it has a definite outcome (bounded)."""
-        deadline = monotonic() + options.settle_s
-        while payment.get("status") not in DEFINITE and monotonic() < deadline:
-            threading.Event().wait(POLL_INTERVAL_S)  # a deadline-bound poll of a remote
-            recorder.mark()
-            response = phone.get(payment_url(url, str(payment.get("paymentId"))))
-            if response.status_code == 200:
-                payment = response.json()
-        return payment
+        """Wait, bounded, for a payment answered 202 to reach a definite outcome."""
+        return settle_payment(phone, url, payment, timeout_s=options.settle_s,
+                              before_poll=recorder.mark)

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import httpx
 
 from harness import flow
+from harness.clients import phone as phone_api
+from harness.clients.phone import settle_payment
 from harness.results import Check
 from harness.scenarios.cms_api import CmsApi, ShownQr, token_id_of
 from harness.scenarios.model import CheckFailed, ScenarioSkipped
@@ -28,7 +30,7 @@ from simkit.clock import monotonic, parse_instant
 from simkit.journal import CORRELATION_HEADER
 
 T = TypeVar("T")
-DEFINITE = flow.DEFINITE
+DEFINITE = phone_api.DEFINITE
 SETTLE_S = 20.0
 POLL_S = 0.05
 AGENT = f"{HARNESS_AGENT}/0.1 certify"
@@ -324,14 +326,11 @@ class Context:
     def settle(self, url: str, payment: dict[str, Any],
                phone: httpx.Client | None = None) -> dict[str, Any]:
         """Wait, bounded, for a payment answered 202 (asking Trustly to recover it)."""
-        end = monotonic() + SETTLE_S
-        phone = phone or self.phone()
-        while payment.get("status") not in DEFINITE and monotonic() < end:
+        def recover() -> None:
             self.target.trustly_control.call("POST", "/_sim/payments/recover", json={})
-            threading.Event().wait(POLL_S)  # a deadline-bound poll of a remote system
-            got = phone.get(flow.payment_url(url, str(payment.get("paymentId"))))
-            payment = got.json() if got.status_code == 200 else payment
-        return payment
+
+        return settle_payment(phone or self.phone(), url, payment, timeout_s=SETTLE_S,
+                              before_poll=recover, interval_s=POLL_S)
 
     def pause(self) -> None:
         """The interval of a deadline-bound poll (never a wait for time to pass)."""
