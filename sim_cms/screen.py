@@ -1,6 +1,9 @@
 """The EGM screen: the page a slot machine shows, its status feed and the QR images.
 
-No authentication: it is the machine's own display. Every request first lets the QR service
+No authentication: it is the machine's own display. The page shows the QR's url beside the
+image as a plain link (a tester on a desktop opens or copies it instead of scanning); its
+script and styles are files under `static/` (`/egm/_assets/...`, a path no EGM id can take), so
+its Content-Security-Policy allows no inline code. Every request first lets the QR service
 acquire lazily (no QR yet, or past `rotates_at`), so a screen rotates its QR even when no
 background worker runs; a Trustly failure is shown on the page, never raised.
 """
@@ -22,11 +25,18 @@ from simkit.clock import format_instant
 from simkit.errors import SimError
 from simkit.money import Money
 
-bp = Blueprint("cms_screen", __name__, url_prefix="/egm")
+bp = Blueprint("cms_screen", __name__, url_prefix="/egm", static_folder="static",
+               static_url_path="/_assets")  # EGM ids start with a letter or digit
 
 POLL_MS = 1500
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 NO_STORE = {"Cache-Control": "no-store"}
+# Scripts, styles, images and the status feed from this CMS only; nothing inline.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
+PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
 
 def format_meter(minor: int, currency: str) -> str:
@@ -97,10 +107,10 @@ def screen(egm_id: str) -> tuple[str, int, dict[str, str]]:
     except EgmNotFound:
         page = render_template("egm_screen.html", egm=None, egm_id=egm_id,
                                casino=ctx.settings.casino_name)
-        return page, 404, NO_STORE
+        return page, 404, PAGE_HEADERS
     page = render_template("egm_screen.html", egm=egm, egm_id=egm.id, poll_ms=POLL_MS,
                            casino=ctx.settings.casino_name, status=status_json(egm, status))
-    return page, 200, NO_STORE
+    return page, 200, PAGE_HEADERS
 
 
 @bp.get("/<egm_id>/status.json")
