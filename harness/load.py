@@ -231,7 +231,8 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
 @click.option("--locustfile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Another locustfile (default: loadtests/locustfile.py).")
 @click.option("--stats-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write Locust's final statistics as JSON here (a .json file).")
+              help="Also write Locust's final statistics as JSON here (a .json file); the "
+                   "summary is printed all the same.")
 def load(**options: object) -> None:
     """Run Locust's journeys headless against running sims (e.g. `scanpay serve`).
 

@@ -22,6 +22,7 @@ from floor import TALLY, worker_index
 from gates import ControlApi, Step, Thresholds, judge_steps, parse_step_p95, reconcile
 from live import start_live_line
 from locust import events
+from locust import stats as locust_stats
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 REPORT = "scanpay_floor_report"
@@ -38,6 +39,7 @@ class RunState:
     reports: dict[int, dict[str, Any]] = field(default_factory=dict)
     live: Any = None
     note: str = ""
+    environment: Any = None  # the master's (or single process's), for the summary at quit
 
 
 STATE = RunState()
@@ -83,6 +85,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         return  # a worker gets its options from the master with each spawn
     if options is None:
         return
+    STATE.environment = environment
     try:
         parse_shares(options.amounts, "--amounts")
         parse_shares(options.bank_outcomes, "--bank-outcomes")
@@ -167,6 +170,23 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     sys.stdout.write("\n".join(out) + "\n")
     sys.stdout.flush()
     environment.process_exit_code = 1 if failed else 0
+
+
+@events.quit.add_listener  # type: ignore[untyped-decorator]
+def _on_quit(**_: Any) -> None:
+    """Print Locust's summary tables when `--json-file` made Locust skip them.
+
+    Locust prints either the summary or, with `--json-file`, nothing (it writes the file
+    instead); `scanpay load --stats-file` promises both, as does a hand-run `--json-file`.
+    """
+    environment = STATE.environment
+    options = getattr(environment, "parsed_options", None)
+    if environment is None or not getattr(options, "json_file", None):
+        return
+    stats = environment.runner.stats
+    locust_stats.print_stats(stats, current=False)
+    locust_stats.print_percentile_stats(stats)
+    locust_stats.print_error_report(stats)
 
 
 def judge(environment: Any) -> tuple[list[str], list[str]]:
