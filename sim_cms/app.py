@@ -35,7 +35,7 @@ def _install_control(app: Flask, ctx: CmsContext, journal: Journal) -> FaultPlan
         ctx.known_egms.clear()  # and every EGM the settings do not name
 
     faults = FaultPlan(ctx.db)
-    install_faults(app, faults)
+    install_faults(app, faults, idempotency_tables=("funding_records",))
     assert ctx.settings.admin_token is not None
     bp = make_control_blueprint(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,

@@ -62,7 +62,7 @@ def _install_control(
         return response
 
     faults = FaultPlan(ctx.db)
-    install_faults(app, faults)
+    install_faults(app, faults, idempotency_tables=("payments",))
     assert ctx.settings.admin_token is not None
     bp = make_control_blueprint(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,

@@ -5,12 +5,18 @@ connection", "p=0.1 answer 503", "delay 2 s"). `install_faults` consults the pla
 request, before the view; views never test for faults themselves. Budgets ("times") are
 spent inside a write transaction so that many workers together never fire a rule more often
 than declared.
+
+Two actions exist for the sims' own reliability tests and are not part of the partner contract
+(`ACTIONS`): "duplicate" (the request is served twice, as if the network delivered it twice;
+the caller gets the second answer) and "crash" (the serving process kills itself at a named
+`point` of the request: `simkit.crash_points`).
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import io
 import math
 import random
 import socket
@@ -21,21 +27,29 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flask import Flask, Response, g, request
-from sqlalchemy import CursorResult, Result, delete, or_, select
+from sqlalchemy import CursorResult, Engine, Result, delete, event, or_, select
 
+from simkit import crash_points
 from simkit.clock import Clock, SystemClock, format_instant, monotonic
 from simkit.db import Database
 from simkit.errors import BadRequest, SimError
 from simkit.models import FaultRuleRow
 
-ACTIONS = ("status", "delay", "drop", "apply_then_drop")
+ACTIONS = ("status", "delay", "drop", "apply_then_drop")  # what a partner's control API takes
+SIM_ACTIONS = (*ACTIONS, "duplicate", "crash")  # and the sims' own tests besides
+# A crash rule is stored as one action string (the column holds 32 characters).
+_CRASH_STORED = {"before_commit": "crash:before_commit",
+                 "after_commit_before_response": "crash:after_commit",
+                 "during_idempotency_write": "crash:idempotency_write"}
+_CRASH_POINT_OF = {stored: point for point, stored in _CRASH_STORED.items()}
+REPLAY_ENVIRON_KEY = "simkit.faults.replay"  # the second copy of a duplicated request
 METHODS = frozenset({"*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_DELAY_MS = 120_000  # past this a worker would hit gunicorn's timeout, not the client's
 DROP_ENVIRON_KEY = "simkit.faults.drop"
 # Never delivered: a dropped exchange is journaled with nginx's "closed without response".
 DROPPED_STATUS = 444
 _FIELDS = frozenset({"method", "path", "action", "status", "delayMs", "delay_ms",
-                     "probability", "times"})
+                     "probability", "times", "point"})
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -60,6 +74,7 @@ class FaultRule:
     probability: float = 1.0
     times: int | None = None
     id: int | None = field(default=None, compare=False)
+    point: str | None = None  # where a "crash" kills the process (`crash_points.POINTS`)
 
     @classmethod
     def from_json(cls, data: Any) -> FaultRule:
@@ -75,15 +90,23 @@ class FaultRule:
             status=_status(action, data.get("status")),
             delay_ms=_delay(action, data.get("delayMs", data.get("delay_ms"))),
             probability=_probability(data.get("probability", 1.0)),
-            times=_times(data.get("times")),
+            times=_times(data.get("times")), point=_point(action, data.get("point")),
         )
         return rule
 
     def to_json(self) -> dict[str, Any]:
         """The rule as the control API shows it (camelCase)."""
-        return {"method": self.method, "path": self.path, "action": self.action,
-                "status": self.status, "delayMs": self.delay_ms,
-                "probability": self.probability, "times": self.times}
+        shown = {"method": self.method, "path": self.path, "action": self.action,
+                 "status": self.status, "delayMs": self.delay_ms,
+                 "probability": self.probability, "times": self.times}
+        if self.point is not None:
+            shown["point"] = self.point
+        return shown
+
+    @property
+    def stored_action(self) -> str:
+        """The action as the `sim_faults` row keeps it (a crash carries its point)."""
+        return _CRASH_STORED[self.point] if self.point is not None else self.action
 
     def matches(self, method: str, path: str) -> bool:
         """True when a request with this method and path falls under the rule."""
@@ -95,13 +118,24 @@ class FaultRule:
 
     def describe(self) -> str:
         """A short label for the journal's `fault` column, e.g. `status 503 (rule 4)`."""
-        detail = {"status": f"status {self.status}", "delay": f"delay {self.delay_ms}ms"}
+        detail = {"status": f"status {self.status}", "delay": f"delay {self.delay_ms}ms",
+                  "crash": f"crash {self.point}"}
         return f"{detail.get(self.action, self.action)} (rule {self.id})"
 
 
 def _action(value: Any) -> str:
-    if value not in ACTIONS:
-        raise BadRequest(f"action must be one of {list(ACTIONS)}, got {value!r}")
+    if value not in SIM_ACTIONS:
+        raise BadRequest(f"action must be one of {list(SIM_ACTIONS)}, got {value!r}")
+    return str(value)
+
+
+def _point(action: str, value: Any) -> str | None:
+    if action != "crash":
+        if value is not None:
+            raise BadRequest("point applies only to action 'crash'")
+        return None
+    if value not in crash_points.POINTS:
+        raise BadRequest(f"action 'crash' needs a point, one of {list(crash_points.POINTS)}")
     return str(value)
 
 
@@ -161,9 +195,10 @@ def _times(value: Any) -> int | None:
 
 
 def _rule(row: FaultRuleRow) -> FaultRule:
-    return FaultRule(path=row.path, action=row.action, method=row.method, status=row.status,
-                     delay_ms=row.delay_ms, probability=row.probability, times=row.remaining,
-                     id=row.id)
+    point = _CRASH_POINT_OF.get(row.action)
+    return FaultRule(path=row.path, action="crash" if point else row.action, method=row.method,
+                     status=row.status, delay_ms=row.delay_ms, probability=row.probability,
+                     times=row.remaining, id=row.id, point=point)
 
 
 def _row_json(row: FaultRuleRow) -> dict[str, Any]:
@@ -204,6 +239,11 @@ class FaultPlan:
         # (live (method, path) pairs, monotonic time they were read); replaced, never mutated.
         self._matchers: tuple[tuple[tuple[str, str], ...], float] = ((), -math.inf)
 
+    @property
+    def engine(self) -> Engine:
+        """The engine of the sim's database (where crash points listen)."""
+        return self._db.engine
+
     def add(self, rule: FaultRule) -> int:
         """Declare one rule; returns its id."""
         return self.add_all([rule])[0]
@@ -211,7 +251,8 @@ class FaultPlan:
     def add_all(self, rules: Iterable[FaultRule]) -> builtins.list[int]:
         """Declare several rules in one transaction (all or none); returns their ids."""
         now = self._clock.now()
-        rows = [FaultRuleRow(method=r.method, path=r.path, action=r.action, status=r.status,
+        rows = [FaultRuleRow(method=r.method, path=r.path, action=r.stored_action,
+                             status=r.status,
                              delay_ms=r.delay_ms, probability=r.probability, remaining=r.times,
                              fired=0, created_at=now) for r in rules]
         with self._db.write() as session:
@@ -313,29 +354,42 @@ def _is_control_path(path: str) -> bool:
     return path == "/_sim" or path.startswith("/_sim/")
 
 
-def install_faults(app: Flask, plan: FaultPlan) -> None:
+def install_faults(app: Flask, plan: FaultPlan, *,
+                   idempotency_tables: Iterable[str] = ()) -> None:
     """Apply `plan` to every request `app` serves outside `/_sim/`, at one point, before the view.
 
     "status" raises `SimError("FAULT_INJECTED", status, ...)` so each sim answers in its own
     error dialect; "delay" waits real time (a slow network) and goes on; "drop" answers
-    nothing; "apply_then_drop" lets the view run and commit, then drops. The label of the
-    fault that fired is left in `flask.g.fault` for the journal.
+    nothing; "apply_then_drop" lets the view run and commit, then drops; "duplicate" serves a
+    copy of the request first, its answer lost, then the request itself; "crash" arms its
+    point (`idempotency_tables` are the tables whose INSERT is `during_idempotency_write`).
+    The label of the fault that fired is left in `flask.g.fault` for the journal.
     """
+    tables = tuple(idempotency_tables)
 
     def consult() -> Response | None:
-        if _is_control_path(request.path):
+        if _is_control_path(request.path) or request.environ.get(REPLAY_ENVIRON_KEY):
             return None
         rule = plan.take(request.method, request.path)
         if rule is None:
             return None
         g.fault = rule.describe()
-        return _apply(rule)
+        if rule.action == "crash":
+            _hook_crash_points(plan.engine, tables)
+        return _apply(rule, app)
 
     app.before_request(consult)
     app.wsgi_app = _DropMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
 
-def _apply(rule: FaultRule) -> Response | None:
+def _apply(rule: FaultRule, app: Flask) -> Response | None:
+    if rule.action == "crash":
+        assert rule.point is not None
+        crash_points.arm(rule.point)
+        return None
+    if rule.action == "duplicate":
+        _serve_a_copy(app)
+        return None
     if rule.action == "status":
         raise SimError("FAULT_INJECTED", rule.status or 500, "injected fault")
     if rule.action == "delay":
@@ -347,18 +401,72 @@ def _apply(rule: FaultRule) -> Response | None:
     return None  # apply_then_drop: the view runs; the middleware drops its response
 
 
+def _serve_a_copy(app: Flask) -> None:
+    """Serve a copy of this request through the whole app (faults skipped), answer discarded.
+
+    From the sim's side this is the network delivering one request twice: the copy is
+    decided and committed first, then the original is served and answered.
+    """
+    body = request.get_data(cache=True)
+    environ = {key: value for key, value in request.environ.items()
+               if not key.startswith(("werkzeug.", "simkit."))}
+    environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+                    REPLAY_ENVIRON_KEY: True})
+    with app.app_context():  # a `flask.g` of its own: nothing leaks into the original
+        answer = app.wsgi_app(environ, lambda *_args, **_kwargs: lambda _data: None)
+        try:
+            for _chunk in answer:
+                pass
+        finally:
+            close = getattr(answer, "close", None)
+            if callable(close):
+                close()
+
+
+_hooked_engines: set[int] = set()
+_hook_lock = threading.Lock()
+
+
+def _hook_crash_points(engine: Engine, tables: tuple[str, ...]) -> None:
+    """Listen for the database points of `crash_points` on `engine`, the first time a crash
+    fault fires in this process (until then no request pays for the listeners)."""
+    with _hook_lock:
+        if id(engine) in _hooked_engines:
+            return
+        _hooked_engines.add(id(engine))
+    prefixes = tuple(f"INSERT INTO {table}".upper() for table in tables)
+
+    def before_commit(_connection: Any) -> None:
+        crash_points.reached(crash_points.BEFORE_COMMIT)
+
+    def after_execute(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if crash_points.armed() == crash_points.DURING_IDEMPOTENCY_WRITE \
+                and statement.lstrip().upper().startswith(prefixes):
+            crash_points.reached(crash_points.DURING_IDEMPOTENCY_WRITE)
+
+    event.listen(engine, "commit", before_commit)
+    event.listen(engine, "after_cursor_execute", after_execute)
+
+
 class _DropMiddleware:
     """Cuts the connection after the app has run when a fault asked for it.
 
     Dropping here, outside Flask, means every after-request hook (the journal) has run and
-    the view's transaction has committed, and the response is never written.
+    the view's transaction has committed, and the response is never written. A crash armed
+    for `after_commit_before_response` fires here too, and any point left armed is disarmed.
     """
 
     def __init__(self, app: WSGIApp) -> None:
         self._app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        result = self._app(environ, start_response)
+        try:
+            result = self._app(environ, start_response)
+            if crash_points.armed() is not None:
+                crash_points.reached(crash_points.AFTER_COMMIT_BEFORE_RESPONSE)
+        finally:
+            if crash_points.armed() is not None:
+                crash_points.disarm()
         if not environ.get(DROP_ENVIRON_KEY):
             return result
         close = getattr(result, "close", None)

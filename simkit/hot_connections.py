@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from simkit import crash_points
+
 _NAMED_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 MAX_IDLE = 16  # connections kept between reads; more are closed after use
 
@@ -52,8 +54,11 @@ class HotTransaction:
         The row locks the transaction holds are released as soon as the database has
         committed, not one more round trip (and one more wait for this process's turn to run)
         later: for a lock every writer queues on, that wait is the throughput. The statement
-        stays a prepared one, so the database does not plan it again.
+        stays a prepared one, so the database does not plan it again. Both database crash
+        points of `simkit.crash_points` are here, before the pipeline: it cannot be cut between.
         """
+        crash_points.reached(crash_points.DURING_IDEMPOTENCY_WRITE)
+        crash_points.reached(crash_points.BEFORE_COMMIT)
         with self._connection.pipeline():
             self._cursor.execute(self._native(sql), params)
             self._connection.commit()
