@@ -64,5 +64,12 @@ bench: $(STAMP)
 load-soak: $(STAMP)
 	$(BIN)/python -m loadtests.soak $(SOAK_ARGS)
 
+## soak: the extended reliability tier of docs/reliability.md, run by hand (not in `make test`):
+## 200 kill -9 cycles x 50 fundings in flight, then 10,000 fundings x 50 seeds of network
+## faults, exactly-once checked throughout. Smaller: make soak SOAK_RELIABILITY_ARGS="--cycles 12"
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak $(SOAK_RELIABILITY_ARGS)
+
 clean:
 	rm -rf $(VENV) data reports .pytest_cache .mypy_cache .ruff_cache

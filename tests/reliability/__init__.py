@@ -1,0 +1,1 @@
+"""Reliability tiers: kill -9 at named points and seeded network faults (docs/reliability.md)."""
