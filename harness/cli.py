@@ -71,6 +71,10 @@ def serve(**options: object) -> None:
     failed-login lockout stops: source or access_id), and SCANPAY_CMS_TRUSTLY_URL and
     SCANPAY_TRUSTLY_CMS_URL (point the CMS at another Trustly, or TPAS at another CMS, than
     the one served beside it), as the sims do under any server.
+
+    Exit code 2, with one paragraph saying what to change, when it cannot start: a database
+    that does not open, is not SQLite or PostgreSQL, or is shared by both sims (or is the
+    other sim's); a port in use; --controllable-clock without --admin-token.
     """
     opts = ServeOptions(**options)  # type: ignore[arg-type]
     try:
