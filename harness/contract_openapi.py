@@ -10,6 +10,8 @@ Every operation carries `x-scanpay-hook`: the name of the hook it belongs to (on
 `HOOKS`), or `cms.egm.<key>` for the calls the target's `[cms.egm]` table configures.
 The CMS's own API (token, fundings, status inquiry, limits) is documented in
 docs/api/cms.openapi.json; a partner's paths may differ (the `[cms].paths` table).
+The shapes the sims' own control documents share (journal entry, fault rule, deletion count,
+decided fundings, rotation) come from `simkit.control_openapi` and `sim_cms.control_openapi`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import re
 from typing import Any
 
 from harness.target_config import HOOK_MEANINGS, HOOK_OPERATIONS, HOOKS, EgmPaths
-from simkit.faults import ACTIONS, METHODS
+from sim_cms.control_openapi import DECIDED_FUNDING, FUNDINGS, ROTATION
+from simkit.control_openapi import DELETED, FAULT_RULE_PROPERTIES, JOURNAL_ENTRY_PROPERTIES
+from simkit.faults import ACTIONS
 from simkit.journal import MAX_QUERY_LIMIT
 
 EGM_STATES = ("IDLE", "IN_GAME", "DOOR_OPEN", "TILT", "OFFLINE")
@@ -119,13 +123,7 @@ SCHEMAS: dict[str, Any] = {
                        "(and passes its `probability` roll) fires, spending one of its "
                        "`times`; a request is hit by one rule at most.",
         "properties": {
-            "method": {"type": "string", "enum": sorted(METHODS), "default": "*",
-                       "description": "The request's method; `*` (or absent) matches any."},
-            "path": {"type": "string", "pattern": "^/",
-                     "description": "The request's path, compared exactly, without the query "
-                                    "string; a `*` as its last character matches every path "
-                                    "that starts with what comes before it (`/cws/v1/*`, "
-                                    "`/*` for all)."},
+            **FAULT_RULE_PROPERTIES,
             "action": {"type": "string", "enum": list(ACTIONS), "description": (
                 "What the rule does to a matching request. The catalogue declares only two, "
                 "always on `POST` of your `paths.fundings` with `times: 1`: `apply_then_drop` "
@@ -135,25 +133,15 @@ SCHEMAS: dict[str, Any] = {
                 "problem with code FAULT_INJECTED, nothing handled) and `drop` (close the "
                 "connection without an answer, nothing handled); the catalogue never "
                 "declares them, so a CMS may refuse them with 400.")},
-            "status": {"type": ["integer", "null"], "minimum": 400, "maximum": 599,
-                       "description": "For `status` only: the HTTP status to answer (400..599); "
-                                      "null or absent for the other actions."},
-            "delayMs": {"type": "integer", "minimum": 0,
-                        "description": "For `delay`: how late, in milliseconds (0 or absent "
-                                       "for the other actions)."},
             "probability": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                             "default": 1,
                             "description": "The chance a matching request is hit (each "
                                            "match rolls once); 1 when absent. The catalogue "
-                                           "never sends it."},
-            "times": {"type": ["integer", "null"], "minimum": 1,
-                      "description": "How many matching requests it hits, then it is gone; "
-                                     "null or absent: every matching request until `DELETE "
-                                     "/_sim/faults`."}}},
+                                           "never sends it."}}},
     "FaultList": {
         "type": "object", "required": ["faults"],
         "properties": {"faults": {"type": "array", "items": {"type": "object"}}}},
-    "Deleted": {"type": "object", "properties": {"deleted": {"type": "integer", "minimum": 0}}},
+    "Deleted": DELETED,
     "JournalEntry": {
         "type": "object", "required": ["id", "at", "method", "path"],
         "description": "One request the CMS served: its API, EGM calls and screens, never the "
@@ -161,6 +149,7 @@ SCHEMAS: dict[str, Any] = {
                        "them, and the harness reads the journal before each of its requests, "
                        "so journaling those reads would fill the journal with itself).",
         "properties": {
+            **JOURNAL_ENTRY_PROPERTIES,
             "id": {"type": "integer", "minimum": 1,
                    "description": "Increasing with every request the CMS answers. The "
                                   "harness groups entries by `id`: it reads the newest id "
@@ -173,18 +162,6 @@ SCHEMAS: dict[str, Any] = {
                    "clock gives the order of ids), and nests a call one system made while "
                    "serving the other's request by time, falling back to the group's only "
                    "candidate when the two systems' clocks disagree."},
-            "method": {"type": "string"},
-            "path": {"type": "string", "description": "The path as requested, without the "
-                     "query string."},
-            "query": {"type": "string", "description": "The query string as received, "
-                      "without the leading `?` and not decoded (`limit=1&since=0`); empty or "
-                      "absent when there was none."},
-            "status": {"type": "integer"},
-            "latencyMs": {"type": "integer", "minimum": 0},
-            "correlationId": {"type": "string",
-                              "description": "The request's `X-Correlation-Id` header."},
-            "requestHeaders": {"type": "object"}, "requestBody": {"type": "string"},
-            "responseHeaders": {"type": "object"}, "responseBody": {"type": "string"},
             "fault": {"type": ["string", "null"],
                       "description": "The fault the faults hook injected into this exchange, "
                                      "if one fired: a label whose first word is the action "
@@ -194,32 +171,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["entries"],
         "properties": {"entries": {"type": "array", "items": _ref("JournalEntry"),
                                    "description": "In increasing `id` order."}}},
-    "DecidedFunding": {
-        "type": "object", "required": ["transactionId", "egmId", "amount", "currency", "outcome"],
-        "properties": {
-            "transactionId": {"type": "string"}, "egmId": {"type": "string"},
-            "amount": MINOR, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-            "outcome": {"type": "string", "enum": ["APPLIED", "REJECTED"],
-                        "description": "APPLIED: on the meter; REJECTED: decided, nothing "
-                                       "applied."},
-            "httpStatus": {"type": "integer"}, "code": {"type": ["string", "null"]},
-            "ubai": {"type": ["string", "null"]}, "qrTokenId": {"type": ["string", "null"]},
-            "decidedAt": {**INSTANT, "description": "On the CMS's clock."}}},
-    "Fundings": {
-        "type": "object", "required": ["fundings"],
-        "properties": {"fundings": {"type": "array", "items": _ref("DecidedFunding"),
-                                    "description": "Oldest first."}}},
+    "DecidedFunding": DECIDED_FUNDING,
+    "Fundings": FUNDINGS,
     "State": {
         "type": "object",
         "properties": {"ledger": {"type": "object", "properties": {
             "balanced": {"type": "boolean",
                          "description": "Whether every ledger transaction sums to zero."}}}}},
     "Reset": {"type": "object"},
-    "Rotation": {"type": "object", "properties": {
-        "acquired": {"type": "array", "items": {"type": "string"},
-                     "description": "The EGMs that got a new QR."},
-        "failed": {"type": "object", "additionalProperties": {"type": "string"},
-                   "description": "EGM id -> why its QR could not be replaced."}}},
+    "Rotation": ROTATION,
 }
 
 

@@ -7,7 +7,16 @@ from typing import Any
 
 from flask import Flask
 
-from sim_cms import admin, egms_api, funding_api, limits_api, oauth, openapi, screen
+from sim_cms import (
+    admin,
+    control_openapi,
+    egms_api,
+    funding_api,
+    limits_api,
+    oauth,
+    openapi,
+    screen,
+)
 from sim_cms.context import EXTENSION, CmsContext
 from sim_cms.errors import render_problem
 from sim_cms.funding_fast_path import FundingFastPath
@@ -43,6 +52,7 @@ def _install_control(app: Flask, ctx: CmsContext, journal: Journal) -> FaultPlan
         hooks=ControlHooks(reset=reset_all, state=admin.state_dump),
     )
     admin.add_admin_routes(bp)
+    control_openapi.add_route(bp)
     enable_control(app, bp)
     return faults
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sim_trustly import admin, auth_service, openapi, tpas_admin
+from sim_trustly import admin, auth_service, control_openapi, openapi, tpas_admin
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.errors import render_trustly_error
 from sim_trustly.issuance import flush_issued
@@ -70,6 +70,7 @@ def _install_control(
     )
     admin.add_admin_routes(bp)
     tpas_admin.add_tpas_admin_routes(bp)
+    control_openapi.add_route(bp)
     bp.after_request(forget_cached_state)
     app.register_blueprint(bp)
     return faults
