@@ -24,6 +24,7 @@ from sim_trustly.settings import TrustlySettings
 from simkit.clock import SystemClock
 from tests.api.scan_helpers import Floor
 from tests.conftest import ADMIN_TOKEN, DatabaseFactory
+from tests.openapi_check import OpenApiContract
 
 pytestmark = pytest.mark.db
 
@@ -42,8 +43,6 @@ class Contract:
     """A document's operations, and the statuses real answers showed for each of them."""
 
     def __init__(self, document: dict[str, Any]) -> None:
-        from tests.openapi_check import OpenApiContract
-
         self.document = document
         self.openapi = OpenApiContract(document)
 
