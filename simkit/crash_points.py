@@ -7,10 +7,12 @@ hooks, never through branches in a sim's own code:
 
 - `before_commit`: the request's database transaction has run every statement and is about
   to COMMIT (an SQLAlchemy "commit" event; PostgreSQL's pipelined hot transaction calls it
-  before sending its last statement and COMMIT);
-- `during_idempotency_write`: the INSERT of the row that records a decided request under its
-  idempotency key (the sim names its table: the CMS `funding_records`, TPAS `payments`) has
-  run inside the transaction, which has not committed;
+  before sending its last statement and COMMIT; a write sent in autocommit, which commits
+  as it ends, reaches it just before it is sent);
+- `during_idempotency_write`: the statement that inserts the row recording a decided request
+  under its idempotency key (the sim names its table: the CMS `funding_records`, TPAS
+  `payments`) is about to be sent; on SQLite the transaction's earlier statements (the CMS's
+  ledger legs) have run and nothing is committed;
 - `after_commit_before_response`: the request committed and its answer is built but not sent.
 
 Only the serving process dies (a gunicorn master starts a new worker); a test that wants the

@@ -429,23 +429,39 @@ _hook_lock = threading.Lock()
 
 def _hook_crash_points(engine: Engine, tables: tuple[str, ...]) -> None:
     """Listen for the database points of `crash_points` on `engine`, the first time a crash
-    fault fires in this process (until then no request pays for the listeners)."""
+    fault fires in this process (until then no request pays for the listeners).
+
+    A statement sent on a connection in autocommit commits as it ends (PostgreSQL's
+    single-statement writes), so `before_commit` is also reached just before such a
+    statement that writes; `during_idempotency_write` is reached just before a statement that
+    inserts into one of `tables` is sent (inside its transaction, or as its own).
+    """
     with _hook_lock:
         if id(engine) in _hooked_engines:
             return
         _hooked_engines.add(id(engine))
-    prefixes = tuple(f"INSERT INTO {table}".upper() for table in tables)
+    inserts = tuple(f"INSERT INTO {table}".upper() for table in tables)
 
     def before_commit(_connection: Any) -> None:
         crash_points.reached(crash_points.BEFORE_COMMIT)
 
-    def after_execute(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if crash_points.armed() == crash_points.DURING_IDEMPOTENCY_WRITE \
-                and statement.lstrip().upper().startswith(prefixes):
-            crash_points.reached(crash_points.DURING_IDEMPOTENCY_WRITE)
+    def before_execute(connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        point = crash_points.armed()
+        if point is None:
+            return
+        upper = statement.lstrip().upper()
+        if point == crash_points.DURING_IDEMPOTENCY_WRITE \
+                and any(insert in upper for insert in inserts):
+            crash_points.reached(point)
+        if point == crash_points.BEFORE_COMMIT and upper.startswith(_WRITES) \
+                and connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            crash_points.reached(point)
 
     event.listen(engine, "commit", before_commit)
-    event.listen(engine, "after_cursor_execute", after_execute)
+    event.listen(engine, "before_cursor_execute", before_execute)
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
 
 
 class _DropMiddleware:

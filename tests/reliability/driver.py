@@ -125,7 +125,7 @@ class ReliabilityStack:
 
     def _clients(self) -> tuple[httpx.Client, httpx.Client]:
         clients: tuple[httpx.Client, httpx.Client] | None = getattr(self._local, "c", None)
-        if clients is None:
+        if clients is None or clients[0].is_closed:
             clients = (httpx.Client(base_url=self.stack.cms.base, timeout=30.0),
                        httpx.Client(base_url=self.stack.trustly.base, timeout=30.0))
             self._local.c = clients
@@ -133,11 +133,17 @@ class ReliabilityStack:
         return clients
 
     def close(self) -> None:
-        """Close every per-thread client."""
+        """Close every per-thread client (a pool's threads are gone: theirs would leak)."""
         for cms, phone in self._opened:
             cms.close()
             phone.close()
         self._opened.clear()
+
+    def reconnect(self) -> None:
+        """Drop every kept-alive connection: after a restart they lead to a dead server."""
+        self.close()
+        self.stack.close()
+        self.stack.__post_init__()
 
     def _bearer(self, cms: httpx.Client, *, renew: bool = False) -> str:
         with self._token_lock:
@@ -365,6 +371,7 @@ def crash_cycle(driver: ReliabilityStack, rng: random.Random, cycle: int, in_fli
             poll_pause()
         _restart(server, figures)  # ... and now the whole server goes, mid-flight
         outcomes = [future.result() for future in paying]
+    driver.reconnect()
     admin("DELETE", "/_sim/faults")
     figures.crashes[f"{sim}:{point}"] += 1
     figures.fundings += len(paying)
@@ -422,6 +429,7 @@ def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones
 
     with ThreadPoolExecutor(max_workers=phones) as pool:
         outcomes = list(pool.map(one, plan))
+    driver.close()
     for rule in driver.stack.cms_admin("GET", "/_sim/faults")["faults"]:
         figures.faults[rule["action"]] += rule["fired"]
     driver.stack.clear_faults()
