@@ -109,6 +109,14 @@ class Figures:
                 f"{self.wall_s:.1f}s; outcomes {dict(sorted(self.outcomes.items()))}")
 
 
+def _client(base: str) -> httpx.Client:
+    """A client that opens a connection per request. A kept-alive one races the server's
+    keep-alive timeout on these busy cores: the server closes it just as a request is sent,
+    and a request that fails so cannot be told from one a crash cut."""
+    return httpx.Client(base_url=base, timeout=30.0,
+                        limits=httpx.Limits(max_keepalive_connections=0))
+
+
 class ReliabilityStack:
     """A running pair of sims plus the driver's per-thread clients."""
 
@@ -120,14 +128,14 @@ class ReliabilityStack:
         self._opened: list[tuple[httpx.Client, httpx.Client]] = []
         self._meter_base: dict[str, int] = {}  # each EGM's meter as the last check left it
         self.settle_within_s = 120.0  # how long a check waits for every payment to be definite
+        self.reconnect()
 
     # --- per-thread clients -------------------------------------------------------------
 
     def _clients(self) -> tuple[httpx.Client, httpx.Client]:
         clients: tuple[httpx.Client, httpx.Client] | None = getattr(self._local, "c", None)
         if clients is None or clients[0].is_closed:
-            clients = (httpx.Client(base_url=self.stack.cms.base, timeout=30.0),
-                       httpx.Client(base_url=self.stack.trustly.base, timeout=30.0))
+            clients = (_client(self.stack.cms.base), _client(self.stack.trustly.base))
             self._local.c = clients
             self._opened.append(clients)
         return clients
@@ -140,10 +148,12 @@ class ReliabilityStack:
         self._opened.clear()
 
     def reconnect(self) -> None:
-        """Drop every kept-alive connection: after a restart they lead to a dead server."""
+        """New clients for the stack's own calls (after a restart the old ones' connections
+        lead to a dead server)."""
         self.close()
         self.stack.close()
-        self.stack.__post_init__()
+        self.stack._cms_http = _client(self.stack.cms.base)
+        self.stack._trustly_http = _client(self.stack.trustly.base)
 
     def _bearer(self, cms: httpx.Client, *, renew: bool = False) -> str:
         with self._token_lock:
@@ -336,6 +346,23 @@ def _crash_fired(driver: ReliabilityStack, sim: str, server: Server) -> bool:
 TARGETS = tuple((sim, point) for sim in ("cms", "trustly") for point in POINTS)
 
 
+def _declare_crash(admin: Callable[..., Any], rule: dict[str, Any]) -> None:
+    """Declare the crash rule. The rule is in force once committed, before the control API
+    answers, so a funding on another thread of the same worker can fire it and kill the
+    worker, control request and all: then the rule is looked for, and declared again only
+    when it is not there."""
+    for _ in range(3):
+        try:
+            admin("POST", "/_sim/faults", 201, json=rule)
+            return
+        except httpx.TransportError:
+            poll_pause(0.5)  # the master starts a new worker
+        with contextlib.suppress(httpx.TransportError):
+            if admin("GET", "/_sim/faults")["faults"]:
+                return
+    raise AssertionError(f"could not declare {rule}")
+
+
 def crash_cycle(driver: ReliabilityStack, rng: random.Random, cycle: int, in_flight: int,
                 target: tuple[str, str], log: Callable[[str], None] = print) -> Figures:
     """One cycle: crash `target` (sim, point) with `in_flight` fundings under way.
@@ -362,7 +389,7 @@ def crash_cycle(driver: ReliabilityStack, rng: random.Random, cycle: int, in_fli
         while not any(p["status"] == "CREDITED" for p in driver._ours(set(egms), mark[0])) \
                 and not all(future.done() for future in paying) and monotonic() < end:
             poll_pause()
-        admin("POST", "/_sim/faults", 201, json=rule)
+        _declare_crash(admin, rule)
         while not _crash_fired(driver, sim, server):  # the fault killed the worker serving it ...
             assert monotonic() < end, f"cycle {cycle}: the crash at {sim} {point} never fired"
             if all(future.done() for future in paying):
@@ -396,7 +423,7 @@ def crash_cycles(driver: ReliabilityStack, seed: int, cycles: int, in_flight: in
     return total
 
 
-def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones: int = 8,
+def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones: int = 16,
                    fault_rate: float = 0.25, egm_count: int = 16,
                    log: Callable[[str], None] = print) -> Figures:
     """`fundings` fundings from `seed`, a quarter of them meeting a one-shot network fault."""

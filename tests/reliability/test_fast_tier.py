@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.db, pytest.mark.slow]
 CYCLES = len(TARGETS)  # each sim at each named point once (the issue asks 20: see the docs)
 IN_FLIGHT = 50
 SEEDS = 10
-FUNDINGS_PER_SEED = 30  # (the issue asks 1,000: see the docs)
+FUNDINGS_PER_SEED = 50  # (the issue asks 1,000: see the docs)
 
 
 def seed_of_this_run() -> int:
