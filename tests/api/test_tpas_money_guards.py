@@ -17,7 +17,7 @@ test sleeps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -241,3 +241,22 @@ def test_a_late_limits_answer_does_not_void_a_payment_the_sweep_credited(
     assert kinds.count("CREDITED") == 1
     assert assert_money_consistent(casino, view.payment_id) == view
     assert casino.limit(user)["usedToday"] == AMOUNT
+
+
+def test_the_in_flight_window_follows_the_merchants_own_cms_timeouts(
+    make_casino: CasinoFactory,
+) -> None:
+    # This merchant's CMS may take 100 s to answer: longer than TPAS's lease.
+    default = make_casino().ctx.settings.cms
+    patient = replace(default, name="patient", read_timeout_s=100.0)
+    casino = make_casino(cms_profiles={"demo-merchant": patient})
+    view, network = resend_just_before_give_up(casino)
+    in_flight_s = patient.connect_timeout_s + patient.read_timeout_s
+    assert in_flight_s > casino.ctx.settings.tpas_lease_s
+    casino.clock.advance(in_flight_s - 1)
+    tpas.run_recovery_at_startup(casino.trustly_app)
+    assert network.deliver(casino)[0] == 201  # landed within the merchant's read timeout
+    assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
+    casino.clock.advance(1)
+    tpas.run_recovery_at_startup(casino.trustly_app)
+    assert assert_money_consistent(casino, view.payment_id).status == "CREDITED"
