@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.plugin_kit import CleanState, CmsApi, FlowDriver
@@ -64,6 +64,20 @@ def test_payment_over_the_daily_limit_is_refused_and_voided(
     assert run.status == "REJECTED_VOIDED"
     assert run.reason == "DAILY_LIMIT_EXCEEDED"
     assert run.meter_after == run.meter_before
+
+
+# `scanpay_flow` is made once per test, not once per example, so Hypothesis warns that the
+# examples share it (HealthCheck.function_scoped_fixture). That is safe here because each
+# example pays as a player of its own: no daily limit or meter comparison is shared.
+@settings(max_examples=5, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amount=st.integers(min_value=100, max_value=5000))
+def test_any_amount_is_credited_exactly_once(scanpay_flow: FlowDriver, amount: int) -> None:
+    run = scanpay_flow.run(amount=amount, username=scanpay_flow.clean.new_username())
+
+    assert run.credited, (run.status, run.reason, run.error)
+    assert run.meter_before is not None and run.meter_after is not None
+    assert run.meter_after - run.meter_before == amount
 
 
 @CI_EXAMPLES

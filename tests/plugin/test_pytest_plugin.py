@@ -24,7 +24,7 @@ from tests.plugin.partner_cms import serve_partner_cms
 pytest_plugins = ["pytester"]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "partner_ci" / "test_partner_cms.py"
-EXAMPLE_TESTS = 10
+EXAMPLE_TESTS = 11
 SIM_ONLY_REASON = "reads the simulators' own ledger dump"
 
 
