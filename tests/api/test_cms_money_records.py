@@ -17,8 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from sim_cms import audit
-from simkit.clock import ManualClock
-from tests.api.test_funding_api import app, auth, client, funding, post
+from simkit.clock import ManualClock, format_instant
+from tests.api.test_funding_api import EGM, app, auth, client, display_qr, funding, own_qr, post
 from tests.conftest import cms_bearer
 
 pytestmark = pytest.mark.db
@@ -77,3 +77,33 @@ def test_a_limit_change_reports_only_this_ubais_usage_of_this_gaming_day(
     clock.advance(24 * 3600)
     tomorrow = set_limit(client, cms_bearer(client), "ubai-alice", 40_000)
     assert (tomorrow["usedToday"], tomorrow["remainingToday"]) == (0, 40_000)
+
+
+def test_refusals_of_a_used_or_expired_qr_token_name_the_token_its_egm_and_why(
+    app: Flask, client: FlaskClient, auth: dict[str, str],
+) -> None:
+    assert post(client, auth, funding("tx-a")).status_code == 201
+    used = post(client, auth, funding("tx-b", ubai="ubai-bob", qrTokenId=own_qr("tx-a")))
+    problem = used.get_json()
+    assert (problem["code"], problem["transactionId"], problem["egmId"], problem["fundedBy"]) \
+        == ("QR_TOKEN_USED", "tx-b", EGM, "tx-a")
+    assert own_qr("tx-a") in problem["detail"] and "tx-a" in problem["detail"]
+
+    ctx = app.extensions["sim_cms"]
+    shown_at = ctx.clock.now()
+    display_qr(app, EGM, "qr-old")  # Trustly's expiry of the token: the moment it was shown
+    ctx.clock.advance(ctx.settings.funding_grace_s + 1)
+    expired = post(client, cms_bearer(client), funding("tx-c", qrTokenId="qr-old"))
+    problem = expired.get_json()
+    assert (problem["code"], problem["transactionId"], problem["egmId"]) == (
+        "QR_TOKEN_EXPIRED", "tx-c", EGM)
+    assert problem["expiredAt"] == format_instant(shown_at)
+    assert "qr-old" in problem["detail"]
+
+
+def test_a_reused_transaction_id_is_explained(
+    client: FlaskClient, auth: dict[str, str],
+) -> None:
+    post(client, auth, funding("tx-1"))
+    detail = post(client, auth, funding("tx-1", amount=1)).get_json()["detail"]
+    assert isinstance(detail, str) and "transactionId" in detail
