@@ -107,3 +107,18 @@ def test_a_reused_transaction_id_is_explained(
     post(client, auth, funding("tx-1"))
     detail = post(client, auth, funding("tx-1", amount=1)).get_json()["detail"]
     assert isinstance(detail, str) and "transactionId" in detail
+
+
+def test_a_credit_cap_refusal_says_what_the_egm_holds_and_can_still_take(
+    client: FlaskClient, auth: dict[str, str],
+) -> None:
+    for n in range(4):
+        assert post(client, auth, funding(f"tx-{n}", amount=100_000, ubai=f"u-{n}")) \
+            .status_code == 201
+    problem = post(client, auth, funding("tx-over", amount=100_001, ubai="u-9")).get_json()
+    assert problem["code"] == "CREDIT_LIMIT_EXCEEDED"
+    cap = problem["creditLimit"]
+    assert (problem["egmId"], problem["creditMeter"], problem["available"]) == (
+        EGM, 400_000, cap - 400_000)
+    assert 0 < problem["available"] < 100_001
+    assert str(problem["available"]) in problem["detail"]
