@@ -3,9 +3,9 @@
 Everything here talks HTTP to a `harness.targets.Target`, so the same test runs against the
 embedded sims, sims served locally, and a partner's CMS:
 
-- `CmsAuth`: the CMS credentials of the target's partner profile (OAuth2 client credentials
-  with a cached, refreshed token; Basic; an API key header), as an `httpx.Auth`.
-- `CmsApi`: the CMS's Funding and Daily Limits APIs as TPAS calls them (`scanpay_cms`).
+- `CmsApi` (`harness.clients.cms`, the harness's one CMS client): the CMS's Funding and
+  Daily Limits APIs as TPAS calls them, with the credentials of the target's partner profile
+  (`scanpay_cms`); daily limits are changed with the target's limits credentials.
 - `FlowDriver`: one scan-then-pay on an EGM, playing the EGM and the player's phone
   (`scanpay_flow`), returning a `FlowRun` with the meter before and after.
 - `CleanState`: a fresh player (username, UBAI) per test, after a reset when the target
@@ -14,17 +14,14 @@ embedded sims, sims served locally, and a partner's CMS:
 
 from __future__ import annotations
 
-import base64
-import json
-import threading
 import uuid
-from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from harness.certify_sequence import SequenceRecorder
+from harness.clients.cms import CmsApi
 from harness.clients.phone import settle_payment
 from harness.flow import (
     FlowError,
@@ -38,121 +35,10 @@ from harness.flow import (
 )
 from harness.targets import Target
 from sim_trustly.demo_bank import ubai_for
-from sim_trustly.partner_profiles import AuthConfig
 from simkit.journal import CORRELATION_HEADER
 
 USER_AGENT = "scanpay-pytest/0.1"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo bank approves any non-keyphrase
-JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-
-
-class CmsAuth(httpx.Auth):
-    """Authenticates requests to a CMS as its partner profile says.
-
-    For OAuth2 it fetches a client-credentials token from the profile's token path on first
-    use, keeps it, and on a 401 fetches a new one and repeats the request once, which is how
-    TPAS itself survives a token's TTL.
-    """
-
-    requires_response_body = True
-
-    def __init__(self, config: AuthConfig, token_path: str) -> None:
-        self._config = config
-        self._token_path = token_path
-        self._token: str | None = None
-        self._lock = threading.Lock()
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Attach credentials; for OAuth2, (re)fetch the bearer token when needed."""
-        config = self._config
-        if config.kind == "basic":
-            request.headers["Authorization"] = _basic(config.username, config.password)
-            yield request
-            return
-        if config.kind == "api_key":
-            request.headers[config.header] = config.key
-            yield request
-            return
-        if self._token is None:
-            yield from self._fetch(request)
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        response = yield request
-        if response.status_code == 401:
-            yield from self._fetch(request)
-            request.headers["Authorization"] = f"Bearer {self._token}"
-            yield request
-
-    def _fetch(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token_request = httpx.Request(
-            "POST", request.url.copy_with(path=self._token_path, query=None),
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": _basic(self._config.client_id, self._config.client_secret),
-                     "User-Agent": USER_AGENT})
-        response = yield token_request
-        if response.status_code != 200:
-            raise FlowError("CMS access token", f"HTTP {response.status_code}: "
-                                                f"{response.text[:200]}")
-        with self._lock:
-            self._token = str(response.json().get("access_token", ""))
-
-
-def cms_http(target: Target, auth: AuthConfig | None = None) -> httpx.Client:
-    """A client to the target's CMS with credentials attached: `auth`, by default the partner
-    profile's (TPAS's)."""
-    profile = target.cms_profile
-    return httpx.Client(base_url=target.cms.base_url, transport=target.cms.transport,
-                        auth=CmsAuth(auth or profile.auth, profile.paths.token), timeout=30.0,
-                        headers={"User-Agent": USER_AGENT})
-
-
-def encode_json(body: Any) -> bytes:
-    """JSON text of any value, NaN and infinities written as such (strict parsers refuse them)."""
-    return json.dumps(body, allow_nan=True).encode("utf-8")
-
-
-@dataclass
-class CmsApi:
-    """The CMS's Funding and Daily Limits APIs, called as TPAS calls them (its credentials,
-    its paths); limits are changed through `limits_http` (the target's limits credentials:
-    TPAS's client may not change them). Every method returns the raw `httpx.Response`:
-    asserting is the test's job.
-    """
-
-    target: Target
-    http: httpx.Client
-    limits_http: httpx.Client | None = None
-
-    def post_funding(self, body: Any) -> httpx.Response:
-        """POST any JSON value to the Funding API (see `harness.strategies`)."""
-        return self.post_raw(self.target.cms_profile.paths.fundings, encode_json(body))
-
-    def post_raw(self, path: str, content: bytes,
-                 content_type: str = "application/json") -> httpx.Response:
-        """POST bytes as they are (malformed JSON, wrong content types)."""
-        return self.http.post(path, content=content, headers={"Content-Type": content_type})
-
-    def get_funding(self, transaction_id: str) -> httpx.Response:
-        """The status inquiry of one transactionId."""
-        return self.http.get(self.target.cms_profile.paths.status(transaction_id))
-
-    def get_limit(self, ubai: str) -> httpx.Response:
-        """The daily limit of a UBAI."""
-        return self.http.get(self.target.cms_profile.paths.limit(ubai))
-
-    def put_limit(self, ubai: str, body: Any) -> httpx.Response:
-        """Set a UBAI's daily limit (any JSON value as the body)."""
-        return (self.limits_http or self.http).put(self.target.cms_profile.paths.limit(ubai),
-                                                   content=encode_json(body),
-                                                   headers=JSON_HEADERS)
-
-    def delete_limit(self, ubai: str) -> httpx.Response:
-        """Remove a UBAI's limit (back to the casino's default)."""
-        return (self.limits_http or self.http).delete(
-            self.target.cms_profile.paths.limit(ubai))
 
 
 @dataclass
@@ -266,7 +152,7 @@ class FlowRun:
 class FlowDriver:
     """Runs scan-then-pay flows on the target for one test (the `scanpay_flow` fixture)."""
 
-    def __init__(self, target: Target, clean: CleanState, cms: httpx.Client) -> None:
+    def __init__(self, target: Target, clean: CleanState, cms: CmsApi) -> None:
         self.target = target
         self.clean = clean
         self._cms = cms
@@ -307,8 +193,9 @@ class FlowDriver:
 
     def egm(self, egm_id: str | None = None) -> dict[str, Any]:
         """The EGM as its CMS shows it (`creditMeter`, `state`, ...)."""
+        egm_id = egm_id or self.default_egm
         paths = self.target.egm_paths
-        response = self._cms.get(paths.of(paths.read, egm_id or self.default_egm))
+        response = self._cms.call("GET", paths.of(paths.read, egm_id), as_egm=True)
         if response.status_code != 200:
             raise FlowError("read the EGM", f"HTTP {response.status_code}: {response.text[:200]}")
         body: dict[str, Any] = response.json()
@@ -352,7 +239,8 @@ class FlowDriver:
         result.currency = str(before.get("currency") or options.currency)
         options = replace(options, currency=result.currency)  # pay in the casino's currency
         recorder.mark()
-        answer = self._cms.post(paths.of(paths.acquire_qr, options.egm_id), headers=own)
+        answer = self._cms.call("POST", paths.of(paths.acquire_qr, options.egm_id),
+                                as_egm=True, headers=own)
         if answer.status_code != 200:
             raise FlowError("acquire a QR", f"HTTP {answer.status_code}: {answer.text[:200]}")
         result.qr = answer.json()

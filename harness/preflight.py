@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from werkzeug.serving import get_sockaddr, select_address_family
 
-from harness.scenarios.cms_api import CmsApi, decode_qr_png, token_id_of
+from harness.clients.cms import CmsApi, decode_qr_png, token_id_of
 from harness.targets import ControlApi, Target, TargetError
 from simkit.clock import format_instant, parse_instant, system_now
 

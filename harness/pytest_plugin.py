@@ -44,7 +44,8 @@ import pytest
 if TYPE_CHECKING:  # the harness is imported only when a fixture is used
     import httpx
 
-    from harness.plugin_kit import CleanState, CmsApi, FlowDriver, FlowRun
+    from harness.clients.cms import CmsApi
+    from harness.plugin_kit import CleanState, FlowDriver, FlowRun
     from harness.targets import Target, TargetSpec
 
 TARGET_ENV = "SCANPAY_TARGET"
@@ -160,28 +161,17 @@ def scanpay_sims(scanpay_target: Target) -> Target:
 
 @pytest.fixture(scope="session")
 def _scanpay_cms_http(scanpay_target: Target) -> Iterator[httpx.Client]:
-    from harness.plugin_kit import cms_http
-
-    with cms_http(scanpay_target) as client:
+    with scanpay_target.cms_client() as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-def _scanpay_cms_limits_http(scanpay_target: Target) -> Iterator[httpx.Client]:
-    from harness.plugin_kit import cms_http
-
-    with cms_http(scanpay_target, scanpay_target.limits_auth) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client,
-                _scanpay_cms_limits_http: httpx.Client) -> CmsApi:
+def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client) -> CmsApi:
     """The CMS's Funding and Daily Limits APIs with TPAS's credentials, limits changed with
     the target's limits credentials (session-wide, so Hypothesis tests may use it)."""
-    from harness.plugin_kit import CmsApi
+    from harness.clients.cms import CmsApi
 
-    return CmsApi(scanpay_target, _scanpay_cms_http, _scanpay_cms_limits_http)
+    return CmsApi(scanpay_target, _scanpay_cms_http)
 
 
 @pytest.fixture(scope="session")
@@ -203,11 +193,11 @@ def scanpay_clean(scanpay_target: Target) -> CleanState:
 
 @pytest.fixture
 def scanpay_flow(request: pytest.FixtureRequest, scanpay_target: Target,
-                 scanpay_clean: CleanState, _scanpay_cms_http: httpx.Client) -> FlowDriver:
+                 scanpay_clean: CleanState, scanpay_cms: CmsApi) -> FlowDriver:
     """Scan-then-pay runs for one test; their results go into the report if it fails."""
     from harness.plugin_kit import FlowDriver
 
-    driver = FlowDriver(scanpay_target, scanpay_clean, _scanpay_cms_http)
+    driver = FlowDriver(scanpay_target, scanpay_clean, scanpay_cms)
     request.node.stash[_RUNS] = driver.runs
     report_dir = request.config.getoption("scanpay_report_dir")
     if report_dir:

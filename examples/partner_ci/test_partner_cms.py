@@ -104,7 +104,8 @@ def _show_qr(target: Target, cms: CmsApi, egm_id: str) -> dict[str, Any]:
     """Make the EGM show a fresh QR (`[cms.egm] acquire_qr`) and return it."""
     if target.egm_paths.acquire_qr is None:
         pytest.skip("the target names no cms.egm.acquire_qr path")
-    shown = cms.http.post(target.egm_paths.of(target.egm_paths.acquire_qr, egm_id))
+    shown = cms.call("POST", target.egm_paths.of(target.egm_paths.acquire_qr, egm_id),
+                     as_egm=True)
     assert shown.status_code == 200, shown.text
     qr: dict[str, Any] = shown.json()
     qr.setdefault("qrTokenId", qr["url"].rstrip("/").rpartition("/")[2])

@@ -1,6 +1,12 @@
-"""How the harness talks to the systems it drives, one place per kind of caller.
+"""How the harness talks to the systems it drives, one module per system.
 
-`phone`: what a phone does with a QR's url on the Trustly that issued it (open it, pay, wait
-for the payment's outcome). Every part of the harness that pays (certify's scenarios,
-`scanpay flow`, the pytest plugin) waits for a payment through `phone.settle_payment`.
+- `cms`: the CMS, as TPAS (fundings, limits, with the target's credentials and paths) and as
+  the EGM (meter, QR): the one client certify's scenarios, the preflight and the pytest plugin
+  use (the plugin hands it to partners' tests as `scanpay_cms`).
+- `phone`: what a phone does with a QR's url on the Trustly that issued it (open it, pay, wait
+  for the payment's outcome); every part of the harness that pays waits through
+  `phone.settle_payment`.
+
+`scanpay flow` still makes its own few CMS calls (`harness.flow`), on a bare base URL rather
+than a certify target; moving it onto `cms` is the one step left.
 """

@@ -20,9 +20,9 @@ import httpx
 
 from harness import flow
 from harness.clients import phone as phone_api
+from harness.clients.cms import CmsApi, ShownQr, token_id_of
 from harness.clients.phone import settle_payment
 from harness.results import Check
-from harness.scenarios.cms_api import CmsApi, ShownQr, token_id_of
 from harness.scenarios.model import CheckFailed, ScenarioSkipped
 from harness.sequence import HARNESS_AGENT
 from harness.targets import Target

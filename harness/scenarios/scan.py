@@ -6,7 +6,7 @@ import json
 import secrets
 from typing import Any
 
-from harness.scenarios.cms_api import decode_qr_png
+from harness.clients.cms import decode_qr_png
 from harness.scenarios.context import Context, expires_in_s, trustly_error
 from harness.scenarios.model import scenario
 from simkit.clock import monotonic, parse_instant

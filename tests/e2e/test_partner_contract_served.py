@@ -21,9 +21,9 @@ import httpx
 import pytest
 from flask import Flask
 
+from harness.clients.cms import decode_qr_png
 from harness.contract_doc import CMS_OPENAPI_PATH, OPENAPI_PATH
 from harness.contract_openapi import operations, template_pattern
-from harness.scenarios.cms_api import decode_qr_png
 from harness.serve import ServeOptions, build_sims
 from simkit.clock import ManualClock, format_instant, parse_instant
 from tests.conftest import (

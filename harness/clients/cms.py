@@ -1,5 +1,9 @@
 """The CMS as the harness calls it: as TPAS (fundings, limits) and as the EGM (meter, QR).
 
+The one client every part of the harness uses for a CMS: certify's scenarios and preflight,
+and the pytest plugin (its `scanpay_cms` fixture is this class, and its flows read meters and
+acquire QRs through it).
+
 Authentication follows the target's partner profile (OAuth2 client credentials with token
 refresh, Basic, or an API key), and the paths its `paths` table names, so the calls are the
 ones TPAS itself would make. Changing a daily limit is not TPAS's to do: those calls use the
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import threading
 from dataclasses import dataclass
@@ -23,6 +28,13 @@ from harness.targets import Target
 from sim_trustly.partner_profiles import AuthConfig
 
 LIMIT_CHANGES = frozenset({"PUT", "PATCH", "DELETE"})
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def encode_json(body: Any) -> bytes:
+    """JSON text of any value, NaN and infinities written as such (strict parsers refuse them,
+    which is what the malformed bodies of `harness.strategies` are for)."""
+    return json.dumps(body, allow_nan=True).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -125,10 +137,18 @@ class CmsApi:
     # --- as TPAS --------------------------------------------------------------------------
 
     def post_funding(self, body: Any, **kwargs: Any) -> httpx.Response:
-        """`POST /cws/v1/fundings` with `body` (or the `json=`/`content=` given instead)."""
+        """`POST /cws/v1/fundings` with any JSON value as `body` (or the `json=`/`content=`
+        given instead)."""
         if "content" in kwargs or "json" in kwargs:
             return self.call("POST", self.paths.fundings, **kwargs)
-        return self.call("POST", self.paths.fundings, json=body, **kwargs)
+        headers = {**JSON_HEADERS, **kwargs.pop("headers", {})}
+        return self.call("POST", self.paths.fundings, content=encode_json(body),
+                         headers=headers, **kwargs)
+
+    def post_raw(self, path: str, content: bytes,
+                 content_type: str = "application/json") -> httpx.Response:
+        """POST bytes as they are, as TPAS (malformed JSON, wrong content types)."""
+        return self.call("POST", path, content=content, headers={"Content-Type": content_type})
 
     def get_funding(self, transaction_id: str) -> httpx.Response:
         """The status inquiry: `GET /cws/v1/fundings/{transactionId}`."""
@@ -137,8 +157,22 @@ class CmsApi:
     def limit(self, method: str, ubai: str, body: Any = None) -> httpx.Response:
         """`GET|PUT|PATCH|DELETE /cws/v1/limits/{ubai}`: reads as TPAS, changes with the
         target's limits credentials."""
-        kwargs: dict[str, Any] = {"json": body} if body is not None else {}
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs = {"content": encode_json(body), "headers": dict(JSON_HEADERS)}
         return self.call(method, self.paths.limit(ubai), **kwargs)
+
+    def get_limit(self, ubai: str) -> httpx.Response:
+        """The daily limit of a UBAI."""
+        return self.limit("GET", ubai)
+
+    def put_limit(self, ubai: str, body: Any) -> httpx.Response:
+        """Set a UBAI's daily limit (any JSON value as the body), as the casino's staff."""
+        return self.limit("PUT", ubai, body)
+
+    def delete_limit(self, ubai: str) -> httpx.Response:
+        """Remove a UBAI's limit (back to the casino's default), as the casino's staff."""
+        return self.limit("DELETE", ubai)
 
     # --- as the EGM -----------------------------------------------------------------------
 
