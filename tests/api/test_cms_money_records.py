@@ -122,3 +122,14 @@ def test_a_credit_cap_refusal_says_what_the_egm_holds_and_can_still_take(
         EGM, 400_000, cap - 400_000)
     assert 0 < problem["available"] < 100_001
     assert str(problem["available"]) in problem["detail"]
+
+
+def test_a_daily_limit_refusal_says_nothing_remains_of_which_limit_on_which_day(
+    client: FlaskClient, auth: dict[str, str],
+) -> None:
+    set_limit(client, auth, "ubai-alice", 2000)
+    assert post(client, auth, funding("tx-1", ubai="ubai-alice")).status_code == 201
+    problem = post(client, auth, funding("tx-2", ubai="ubai-alice", amount=1)).get_json()
+    assert (problem["code"], problem["remaining"], problem["dailyLimit"],
+            problem["gamingDay"]) == ("DAILY_LIMIT_EXCEEDED", 0, 2000, "2026-11-25")
+    assert "0" in problem["detail"]
