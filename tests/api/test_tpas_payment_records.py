@@ -96,6 +96,19 @@ def test_a_payment_given_up_holds_no_lease(casino: Casino) -> None:
     assert (body["status"], body["reason"], body["nextAttemptAt"]) == (
         "FAILED_VOIDED", "CMS_UNREACHABLE", None)
     assert detail(body, "BANK_VOIDED")["paymentId"] == view.payment_id
+    assert detail(body, "GAVE_UP")["outcome"] == "NOT_FOUND"
+
+
+def test_a_parked_payment_says_when_the_sweep_tries_again(casino: Casino) -> None:
+    code = casino.show_qr()
+    casino.fault(method="POST", path=FUNDINGS, action="status", status=503)
+    view = casino.pay(code)
+    backoff_s = casino.ctx.settings.cms.retries.backoff_cap_s
+    retry_at = format_instant(casino.clock.now() + timedelta(seconds=backoff_s))
+    body = record(casino, view.payment_id)
+    assert (body["status"], body["nextAttemptAt"]) == ("FUNDING", retry_at)
+    parked = detail(body, "PARKED")
+    assert (parked["retryAt"], parked["outcome"]) == (retry_at, "NOT_FOUND")
 
 
 def test_at_the_give_up_age_tpas_only_asks_and_gives_up(casino: Casino) -> None:
