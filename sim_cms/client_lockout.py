@@ -11,20 +11,18 @@ clock's.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, delete, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Table, delete, select
 from sqlalchemy.orm import Session
 
 from sim_cms.models import OAuthLockout
 from sim_cms.settings import CmsSettings
+from simkit import lockout_counts
 from simkit.clock import utc
 from simkit.errors import SimError
-from simkit.sqltypes import UtcDateTime
 
 ANY_SOURCE = "*"  # the source of every count when lockouts are per client id
 UNKNOWN_SOURCE = "unknown"  # a caller whose address the server does not know
@@ -121,39 +119,13 @@ def forget_ended(session: Session, client_id: str, now: datetime, policy: Lockou
 def _failure_upsert(
     session: Session, client_id: str, source: str, now: datetime, policy: LockoutPolicy
 ) -> Any:
-    table = OAuthLockout.__table__
-    at = literal(now, UtcDateTime())
-    until = literal(now + timedelta(seconds=policy.lockout_s), UtcDateTime())
-    stale = _ended(now, policy)
-    counted = case((stale, 1), else_=table.c.failures + 1)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table).values(
-        client_id=client_id, source=source, failures=1, window_start=now,
-        locked_until=now + timedelta(seconds=policy.lockout_s) if policy.threshold <= 1 else None,
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[table.c.client_id, table.c.source],
-        set_={
-            "failures": counted,
-            "window_start": case((stale, at), else_=table.c.window_start),
-            "locked_until": case(
-                (counted == policy.threshold, until),
-                (stale, literal(None, UtcDateTime())),
-                else_=table.c.locked_until,
-            ),
-        },
-    ).returning(table.c.failures, table.c.locked_until)
+    return lockout_counts.failure_upsert(
+        session, cast(Table, OAuthLockout.__table__), ("client_id", client_id), source, now,
+        threshold=policy.threshold, window_s=policy.window_s, lockout_s=policy.lockout_s)
 
 
 def _ended(now: datetime, policy: LockoutPolicy) -> ColumnElement[bool]:
-    """A count that is over at `now`: its window ended without a lockout, or its lockout ended."""
-    at = literal(now, UtcDateTime())
-    cutoff = literal(now - timedelta(seconds=policy.window_s), UtcDateTime())
-    return or_(
-        and_(OAuthLockout.locked_until.is_(None), OAuthLockout.window_start <= cutoff),
-        and_(OAuthLockout.locked_until.is_not(None), OAuthLockout.locked_until <= at),
-    )
+    return lockout_counts.ended(cast(Table, OAuthLockout.__table__), now, policy.window_s)
 
 
-def _retry_after(locked_until: datetime, now: datetime) -> int:
-    return max(1, math.ceil((locked_until - now).total_seconds()))
+_retry_after = lockout_counts.retry_after

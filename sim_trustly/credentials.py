@@ -16,34 +16,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Connection,
     Select,
-    and_,
+    Table,
     bindparam,
-    case,
     delete,
     func,
-    literal,
-    or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sim_trustly.models import AuthLockout, Credential, Merchant, SigningKeyRow
 from sim_trustly.settings import LockoutScope
+from simkit import lockout_counts
 from simkit.clock import utc
 from simkit.errors import SimError
-from simkit.sqltypes import UtcDateTime
 
 _DUMMY_SALT = secrets.token_bytes(16)
 _DUMMY_HASH = hashlib.sha256(_DUMMY_SALT + b"not-a-key").digest()
@@ -205,28 +200,9 @@ def _countable(access_id: str) -> bool:
 def _failure_upsert(
     session: Session, access_id: str, source: str, now: datetime, policy: LockoutPolicy
 ) -> Any:
-    table = AuthLockout.__table__
-    at = literal(now, UtcDateTime())
-    until = literal(now + timedelta(seconds=policy.lockout_s), UtcDateTime())
-    stale = _ended(now, policy)
-    counted = case((stale, 1), else_=table.c.failures + 1)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table).values(
-        access_id=access_id, source=source, failures=1, window_start=now,
-        locked_until=now + timedelta(seconds=policy.lockout_s) if policy.threshold <= 1 else None,
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[table.c.access_id, table.c.source],
-        set_={
-            "failures": counted,
-            "window_start": case((stale, at), else_=table.c.window_start),
-            "locked_until": case(
-                (counted == policy.threshold, until),
-                (stale, literal(None, UtcDateTime())),
-                else_=table.c.locked_until,
-            ),
-        },
-    ).returning(table.c.failures, table.c.locked_until)
+    return lockout_counts.failure_upsert(
+        session, cast(Table, AuthLockout.__table__), ("access_id", access_id), source, now,
+        threshold=policy.threshold, window_s=policy.window_s, lockout_s=policy.lockout_s)
 
 
 def forget_stale_failures(
@@ -243,14 +219,7 @@ def forget_stale_failures(
 
 
 def _ended(now: datetime, policy: LockoutPolicy) -> ColumnElement[bool]:
-    """A count that is over at `now`: its window ended without a lockout, or its lockout ended."""
-    at = literal(now, UtcDateTime())
-    cutoff = literal(now - timedelta(seconds=policy.window_s), UtcDateTime())
-    return or_(
-        and_(AuthLockout.locked_until.is_(None), AuthLockout.window_start <= cutoff),
-        and_(AuthLockout.locked_until.is_not(None), AuthLockout.locked_until <= at),
-    )
+    return lockout_counts.ended(cast(Table, AuthLockout.__table__), now, policy.window_s)
 
 
-def _retry_after(locked_until: datetime, now: datetime) -> int:
-    return max(1, math.ceil((locked_until - now).total_seconds()))
+_retry_after = lockout_counts.retry_after
