@@ -6,8 +6,8 @@ with the control API and the journal on (a generated admin token), and connects 
 Trustly. The harness then drives them over HTTP exactly as it drives running sims, only
 through the transports instead of base URLs.
 
-Where the harness imports sim code, it is to run a sim (here, `serve`, `rotate`, and the
-partner target's own Trustly in `targets`) or to share a definition both sides must agree on
+Where the harness imports sim code, it is to run a sim (here, `cli.serve`, `cli.rotate`, and
+the partner target's own Trustly in `targets`) or to share a definition both sides must agree on
 (partner profiles, the demo bank's UBAI rule, demo credentials, the contract's generator);
 no scenario judges a target by reading a sim's internals: it asks over HTTP.
 """

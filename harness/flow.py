@@ -5,7 +5,7 @@ with the CMS's OAuth2 client credentials) and reads its meter, and the player's 
 opens the QR's url (`GET /api/v1/scan/<code>`) and pays (`POST /api/v1/scan/<code>/payments`).
 Every request carries one `X-Correlation-Id` for the run. Before each request the harness
 notes how far both journals go (`Marks`), so the sequence can be rebuilt step by step from
-the journals afterwards (`harness.sequence`), which needs the control API's admin token.
+the journals afterwards (`harness.sequence.messages`), which needs the control API's admin token.
 
 The sims are reached only over HTTP: by base URL, or in-process through transports
 (`FlowTarget.in_process`); nothing here imports a sim.
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.clients import phone as phone_api
-from harness.sequence import (
+from harness.sequence.messages import (
     Journals,
     JournalUnavailable,
     Marks,

@@ -1,7 +1,7 @@
 """The target TOML of `scanpay certify --target FILE`: parsed and validated whole, nothing started.
 
 Two kinds (every key, its type and default: `TARGET_KEYS` below, published as the key table
-of docs/partner-contract.md by `python -m harness.contract_doc --write`; an example in
+of docs/partner-contract.md by `python -m harness.contract.doc --write`; an example in
 examples/partner-target.toml):
 
     kind = "partner"                      # default; the harness plays Trustly and the player

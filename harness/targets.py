@@ -15,7 +15,7 @@ APIs, which hooks the CMS offers, which EGMs the harness may use, and two clocks
   the ones the TOML declares.
 
 Scenarios use only what a `Target` exposes, so the same catalogue runs against all three.
-Before a target is handed out, `harness.preflight` checks it (reachable, auth, hooks, QR
+Before a target is handed out, `harness.certify.preflight` checks it (reachable, auth, hooks, QR
 from the harness's Trustly, the harness's port free) and its clocks are aligned; a target
 that cannot be used raises `TargetError` with a diagnosis.
 """
@@ -205,7 +205,7 @@ def _align_clocks(target: Target) -> None:
 @contextmanager
 def open_target(spec: TargetSpec) -> Iterator[Target]:
     """Bring up what `spec` needs for the block; raises TargetError when it cannot be used."""
-    from harness.preflight import run_preflight  # it builds on this module
+    from harness.certify.preflight import run_preflight  # it builds on this module
 
     with ExitStack() as stack:
         if spec.kind == "embedded":
@@ -291,7 +291,7 @@ def _partner_trustly(stack: ExitStack, spec: TargetSpec, admin_token: str, clock
 
 
 def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
-    from harness.preflight import claim_port
+    from harness.certify.preflight import claim_port
     from sim_trustly.cms_client import close_adapters
     from simkit.clock import ManualClock, system_now
 

@@ -276,7 +276,7 @@ class RssSampler(threading.Thread):
 
 def _run_load(options: SoakOptions, trustly: Server, cms: Server) -> tuple[int, str]:
     """`scanpay load` (the floor) against the sims; its output is shown and kept."""
-    command = [sys.executable, "-m", "harness.cli", "load",
+    command = [sys.executable, "-m", "harness.cli.main", "load",
                "--trustly-url", f"http://127.0.0.1:{trustly.port}",
                "--cms-url", f"http://127.0.0.1:{cms.port}", "--users", str(options.users),
                "--spawn-rate", f"{min(SPAWN_RATE, float(options.users)):g}",

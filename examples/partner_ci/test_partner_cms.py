@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.plugin_kit import CleanState, CmsApi, FlowDriver
-from harness.strategies import malformed_funding_bodies, malformed_limit_bodies
+from harness.plugin.kit import CleanState, CmsApi, FlowDriver
+from harness.plugin.strategies import malformed_funding_bodies, malformed_limit_bodies
 from harness.targets import Target
 
 # Each example is a real HTTP request to the CMS: keep the count bounded for CI, and print

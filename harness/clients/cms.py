@@ -33,7 +33,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 def encode_json(body: Any) -> bytes:
     """JSON text of any value, NaN and infinities written as such (strict parsers refuse them,
-    which is what the malformed bodies of `harness.strategies` are for)."""
+    which is what the malformed bodies of `harness.plugin.strategies` are for)."""
     return json.dumps(body, allow_nan=True).encode("utf-8")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from harness.serve import ServeOptions, build_sims
+from harness.cli.serve import ServeOptions, build_sims
 from sim_trustly.app import create_app
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import ManualClock, format_instant, parse_instant, wait

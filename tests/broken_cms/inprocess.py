@@ -2,7 +2,7 @@
 
 The same wiring as `harness.embedded` (two apps joined by WSGI transports both ways, each on
 its own manual clock, control APIs and journals on), with the broken CMS in place of the
-product. Scenarios then run through `harness.certify.run_scenario` exactly as certify runs
+product. Scenarios then run through `harness.certify.runner.run_scenario` exactly as certify runs
 them, in milliseconds instead of a gunicorn start; the acceptance test
 (`tests/e2e/test_certify_broken_cms.py`) does the same over real sockets.
 """

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.certify import run_scenario
-from harness.results import ScenarioResult
-from harness.scenarios import by_id
-from harness.scenarios.context import RunState
+from harness.certify.results import ScenarioResult
+from harness.certify.runner import run_scenario
+from harness.certify.scenarios import by_id
+from harness.certify.scenarios.context import RunState
 from harness.targets import Target
 from tests.broken_cms.defects import Defect
 from tests.broken_cms.funding import SLOW_ANSWER_S

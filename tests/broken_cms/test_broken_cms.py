@@ -19,10 +19,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from harness.certify import run_scenario
-from harness.results import ScenarioResult
-from harness.scenarios import CATALOGUE, by_id
-from harness.scenarios.context import RunState
+from harness.certify.results import ScenarioResult
+from harness.certify.runner import run_scenario
+from harness.certify.scenarios import CATALOGUE, by_id
+from harness.certify.scenarios.context import RunState
 from harness.targets import Target
 from sim_cms import funding_api
 from sim_cms.app import create_app

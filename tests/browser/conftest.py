@@ -31,7 +31,7 @@ try:
     from selenium.webdriver import Chrome
     from selenium.webdriver.common.selenium_manager import SeleniumManager
 
-    from harness.browser import CHROMEDRIVER, CHROMIUM, BrowserPaths, start_chromium
+    from harness.browser.chromium import CHROMEDRIVER, CHROMIUM, BrowserPaths, start_chromium
 except ImportError as exc:  # selenium is in the dev extra; say so rather than erroring
     SELENIUM_ERROR: str | None = f"{exc}; pip install -e '.[dev]'"
 else:

@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
-from harness.browser_flow import (
+from harness.browser.flow import (
     BrowserFlow,
     BrowserFlowError,
     BrowserFlowOptions,

@@ -13,7 +13,7 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from harness.browser import decode_qr
+from harness.browser.chromium import decode_qr
 from tests.browser.conftest import LiveSims
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -19,9 +19,9 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
-from harness.browser import save_screenshot
-from harness.report import write_reports
-from harness.results import RunResult, ScenarioResult
+from harness.browser.chromium import save_screenshot
+from harness.certify.results import RunResult, ScenarioResult
+from harness.report.writers import write_reports
 from tests.unit.report_samples import SCRIPT, happy_sequence, sample_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

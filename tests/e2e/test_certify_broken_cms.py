@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import RunResult
-from harness.scenarios import CATALOGUE
+from harness.certify.results import RunResult
+from harness.certify.scenarios import CATALOGUE
 from tests.broken_cms.defects import Defect
 from tests.broken_cms.server import BrokenCms, serve_broken_cms, write_partner_target
 from tests.conftest import DatabaseFactory

@@ -7,8 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from harness.results import RunResult
-from harness.scenarios import CATALOGUE
+from harness.certify.results import RunResult
+from harness.certify.scenarios import CATALOGUE
 from tests.e2e.processes import SCANPAY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
-from harness.preflight import PreflightError
+from harness.certify.preflight import PreflightError
 from harness.targets import load_target, open_target
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings, TrustlyLink

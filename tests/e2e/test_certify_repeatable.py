@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.scenarios import CATALOGUE
+from harness.certify.scenarios import CATALOGUE
 from simkit.clock import format_instant, monotonic, parse_instant, system_now
 from tests.broken_cms.server import ADMIN_TOKEN, BrokenCms, serve_broken_cms
 from tests.conftest import DatabaseFactory

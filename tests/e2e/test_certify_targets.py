@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from harness.scenarios import CATALOGUE
+from harness.certify.scenarios import CATALOGUE
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.processes import SCANPAY, free_port, gunicorn, running
 

@@ -38,8 +38,8 @@ from rich.console import Console
 
 import sim_trustly.wsgi
 from bench.servers import DEFAULT_SERVING, SERVINGS, App
-from harness.cli import main as scanpay_main
-from harness.rotate import RotateOptions, rotation_pass, run_rotation, stop_on_signals
+from harness.cli.main import main as scanpay_main
+from harness.cli.rotate import RotateOptions, rotation_pass, run_rotation, stop_on_signals
 from sim_cms.settings import TrustlyLink, load_cms_settings
 from sim_trustly.settings import load_trustly_settings
 from simkit.clock import monotonic

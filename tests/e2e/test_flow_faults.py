@@ -21,9 +21,9 @@ import httpx
 import pytest
 from rich.console import Console
 
+from harness.certify.results import RunResult
 from harness.embedded import EmbeddedSims, embedded_sims
 from harness.flow import FlowTarget, render_result, run_flow
-from harness.results import RunResult
 from tests.e2e.processes import SCANPAY, free_port, running
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.load import JOURNEYS, LoadOptions, default_locustfile
+from harness.cli.load import JOURNEYS, LoadOptions, default_locustfile
 from tests.e2e.processes import SCANPAY, scanpay_serve
 
 # Only looked up, never imported: importing Locust monkey-patches this process with gevent.

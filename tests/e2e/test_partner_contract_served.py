@@ -21,10 +21,10 @@ import httpx
 import pytest
 from flask import Flask
 
+from harness.cli.serve import ServeOptions, build_sims
 from harness.clients.cms import decode_qr_png
-from harness.contract_doc import CMS_OPENAPI_PATH, OPENAPI_PATH
-from harness.contract_openapi import operations, template_pattern
-from harness.serve import ServeOptions, build_sims
+from harness.contract.doc import CMS_OPENAPI_PATH, OPENAPI_PATH
+from harness.contract.openapi import operations, template_pattern
 from simkit.clock import ManualClock, format_instant, parse_instant
 from tests.conftest import (
     ADMIN_TOKEN,

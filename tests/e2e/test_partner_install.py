@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenarios import CATALOGUE
+from harness.certify.scenarios import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-import harness.pytest_plugin as plugin
+import harness.plugin.pytest_plugin as plugin
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "partner_ci"
 SNIPPETS = ("github-actions.yml", "gitlab-ci.yml")

@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import given, settings
 
-from harness import strategies
+from harness.plugin import strategies
 from sim_cms.funding import parse_funding_request
 from sim_cms.limits import UBAI_PATTERN, parse_limit_change
 from sim_cms.settings import CmsSettings

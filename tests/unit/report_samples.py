@@ -6,7 +6,7 @@ send back: markup, CDATA terminators, control characters, lone surrogates and no
 
 from __future__ import annotations
 
-from harness.results import Check, Exchange, RunResult, ScenarioResult
+from harness.certify.results import Check, Exchange, RunResult, ScenarioResult
 
 SCRIPT = "</script><script>alert(1)</script>"
 CDATA_END = "]]>"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenarios import CATALOGUE, COVERAGE, UnknownScenario, by_id, select
-from harness.scenarios.docs import DOC_PATH, EXAMPLE_PATH, render_markdown
-from harness.scenarios.model import ID_PATTERN
+from harness.certify.scenarios import CATALOGUE, COVERAGE, UnknownScenario, by_id, select
+from harness.certify.scenarios.docs import DOC_PATH, EXAMPLE_PATH, render_markdown
+from harness.certify.scenarios.model import ID_PATTERN
 from harness.target_config import HOOKS, load_target
 from simkit.settings import ConfigError
 
@@ -75,7 +75,7 @@ def test_the_money_scenarios_of_issue_9_are_in_the_default_run() -> None:
 
 def test_the_committed_conformance_doc_is_generated_from_the_catalogue() -> None:
     assert DOC_PATH.read_text(encoding="utf-8") == render_markdown(), (
-        "docs/conformance.md is stale: run python -m harness.scenarios.docs --write")
+        "docs/conformance.md is stale: run python -m harness.certify.scenarios.docs --write")
 
 
 def test_the_example_partner_target_parses() -> None:

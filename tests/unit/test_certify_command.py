@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from harness.certify_command import certify_command
-from harness.results import EXIT_CODES
+from harness.certify.results import EXIT_CODES
+from harness.cli.certify import certify_command
 
 
 def test_help_explains_every_exit_code_and_the_dry_run() -> None:

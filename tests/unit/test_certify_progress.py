@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from harness.certify import live_bar
-from harness.results import ScenarioResult
-from harness.scenarios import CATALOGUE
+from harness.certify.results import ScenarioResult
+from harness.certify.runner import live_bar
+from harness.certify.scenarios import CATALOGUE
 
 
 def _result(item_id: str) -> ScenarioResult:

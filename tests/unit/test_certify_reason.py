@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.certify import run_scenario
-from harness.results import Check
-from harness.scenarios.context import Context, RunState
-from harness.scenarios.model import Scenario
+from harness.certify.results import Check
+from harness.certify.runner import run_scenario
+from harness.certify.scenarios.context import Context, RunState
+from harness.certify.scenarios.model import Scenario
 from harness.targets import Target, embedded_spec, open_target
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
-from harness.cli import main
+from harness.cli.main import main
 from sim_cms.settings import load_cms_settings
 from sim_trustly.settings import load_trustly_settings
 

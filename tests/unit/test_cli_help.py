@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from harness.cli import main
+from harness.cli.main import main
 
 
 def test_the_top_help_lists_every_command_whole() -> None:

@@ -14,12 +14,12 @@ from html.parser import HTMLParser
 import pytest
 from rich.console import Console
 
-from harness.certify_sequence import exchange
-from harness.fault_notes import fault_effect, fault_tag, outcome_text
-from harness.report_html import render_html
-from harness.report_text import exchange_line
-from harness.results import Exchange, RunResult, ScenarioResult
-from harness.sequence import Message, build_sequence, render_sequence
+from harness.certify.results import Exchange, RunResult, ScenarioResult
+from harness.report.html import render_html
+from harness.report.text import exchange_line
+from harness.sequence.faults import fault_effect, fault_tag, outcome_text
+from harness.sequence.messages import Message, build_sequence, render_sequence
+from harness.sequence.recorder import exchange
 from tests.unit.test_sequence import MARKS, RUN, pay_journals
 
 DROPPED = ("201 APPLIED, response dropped by fault (apply_then_drop, rule 3): "

@@ -1,6 +1,6 @@
 """docs/partner-contract.md and docs/api/partner-hooks.openapi.json say what the code does.
 
-The committed files equal what `python -m harness.contract_doc --write` generates; every key
+The committed files equal what `python -m harness.contract.doc --write` generates; every key
 the target-file parser accepts is in the key table; every `/_sim` path the harness's code
 names is either a documented hook or a route of the harness's own Trustly; every documented
 hook is one the harness calls; and the hooks document is valid OpenAPI 3.1.
@@ -21,9 +21,10 @@ from openapi_spec_validator import validate
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from harness import contract_doc, target_config
-from harness.contract_openapi import build_document, operations, template_pattern
-from harness.scenarios import CATALOGUE
+from harness import target_config
+from harness.certify.scenarios import CATALOGUE
+from harness.contract import doc as contract_doc
+from harness.contract.openapi import build_document, operations, template_pattern
 from harness.target_config import HOOK_OPERATIONS, HOOKS, EgmPaths
 from sim_trustly import partner_profiles
 from tests.conftest import TrustlyFactory
@@ -31,8 +32,8 @@ from tests.conftest import TrustlyFactory
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "harness"
 # The modules that document the hooks (they name every path by construction).
-DOCUMENTING = frozenset({HARNESS / "contract_doc.py", HARNESS / "contract_openapi.py",
-               HARNESS / "target_config.py"})
+DOCUMENTING = frozenset({HARNESS / "contract" / "doc.py", HARNESS / "contract" / "openapi.py",
+                         HARNESS / "target_config.py"})
 HOOK_OPERATIONS_FLAT = [operation for hook in HOOKS for operation in HOOK_OPERATIONS[hook]]
 SIM_PATH = re.compile(r"/_sim/[A-Za-z0-9_{}.\-/]*[A-Za-z0-9_}]")
 
@@ -81,7 +82,7 @@ def _served_by(app: Flask, path: str) -> bool:
 
 
 def test_the_committed_contract_is_what_the_code_generates() -> None:
-    assert contract_doc.stale() == [], "run python -m harness.contract_doc --write"
+    assert contract_doc.stale() == [], "run python -m harness.contract.doc --write"
 
 
 def test_the_hooks_document_is_valid_openapi_3_1() -> None:
@@ -176,7 +177,7 @@ def test_every_hook_a_scenario_needs_is_a_documented_hook() -> None:
         needs = ", ".join(f"`{n}`" for n in item.needs) or "-"
         assert f"| {item.id} | {item.title} | {needs} |" in text, (
             f"{item.id} is not in partner-contract.md as it is: run "
-            "python -m harness.contract_doc --write")
+            "python -m harness.contract.doc --write")
 
 
 @pytest.fixture
@@ -206,6 +207,6 @@ def test_every_documented_hook_is_called_by_the_harness() -> None:
 
 
 def test_every_verdict_of_certify_is_explained() -> None:
-    from harness.results import EXIT_CODES
+    from harness.certify.results import EXIT_CODES
 
     assert set(contract_doc.VERDICT_MEANINGS) == set(EXIT_CODES)

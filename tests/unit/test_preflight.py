@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.certify.preflight import PreflightError, run_preflight
 from harness.flow import Endpoint
-from harness.preflight import PreflightError, run_preflight
 from harness.target_config import EgmPaths, MerchantCredentials
 from harness.targets import ControlApi, Target
 from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.report import ReportPaths, render_summary, write_reports
-from harness.report_html import FILTER_SCRIPT, render_html, script_hash
-from harness.report_text import clean_text, exchange_line
-from harness.results import RunResult
+from harness.certify.results import RunResult
+from harness.report.html import FILTER_SCRIPT, render_html, script_hash
+from harness.report.text import clean_text, exchange_line
+from harness.report.writers import ReportPaths, render_summary, write_reports
 from tests.unit.report_samples import (
     CDATA_END,
     CONTROL,

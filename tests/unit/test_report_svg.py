@@ -11,8 +11,8 @@ from dataclasses import replace
 from html import unescape
 from pathlib import Path
 
-from harness.report import write_reports
-from harness.results import Exchange, RunResult, ScenarioResult
+from harness.certify.results import Exchange, RunResult, ScenarioResult
+from harness.report.writers import write_reports
 from tests.unit.report_samples import happy_sequence, sample_run
 
 SVG = "{http://www.w3.org/2000/svg}"

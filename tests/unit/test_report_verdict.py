@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.report import render_summary, write_reports
-from harness.report_html import render_html
-from harness.report_junit import junit_tree
-from harness.results import DISCLAIMER, Check, RunResult, ScenarioResult, headline
+from harness.certify.results import DISCLAIMER, Check, RunResult, ScenarioResult, headline
+from harness.report.html import render_html
+from harness.report.junit import junit_tree
+from harness.report.writers import render_summary, write_reports
 from tests.unit.report_samples import sample_run
 
 DIAGNOSIS = ("Preflight failed: your CMS got its QR from http://127.0.0.1:9999; point its "

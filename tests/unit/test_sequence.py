@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.sequence import Entry, Marks, build_sequence, caller_of, note_of
+from harness.sequence.messages import Entry, Marks, build_sequence, caller_of, note_of
 
 RUN = "flow-run"
 AT = "2026-11-25T21:00:00.{ms:03d}Z"
