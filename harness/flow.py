@@ -3,6 +3,8 @@
 The harness plays two parts: the EGM, which asks its CMS for a QR (`POST /cws/v1/egms/<id>/qr`,
 with the CMS's OAuth2 client credentials) and reads its meter, and the player's phone, which
 opens the QR's url (`GET /api/v1/scan/<code>`) and pays (`POST /api/v1/scan/<code>/payments`).
+The EGM's calls go through the harness's CMS client (`harness.clients.cms`), the phone's
+through `harness.clients.phone`'s rules.
 Every request carries one `X-Correlation-Id` for the run. Before each request the harness
 notes how far both journals go (`Marks`), so the sequence can be rebuilt step by step from
 the journals afterwards (`harness.sequence.messages`), which needs the control API's admin token.
@@ -14,7 +16,7 @@ The sims are reached only over HTTP: by base URL, or in-process through transpor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.clients import phone as phone_api
+from harness.clients.cms import CmsApi, ReferenceCms
 from harness.sequence.messages import (
     Journals,
     JournalUnavailable,
@@ -153,17 +156,25 @@ def _describe(response: httpx.Response) -> str:
     return " ".join(str(p) for p in (f"HTTP {response.status_code}", code, detail) if p)
 
 
-def _send(client: httpx.Client, step: str, method: str, url: str, *, expect: tuple[int, ...],
-          **kwargs: Any) -> dict[str, Any]:
-    """One request of a step; anything but an `expect`ed status with a JSON object fails it."""
+@contextmanager
+def _failing_as(step: str, where: str) -> Iterator[None]:
+    """A request that raised fails `step`; `unreachable` when `where` could not be reached."""
     try:
-        response = client.request(method, url, **kwargs)
+        yield
     except httpx.ConnectError as exc:
-        where = f"{client.base_url}" if client.base_url else url
         raise FlowError(step, f"cannot reach {where.rstrip('/')} ({exc})",
                         unreachable=True) from exc
+    except httpx.HTTPStatusError as exc:
+        raise FlowError(step, _describe(exc.response)) from exc
     except httpx.HTTPError as exc:
         raise FlowError(step, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _answer(step: str, where: str, send: Callable[[], httpx.Response], *,
+            expect: tuple[int, ...]) -> dict[str, Any]:
+    """One request of a step; anything but an `expect`ed status with a JSON object fails it."""
+    with _failing_as(step, where):
+        response = send()
     if response.status_code not in expect:
         raise FlowError(step, _describe(response))
     try:
@@ -175,24 +186,36 @@ def _send(client: httpx.Client, step: str, method: str, url: str, *, expect: tup
     return body
 
 
-def cms_token(egm: httpx.Client, options: FlowOptions) -> str:
-    """An access token of the CMS's OAuth2 client (client credentials)."""
-    body = _send(egm, "CMS access token", "POST", "/cws/v1/oauth/token", expect=(200,),
-                 data={"grant_type": "client_credentials"},
-                 auth=(options.client_id, options.client_secret))
-    return str(body.get("access_token", ""))
+def _send(client: httpx.Client, step: str, method: str, url: str, *, expect: tuple[int, ...],
+          **kwargs: Any) -> dict[str, Any]:
+    """One request of a phone's step, by url (see `_answer`)."""
+    return _answer(step, f"{client.base_url}" if client.base_url else url,
+                   lambda: client.request(method, url, **kwargs), expect=expect)
 
 
-def read_egm(egm: httpx.Client, token: str, egm_id: str) -> dict[str, Any]:
+def cms_token(cms: CmsApi) -> None:
+    """Fetch the access token of the CMS's OAuth2 client (client credentials), which the
+    client then sends on the EGM's calls."""
+    step = "CMS access token"
+    with _failing_as(step, str(cms.client.base_url)):
+        try:
+            cms.token(fresh=True)
+        except ValueError as exc:
+            raise FlowError(step, "the answer is not JSON") from exc
+        except (KeyError, TypeError) as exc:
+            raise FlowError(step, "the answer holds no access_token") from exc
+
+
+def read_egm(cms: CmsApi, egm_id: str) -> dict[str, Any]:
     """The EGM as its CMS sees it: state, `creditMeter`, `currency`."""
-    return _send(egm, "read the EGM", "GET", f"/cws/v1/egms/{egm_id}", expect=(200,),
-                 headers={"Authorization": f"Bearer {token}"})
+    return _answer("read the EGM", str(cms.egm_client.base_url),
+                   lambda: cms.read_egm(egm_id), expect=(200,))
 
 
-def acquire_qr(egm: httpx.Client, token: str, egm_id: str) -> dict[str, Any]:
+def acquire_qr(cms: CmsApi, egm_id: str) -> dict[str, Any]:
     """Make the CMS get a QR from Trustly for the EGM now: `{url, qrTokenId, expiresAt}`."""
-    return _send(egm, "acquire a QR", "POST", f"/cws/v1/egms/{egm_id}/qr", expect=(200,),
-                 headers={"Authorization": f"Bearer {token}"})
+    return _answer("acquire a QR", str(cms.egm_client.base_url),
+                   lambda: cms.ask_for_qr(egm_id), expect=(200,))
 
 
 def scan_api_url(qr_url: str) -> str:
@@ -224,18 +247,18 @@ def payment_url(qr_url: str, payment_id: str) -> str:
 
 @dataclass
 class _Clients:
-    egm: httpx.Client
+    cms: CmsApi  # speaks as the EGM
     phone: httpx.Client
     journals: Journals | None
 
 
 @contextmanager
-def _clients(target: FlowTarget, correlation_id: str, timeout_s: float) -> Iterator[_Clients]:
+def _clients(target: FlowTarget, correlation_id: str, options: FlowOptions) -> Iterator[_Clients]:
     def client(endpoint: Endpoint | None, headers: dict[str, str]) -> httpx.Client:
         kwargs: dict[str, Any] = {"base_url": endpoint.base_url} if endpoint else {}
         transport = endpoint.transport if endpoint else target.phone_transport()
         return stack.enter_context(httpx.Client(transport=transport, headers=headers,
-                                                timeout=timeout_s, **kwargs))
+                                                timeout=options.timeout_s, **kwargs))
 
     own = {CORRELATION_HEADER: correlation_id}
     with ExitStack() as stack:
@@ -243,7 +266,9 @@ def _clients(target: FlowTarget, correlation_id: str, timeout_s: float) -> Itera
         if target.admin_token:
             admin = {"Authorization": f"Bearer {target.admin_token}", "User-Agent": USER_AGENT}
             journals = Journals(client(target.trustly, admin), client(target.cms, admin))
-        yield _Clients(egm=client(target.cms, {**own, "User-Agent": f"{USER_AGENT} (egm)"}),
+        egm = client(target.cms, {**own, "User-Agent": f"{USER_AGENT} (egm)"})
+        cms = ReferenceCms.with_client(options.client_id, options.client_secret)
+        yield _Clients(cms=CmsApi(cms, egm),
                        phone=client(None, {**own, "User-Agent": f"{USER_AGENT} (phone)"}),
                        journals=journals)
 
@@ -268,13 +293,13 @@ class _Run:
 
     def steps(self) -> None:
         """Setup (token, meter before), then QR, scan, pay, settle, meter after."""
-        egm, phone, result = self.clients.egm, self.clients.phone, self.result
-        token = cms_token(egm, self.options)
-        before = read_egm(egm, token, result.egm_id)
+        cms, phone, result = self.clients.cms, self.clients.phone, self.result
+        cms_token(cms)
+        before = read_egm(cms, result.egm_id)
         result.meter_before, result.currency = before.get("creditMeter"), before.get(
             "currency", result.currency)
         self.mark()
-        result.qr = acquire_qr(egm, token, result.egm_id)
+        result.qr = acquire_qr(cms, result.egm_id)
         url = str(result.qr.get("url", ""))
         self.mark()
         result.scan = scan(phone, url)
@@ -282,7 +307,7 @@ class _Run:
         result.payment = pay(phone, url, self.options)
         self.settle(url)
         self.mark()
-        result.meter_after = read_egm(egm, token, result.egm_id).get("creditMeter")
+        result.meter_after = read_egm(cms, result.egm_id).get("creditMeter")
 
     def settle(self, url: str) -> None:
         """Wait, bounded, for a payment answered 202 to reach a definite outcome."""
@@ -321,7 +346,7 @@ def run_flow(target: FlowTarget, options: FlowOptions | None = None) -> FlowResu
     options = options or FlowOptions()
     result = FlowResult(correlation_id=f"flow-{uuid.uuid4().hex[:16]}", egm_id=options.egm_id,
                         currency=options.currency)
-    with _clients(target, result.correlation_id, options.timeout_s) as clients:
+    with _clients(target, result.correlation_id, options) as clients:
         run = _Run(clients, result, options)
         try:
             run.steps()

@@ -7,6 +7,6 @@
   for the payment's outcome); every part of the harness that pays waits through
   `phone.settle_payment`.
 
-`scanpay flow` still makes its own few CMS calls (`harness.flow`), on a bare base URL rather
-than a certify target; moving it onto `cms` is the one step left.
+`scanpay flow` (`harness.flow`) calls the CMS through `cms` too, on sim_cms's paths
+(`cms.ReferenceCms`), as it has a base URL rather than a certify target.
 """

@@ -1,8 +1,8 @@
 """The CMS as the harness calls it: as TPAS (fundings, limits) and as the EGM (meter, QR).
 
 The one client every part of the harness uses for a CMS: certify's scenarios and preflight,
-and the pytest plugin (its `scanpay_cms` fixture is this class, and its flows read meters and
-acquire QRs through it).
+the pytest plugin (its `scanpay_cms` fixture is this class, and its flows read meters and
+acquire QRs through it) and `scanpay flow` (on sim_cms's paths, `ReferenceCms`).
 
 Authentication follows the target's partner profile (OAuth2 client credentials with token
 refresh, Basic, or an API key), and the paths its `paths` table names, so the calls are the
@@ -18,14 +18,14 @@ import io
 import json
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from harness.targets import Target
-from sim_trustly.partner_profiles import AuthConfig
+from harness.target_config import EgmPaths
+from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
 
 LIMIT_CHANGES = frozenset({"PUT", "PATCH", "DELETE"})
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -35,6 +35,42 @@ def encode_json(body: Any) -> bytes:
     """JSON text of any value, NaN and infinities written as such (strict parsers refuse them,
     which is what the malformed bodies of `harness.plugin.strategies` are for)."""
     return json.dumps(body, allow_nan=True).encode("utf-8")
+
+
+class CmsTarget(Protocol):
+    """What the client must know of a CMS: TPAS's auth and paths, the EGM's paths, and who
+    changes daily limits. A `harness.targets.Target` is one; so is `ReferenceCms`."""
+
+    @property
+    def cms_profile(self) -> CmsProfile: ...
+
+    @property
+    def egm_paths(self) -> EgmPaths: ...
+
+    @property
+    def limits_auth(self) -> AuthConfig: ...
+
+
+@dataclass(frozen=True)
+class ReferenceCms:
+    """A CMS on sim_cms's own paths, called with one OAuth2 client (what `scanpay flow` drives,
+    by base URL rather than through a certify target)."""
+
+    cms_profile: CmsProfile
+    egm_paths: EgmPaths = field(default_factory=EgmPaths)
+
+    @property
+    def limits_auth(self) -> AuthConfig:
+        """The same client: a flow never changes a daily limit."""
+        return self.cms_profile.auth
+
+    @classmethod
+    def with_client(cls, client_id: str, client_secret: str) -> ReferenceCms:
+        """sim_cms's paths with this OAuth2 client's credentials. The profile's base URL is
+        never used: the httpx client the `CmsApi` is given carries the address."""
+        auth = AuthConfig(kind="oauth2_client_credentials", client_id=client_id,
+                          client_secret=client_secret)
+        return cls(replace(DEFAULT_CMS_PROFILE, name="scanpay flow", auth=auth))
 
 
 @dataclass(frozen=True)
@@ -63,7 +99,7 @@ def decode_qr_png(png: bytes) -> list[str]:
 class CmsApi:
     """One authenticated session with the CMS (thread-safe: concurrent fundings share it)."""
 
-    def __init__(self, target: Target, client: httpx.Client,
+    def __init__(self, target: CmsTarget, client: httpx.Client,
                  egm_client: httpx.Client | None = None) -> None:
         """`client` speaks as TPAS; `egm_client` (default: the same) as the EGM, so the
         observed sequence says who is calling."""
@@ -176,9 +212,20 @@ class CmsApi:
 
     # --- as the EGM -----------------------------------------------------------------------
 
+    def read_egm(self, egm_id: str) -> httpx.Response:
+        """`GET` the EGM's read path, as the EGM: the answer as it came."""
+        return self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id), as_egm=True)
+
+    def ask_for_qr(self, egm_id: str) -> httpx.Response:
+        """`POST` the EGM's acquire_qr path (the CMS gets a fresh QR from Trustly and shows
+        it), as the EGM: the answer as it came. Only for a CMS that names that path."""
+        assert self.egm_paths.acquire_qr is not None
+        return self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id),
+                         as_egm=True)
+
     def egm(self, egm_id: str) -> dict[str, Any]:
         """The EGM as its CMS reports it (`creditMeter`, `creditLimit`, `state`...)."""
-        response = self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id), as_egm=True)
+        response = self.read_egm(egm_id)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
@@ -191,8 +238,7 @@ class CmsApi:
         """A fresh QR on the EGM: asked for when the CMS can be asked, else read from the
         screen's image (decoded)."""
         if self.egm_paths.acquire_qr is not None:
-            response = self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id),
-                                 as_egm=True)
+            response = self.ask_for_qr(egm_id)
             response.raise_for_status()
             body = response.json()
             return ShownQr(str(body["url"]), str(body.get("qrTokenId") or
