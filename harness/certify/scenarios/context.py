@@ -26,8 +26,9 @@ from harness.clients.cms import CmsApi, ShownQr, token_id_of
 from harness.clients.phone import settle_payment
 from harness.sequence.messages import HARNESS_AGENT
 from harness.targets import Target
-from simkit.clock import monotonic, parse_instant
+from simkit.clock import parse_instant
 from simkit.journal import CORRELATION_HEADER
+from simkit.wait import poll_until
 
 T = TypeVar("T")
 DEFINITE = phone_api.DEFINITE
@@ -271,16 +272,17 @@ class Context:
                              - self.target.now().timestamp()))
             if self.target.has("qr-rotate"):
                 self.cms_control("POST", "/_sim/qr/rotate")
-        end = monotonic() + QR_REPLACED_S
-        while True:
+
+        def unspent() -> ShownQr | None:
             shown = self.cms.shown_qr(egm_id)
-            if not self.run.is_spent(shown.qr_token_id):
-                return shown
-            if monotonic() >= end:
-                raise ScenarioSkipped(
-                    f"{egm_id} still shows QR {spent.qr_token_id}, which this run already "
-                    "used, and the target names no acquire_qr path to get another")
-            self.pause()
+            return None if self.run.is_spent(shown.qr_token_id) else shown
+
+        found = poll_until(unspent, timeout_s=QR_REPLACED_S, interval_s=POLL_S)
+        if found is None:
+            raise ScenarioSkipped(
+                f"{egm_id} still shows QR {spent.qr_token_id}, which this run already "
+                "used, and the target names no acquire_qr path to get another")
+        return found
 
     def scan(self, url: str, phone: httpx.Client | None = None) -> dict[str, Any]:
         """What a phone sees when it opens the QR's url."""
@@ -331,10 +333,6 @@ class Context:
 
         return settle_payment(phone or self.phone(), url, payment, timeout_s=SETTLE_S,
                               before_poll=recover, interval_s=POLL_S)
-
-    def pause(self) -> None:
-        """The interval of a deadline-bound poll (never a wait for time to pass)."""
-        threading.Event().wait(POLL_S)
 
     def payment_record(self, payment_id: str) -> dict[str, Any]:
         """Trustly's own record of a payment (with the `ubai` TPAS derived)."""

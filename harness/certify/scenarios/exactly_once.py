@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 
-from harness.certify.scenarios.context import Context, problem_code
+from harness.certify.scenarios.context import POLL_S, Context, problem_code
 from harness.certify.scenarios.model import scenario
 from simkit.clock import monotonic
+from simkit.wait import poll_until
 
 EXACTLY_ONCE = ("Trustly Scan and Pay CMS duty: apply the credit at once and return the "
                 "outcome, exactly once per transactionId; docs/architecture.md §16 "
@@ -134,12 +135,14 @@ def fund_010(ctx: Context) -> None:
 
 def _resend_until_definite(ctx: Context, body: dict[str, Any]) -> httpx.Response:
     """TPAS's retry: the identical request again, again while the CMS says it is in progress."""
-    end = monotonic() + RETRY_FOR_S
-    answer = ctx.cms.post_funding(body)
-    while _in_progress(answer) and monotonic() < end:
-        ctx.pause()
-        answer = ctx.cms.post_funding(body)
-    return answer
+    answers: list[httpx.Response] = []
+
+    def resend() -> httpx.Response | None:
+        answers.append(ctx.cms.post_funding(body))
+        return None if _in_progress(answers[-1]) else answers[-1]
+
+    poll_until(resend, timeout_s=RETRY_FOR_S, interval_s=POLL_S)
+    return answers[-1]
 
 
 @scenario(

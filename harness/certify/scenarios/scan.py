@@ -6,10 +6,11 @@ import json
 import secrets
 from typing import Any
 
-from harness.certify.scenarios.context import Context, expires_in_s, trustly_error
+from harness.certify.scenarios.context import POLL_S, Context, expires_in_s, trustly_error
 from harness.certify.scenarios.model import scenario
 from harness.clients.cms import decode_qr_png
-from simkit.clock import monotonic, parse_instant
+from simkit.clock import parse_instant
+from simkit.wait import poll_until
 
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path
 LEEWAY_S = 30  # Trustly's verification leeway: docs/architecture.md §10 (QR Code API)
@@ -125,12 +126,13 @@ def screen_url(ctx: Context, egm_id: str) -> str:
 def wait_for_new_qr(ctx: Context, egm_id: str, old_url: str) -> str:
     """The url the EGM shows once it shows a code other than `old_url` (deadline-bound);
     else what it shows at the deadline: `old_url`, or NO_QR."""
-    end = monotonic() + ROTATION_WAIT_S
-    while True:
-        url = screen_url(ctx, egm_id)
-        if url not in (old_url, NO_QR) or monotonic() >= end:
-            return url
-        ctx.pause()
+    shown = [old_url]
+
+    def new_qr() -> str | None:
+        shown.append(screen_url(ctx, egm_id))
+        return shown[-1] if shown[-1] not in (old_url, NO_QR) else None
+
+    return poll_until(new_qr, timeout_s=ROTATION_WAIT_S, interval_s=POLL_S) or shown[-1]
 
 
 def _to_rotation(ctx: Context, egm_id: str) -> tuple[Any, str]:
