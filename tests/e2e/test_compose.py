@@ -258,8 +258,7 @@ def test_load_profile_runs_the_locustfile() -> None:
     for name in ("locust-master", "locust-worker"):
         command = DEFAULTS[name]["command"]
         assert command[:3] == ["locust", "-f", "loadtests/locustfile.py"], name
-    if not (REPO / "loadtests/locustfile.py").exists():
-        pytest.skip("loadtests/locustfile.py is not written yet")
+    assert (REPO / "loadtests/locustfile.py").is_file()
 
 
 # --- (b) the services as local processes ---------------------------------------------------
