@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from simkit.models import NAMING
@@ -88,12 +98,21 @@ class Payment(Base):
 
     `transaction_id` is chosen and stored before the first Funding call, so every retry and
     every recovery after a crash uses the same id and the CMS can credit at most once.
+
+    A QR code has at most one payment holding its claim: `claim_released_at` is set only on
+    a payment the bank refused (nothing reached the CMS) whose claim was handed back so the
+    player can pay with the same code again. The partial unique index enforces it.
     """
 
     __tablename__ = "payments"
+    __table_args__ = (
+        Index("uq_payments_live_qr_code", "qr_code", unique=True,
+              sqlite_where=text("claim_released_at IS NULL"),
+              postgresql_where=text("claim_released_at IS NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    qr_code: Mapped[str] = mapped_column(ForeignKey("qr_tokens.code"), unique=True)
+    qr_code: Mapped[str] = mapped_column(ForeignKey("qr_tokens.code"))
     merchant_id: Mapped[str] = mapped_column(String(64), index=True)
     egm_id: Mapped[str] = mapped_column(String(64), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -108,6 +127,7 @@ class Payment(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    claim_released_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class PaymentEvent(Base):

@@ -7,6 +7,11 @@ that explain it, in one transaction. The condition on the status is what makes a
 request, a recovery sweep in another worker and a restarted process safe together: only one
 of them can move a payment out of a state, and a terminal state is never left.
 
+A payment the bank refused may hand its QR code's claim back (`claim_released_at`, see
+`sim_trustly.tpas`): it stays FAILED_VOIDED as the record of the refusal, and the code can be
+paid again by a new payment. At most one payment per code holds the claim (a partial unique
+index), so releasing never makes room for a second credit.
+
 `next_attempt_at` is a lease: while it lies in the future, whoever set it is working on the
 payment and the recovery sweep leaves it alone; once it passes, the sweep may take over.
 """
@@ -44,7 +49,7 @@ EVENTS = cast(Table, PaymentEvent.__table__)
 _ALL = tuple(PAYMENTS.c)
 _KEYS = tuple(column.key for column in _ALL)
 PAYMENT_COLUMNS = _KEYS  # the payments table's column names, in table order
-_INSTANTS = frozenset({"created_at", "updated_at", "next_attempt_at"})
+_INSTANTS = frozenset({"created_at", "updated_at", "next_attempt_at", "claim_released_at"})
 _INSERT_EVENTS = insert(EVENTS)
 _INSERT_PAYMENT = insert(PAYMENTS)
 _SELECT_PAYMENT = select(*_ALL).where(PAYMENTS.c.id == bindparam("payment_id"))
@@ -70,6 +75,7 @@ class PaymentRecord:
     created_at: datetime
     updated_at: datetime
     next_attempt_at: datetime | None
+    claim_released_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Row[Any]) -> PaymentRecord:
@@ -125,6 +131,10 @@ class PaymentView:
     currency: str
     reason: str | None = None
     credit_meter: int | None = None
+    # Not on the wire: the code this payment was made with, and whether its claim was handed
+    # back (the bank refused and the code may be paid again); the receipt page offers a retry.
+    qr_code: str | None = None
+    qr_released: bool = False
 
     @property
     def definite(self) -> bool:
@@ -148,7 +158,8 @@ class PaymentView:
     def of(cls, row: PaymentRecord) -> PaymentView:
         """The view of a stored payment."""
         return cls(row.id, row.status, row.transaction_id, row.egm_id, row.amount,
-                   row.currency, row.reason, row.credit_meter)
+                   row.currency, row.reason, row.credit_meter, row.qr_code,
+                   row.claim_released_at is not None)
 
 
 def admin_json(row: PaymentRecord) -> dict[str, Any]:
@@ -283,6 +294,24 @@ def advance(
     statement = _cas_statement(states, columns, count_attempt, False)
     params = {"payment_id": payment_id, **{f"new_{c}": changes[c] for c in columns}}
     return _compare_and_set(db, statement, params, now, events)
+
+
+def advance_within(
+    connection: Connection, payment_id: str, expected: str | Iterable[str], now: datetime,
+    events: Iterable[Event], **changes: Any,
+) -> PaymentRecord | None:
+    """`advance`, inside the caller's transaction (for a change that must commit together
+    with a change to another table, such as releasing a QR code's claim)."""
+    states = (expected,) if isinstance(expected, str) else tuple(expected)
+    changes["updated_at"] = now
+    columns = tuple(sorted(changes))
+    statement = _cas_statement(states, columns, False, False)
+    params = {"payment_id": payment_id, **{f"new_{c}": changes[c] for c in columns}}
+    row = connection.execute(statement, params).first()
+    if row is None:
+        return None
+    add_events(connection, payment_id, now, events)
+    return PaymentRecord.of(row)
 
 
 def take_lease(

@@ -1,9 +1,14 @@
-"""Redeeming a scanned QR code: look it up, check its JWT, and claim it once, ever.
+"""Redeeming a scanned QR code: look it up, check its JWT, and claim it for one payment.
 
 The claim is one conditional UPDATE (`used_at` set only where it is still NULL and the token
 has not expired), committed in the same transaction as the payment it pays for. Whatever the
 number of phones, workers or restarts, one UPDATE matches the row; every other claim
 matches nothing and is told why (used, expired, unknown).
+
+A claim is handed back (`release`) only for a payment the bank refused, when nothing reached
+the CMS and the deployment asks for it (`tpas_release_qr_on_bank_refusal`): `used_at` is
+cleared in the transaction that ends that payment, which alone held the claim, so the code
+is payable again and the next claim is as exclusive as the first.
 
 Expiry: the claim honours the token's `exp` exactly. The JWT check allows the configured
 leeway because a verifier's clock may differ from the issuer's; here the issuer and the
@@ -77,7 +82,8 @@ class QrCodeWrongMerchant(SimError):
 @dataclass(frozen=True, slots=True)
 class PresentedToken:
     """A stored QR token as redemption sees it: its merchant's display name, the key it was
-    signed with (None once that key is removed) and, once used, the payment it paid for."""
+    signed with (None once that key is removed) and, once used, the payment holding its claim
+    (a payment whose claim was released is not it)."""
 
     code: str
     merchant_id: str
@@ -101,7 +107,7 @@ SELECT t.code, t.merchant_id, m.name, t.egm_id, t.token, t.expires_at, t.used_at
 FROM qr_tokens t
 LEFT JOIN merchants m ON m.id = t.merchant_id
 LEFT JOIN signing_keys k ON k.kid = t.kid
-LEFT JOIN payments p ON p.qr_code = t.code
+LEFT JOIN payments p ON p.qr_code = t.code AND p.claim_released_at IS NULL
 WHERE t.code = :code
 """  # noqa: S608
 _LOOKUP = text(_LOOKUP_SQL)
@@ -197,6 +203,20 @@ def claim(connection: Connection | Session, code: str, now: datetime) -> None:
     if result.rowcount == 1:
         return
     _explain_refusal(lookup(connection, code), now)
+
+
+_RELEASE = (
+    update(QrTokenRow)
+    .where(QrTokenRow.code == bindparam("released_code"), QrTokenRow.used_at.is_not(None))
+    .values(used_at=None)
+    .execution_options(synchronize_session=False)
+)
+
+
+def release(connection: Connection, code: str) -> None:
+    """Make a claimed code payable again, inside the transaction that ends the payment that
+    held the claim (and marks it released); the code's expiry still applies."""
+    connection.execute(_RELEASE, {"released_code": code})
 
 
 def refuse_claim(db: Database, code: str, now: datetime) -> NoReturn:

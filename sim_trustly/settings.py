@@ -13,6 +13,8 @@ TOML layout (all optional):
     lockout_scope = "source"         # or "access_id"; env SCANPAY_TRUSTLY_LOCKOUT_SCOPE
     tpas_recovery_interval_s = 5     # how often the recovery sweep looks for open payments
     tpas_recovery_concurrency = 4    # its threads per process; one CMS per thread at a time
+    tpas_release_qr_on_bank_refusal = true  # a refused payment hands its QR back; env
+                                     # SCANPAY_TRUSTLY_RELEASE_QR_ON_BANK_REFUSAL=false keeps it
 
     [[trustly.merchants]]
     merchant_id = "demo-merchant"
@@ -43,8 +45,10 @@ ExpiresAtFormat = Literal["iso", "epoch_ms"]
 DEFAULT_PORT = 8710
 TPAS_KEYS = (
     "tpas_lease_s", "tpas_stale_after_s", "tpas_give_up_after_s", "tpas_recovery_interval_s",
-    "tpas_recovery_concurrency", "tpas_currency",
+    "tpas_recovery_concurrency", "tpas_currency", "tpas_release_qr_on_bank_refusal",
 )
+RELEASE_QR_ENV = "SCANPAY_TRUSTLY_RELEASE_QR_ON_BANK_REFUSAL"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 MAX_LEEWAY_S = 30
 MAX_RECOVERY_THREADS = 64
 
@@ -111,6 +115,10 @@ class TrustlySettings:
     # at a time (`sim_trustly.tpas_recovery`): a dead CMS holds one, the others keep going.
     tpas_recovery_concurrency: int = 4
     tpas_currency: str = "USD"
+    # When the bank refuses a payment (nothing reached the CMS), hand its QR code's claim
+    # back so the code the EGM still shows can be paid again; False keeps the code used, as
+    # a claim always did before. See docs/fidelity.md, "A QR code after a bank refusal".
+    tpas_release_qr_on_bank_refusal: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
     cms: CmsProfile = DEFAULT_CMS_PROFILE  # the CMS of every merchant without its own profile
     cms_profiles: Mapping[str, CmsProfile] = field(default_factory=dict)  # by merchant id
@@ -128,6 +136,8 @@ class TrustlySettings:
             raise ConfigError("lockout_threshold, lockout_window_s, lockout_s must be >= 1")
         if min(self.tpas_lease_s, self.tpas_stale_after_s, self.tpas_give_up_after_s) < 1:
             raise ConfigError("tpas_lease_s, tpas_stale_after_s, tpas_give_up_after_s must be >= 1")
+        if not isinstance(self.tpas_release_qr_on_bank_refusal, bool):
+            raise ConfigError("tpas_release_qr_on_bank_refusal must be true or false")
         if not 1 <= self.tpas_recovery_concurrency <= MAX_RECOVERY_THREADS:
             raise ConfigError(f"tpas_recovery_concurrency must be between 1 and "
                               f"{MAX_RECOVERY_THREADS}")
@@ -172,6 +182,14 @@ def _signing_key(raw: Any, where: str, base: Path) -> SigningKeyConfig:
     return SigningKeyConfig(kid=kid, alg=alg, secret=secret)
 
 
+def _switch(raw: str, name: str) -> bool:
+    """An on/off variable; anything else is refused rather than read as off."""
+    folded = raw.strip().lower()
+    if folded not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {raw!r}")
+    return folded in _TRUE
+
+
 def load_trustly_settings(
     environ: Mapping[str, str] | None = None,
     config_path: str | Path | None = None,
@@ -207,6 +225,8 @@ def load_trustly_settings(
     values["controllable_clock"] = env_flag(env, "SCANPAY_CONTROLLABLE_CLOCK")
     if env.get("SCANPAY_TRUSTLY_LOCKOUT_SCOPE"):
         values["lockout_scope"] = env["SCANPAY_TRUSTLY_LOCKOUT_SCOPE"]
+    if env.get(RELEASE_QR_ENV):
+        values["tpas_release_qr_on_bank_refusal"] = _switch(env[RELEASE_QR_ENV], RELEASE_QR_ENV)
     if env.get("SCANPAY_TRUSTLY_PUBLIC_URL"):
         values["public_base_url"] = env["SCANPAY_TRUSTLY_PUBLIC_URL"]
     values.update(cms_profile_values(raw, env, base))  # [trustly.cms*], SCANPAY_TRUSTLY_CMS_URL

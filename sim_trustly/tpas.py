@@ -20,6 +20,11 @@ Rules that keep crediting exactly-once:
 - Giving up (FAILED_VOIDED, reason CMS_UNREACHABLE) needs all three: the payment is older
   than `tpas_give_up_after_s`, the last send is older than `tpas_lease_s` (longer than any
   request's timeout, so nothing is still in flight), and the CMS answers NOT_FOUND.
+- A payment the bank refused never reached the CMS. With `tpas_release_qr_on_bank_refusal`
+  (the default) it hands its QR claim back in the same commit that ends it, so the code the
+  EGM still shows can be paid again; the refused payment stays as the record. Only a payment
+  that holds the claim can release it, and only once (the compare-and-set out of CREATED), so
+  a code still has at most one live or credited payment.
 - A limits answer of UNKNOWN does not stop the payment: the Funding API enforces the daily
   limit atomically anyway; the limits call only spares the CMS a request it would refuse.
 
@@ -189,9 +194,8 @@ def _authorize_and_fund(
     bank = demo_bank.authorize(request.username, request.password, request.amount, ctx.clock)
     now = ctx.clock.now()
     if not bank.ok:
-        done = payments.advance(
-            ctx.db, row.id, payments.CREATED, now, [Event("BANK_REFUSED", {"reason": bank.reason})],
-            status=payments.FAILED_VOIDED, reason=bank.reason, next_attempt_at=None)
+        assert bank.reason is not None
+        done = _refused_at_bank(ctx, row, bank.reason, now)
         return PaymentView.of(done) if done else get_payment(ctx, row.id)
     authorized = payments.advance(
         ctx.db, row.id, payments.CREATED, now,
@@ -201,6 +205,29 @@ def _authorize_and_fund(
     if authorized is None:  # the sweep took over a bank step it thought had died
         return get_payment(ctx, row.id)
     return fund_authorized(ctx, authorized)
+
+
+def _refused_at_bank(
+    ctx: TrustlyContext, row: PaymentRecord, reason: str, now: datetime,
+) -> PaymentRecord | None:
+    """End a payment the bank refused; hand its QR claim back if the deployment says so.
+
+    Nothing was sent to the CMS (the bank step comes first), so no credit can follow. The
+    release commits with the move out of CREATED: if the sweep moved the payment first,
+    neither happens. None when another actor moved the payment first.
+    """
+    changes: dict[str, Any] = {"status": payments.FAILED_VOIDED, "reason": reason,
+                               "next_attempt_at": None}
+    if not ctx.settings.tpas_release_qr_on_bank_refusal:
+        return payments.advance(ctx.db, row.id, payments.CREATED, now,
+                                [Event("BANK_REFUSED", {"reason": reason})], **changes)
+    refused = Event("BANK_REFUSED", {"reason": reason, "qrReleased": True})
+    with ctx.db.core_write() as connection:
+        done = payments.advance_within(connection, row.id, payments.CREATED, now, [refused],
+                                       claim_released_at=now, **changes)
+        if done is not None:
+            redemption.release(connection, row.qr_code)
+    return done
 
 
 def get_payment(ctx: TrustlyContext, payment_id: str) -> PaymentView:

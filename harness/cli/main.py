@@ -68,7 +68,9 @@ def serve(**options: object) -> None:
     """Run the sims until interrupted (Ctrl-C) and print their URLs and demo credentials.
 
     Besides the variables of its flags, it reads SCANPAY_TRUSTLY_LOCKOUT_SCOPE (whom a
-    failed-login lockout stops: source or access_id), and SCANPAY_CMS_TRUSTLY_URL and
+    failed-login lockout stops: source or access_id),
+    SCANPAY_TRUSTLY_RELEASE_QR_ON_BANK_REFUSAL (true: a QR code whose payment the bank refused
+    can be paid again; false: it stays used), and SCANPAY_CMS_TRUSTLY_URL and
     SCANPAY_TRUSTLY_CMS_URL (point the CMS at another Trustly, or TPAS at another CMS, than
     the one served beside it), as the sims do under any server.
 

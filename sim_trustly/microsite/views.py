@@ -101,9 +101,20 @@ def receipt_page(payment_id: str) -> Page:
         page = render_template("scan_state.html", state="PAYMENT_UNKNOWN", casino=None,
                                egm_id=None, outcome=None)
         return page, 404, NO_STORE
-    page = render_template("scan_receipt.html", outcome=outcome(payment),
+    shown = {**outcome(payment), "retryUrl": _retry_url(payment)}
+    page = render_template("scan_receipt.html", outcome=shown,
                            refresh_s=None if payment.definite else RECEIPT_REFRESH_S)
     return page, 200, NO_STORE
+
+
+def _retry_url(payment: PaymentView) -> str | None:
+    """The scan page again, when the bank refused this payment, its QR code was handed back
+    and nobody has paid with it since nor has it expired: the player may simply try again."""
+    if not payment.qr_released or payment.qr_code is None:
+        return None
+    if tpas.describe_scan(trustly(), payment.qr_code).state != "ACTIVE":
+        return None
+    return url_for(".scan_page", code=payment.qr_code)
 
 
 def outcome(payment: PaymentView) -> dict[str, object]:
@@ -121,6 +132,7 @@ def outcome(payment: PaymentView) -> dict[str, object]:
         "reasonCode": payment.reason if failed else None,
         "pending": not payment.definite,
         "meter": money_text(meter, payment.currency) if meter is not None else None,
+        "retryUrl": None,
     }
 
 
