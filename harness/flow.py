@@ -186,13 +186,6 @@ def _answer(step: str, where: str, send: Callable[[], httpx.Response], *,
     return body
 
 
-def _send(client: httpx.Client, step: str, method: str, url: str, *, expect: tuple[int, ...],
-          **kwargs: Any) -> dict[str, Any]:
-    """One request of a phone's step, by url (see `_answer`)."""
-    return _answer(step, f"{client.base_url}" if client.base_url else url,
-                   lambda: client.request(method, url, **kwargs), expect=expect)
-
-
 def cms_token(cms: CmsApi) -> None:
     """Fetch the access token of the CMS's OAuth2 client (client credentials), which the
     client then sends on the EGM's calls."""
@@ -229,20 +222,16 @@ def scan_api_url(qr_url: str) -> str:
 
 def scan(phone: httpx.Client, qr_url: str) -> dict[str, Any]:
     """What the phone learns by opening the QR: state, EGM, casino, suggested amounts."""
-    return _send(phone, "scan", "GET", scan_api_url(qr_url), expect=(200,))
+    return _answer("scan", scan_api_url(qr_url), lambda: phone_api.open_qr(phone, qr_url),
+                   expect=(200,))
 
 
 def pay(phone: httpx.Client, qr_url: str, options: FlowOptions) -> dict[str, Any]:
     """Pay with the scanned QR at the demo bank: the payment (201 definite, 202 on its way)."""
-    body = {"amount": options.amount, "currency": options.currency,
-            "bank": {"username": options.username, "password": options.password}}
-    return _send(phone, "pay", "POST", f"{scan_api_url(qr_url)}/payments", expect=(201, 202),
-                 json=body)
-
-
-def payment_url(qr_url: str, payment_id: str) -> str:
-    """`GET /api/v1/payments/<id>` on the Trustly that issued the QR."""
-    return f"{scan_api_url(qr_url).rpartition('/scan/')[0]}/payments/{payment_id}"
+    where = f"{scan_api_url(qr_url)}/payments"
+    return _answer("pay", where, lambda: phone_api.approve(
+        phone, qr_url, amount=options.amount, currency=options.currency,
+        username=options.username, password=options.password), expect=(201, 202))
 
 
 @dataclass

@@ -31,6 +31,22 @@ def scan_api_url(qr_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{base}/api/v1/scan/{code}"
 
 
+def open_qr(phone: httpx.Client, qr_url: str) -> httpx.Response:
+    """What the phone sees when it opens the QR, as JSON: state, EGM, casino, suggested
+    amounts (`GET /api/v1/scan/<code>`); the answer as it came."""
+    return phone.get(scan_api_url(qr_url))
+
+
+def approve(phone: httpx.Client, qr_url: str, *, amount: int, currency: str, username: str,
+            password: str) -> httpx.Response:
+    """The phone's approve: pay `amount` with the scanned QR at the demo bank
+    (`POST /api/v1/scan/<code>/payments`); the answer as it came (201 definite, 202 on its
+    way, or a refusal)."""
+    body = {"amount": amount, "currency": currency,
+            "bank": {"username": username, "password": password}}
+    return phone.post(f"{scan_api_url(qr_url)}/payments", json=body)
+
+
 def payment_url(qr_url: str, payment_id: str) -> str:
     """`GET /api/v1/payments/<id>` on the Trustly that issued the QR."""
     api = scan_api_url(qr_url)

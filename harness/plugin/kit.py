@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from harness.clients.cms import CmsApi
-from harness.clients.phone import settle_payment
+from harness.clients.phone import approve, settle_payment
 from harness.flow import (
     FlowError,
     FlowOptions,
@@ -30,7 +30,6 @@ from harness.flow import (
     pay,
     run_flow,
     scan,
-    scan_api_url,
 )
 from harness.sequence.recorder import SequenceRecorder
 from harness.targets import Target
@@ -186,10 +185,9 @@ class FlowDriver:
         """Pay once more with the QR `run` already paid with (a replayed QR): the answer."""
         if run.qr_url is None:
             raise FlowError("replay", "that run never got a QR to replay")
-        body = {"amount": run.amount, "currency": run.result.currency,
-                "bank": {"username": username or run.username, "password": run.password}}
         with self.target.phone_client() as phone:
-            return phone.post(f"{scan_api_url(run.qr_url)}/payments", json=body)
+            return approve(phone, run.qr_url, amount=run.amount, currency=run.result.currency,
+                           username=username or run.username, password=run.password)
 
     def egm(self, egm_id: str | None = None) -> dict[str, Any]:
         """The EGM as its CMS shows it (`creditMeter`, `state`, ...)."""

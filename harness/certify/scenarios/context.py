@@ -295,11 +295,11 @@ class Context:
     def pay_response(self, url: str, amount: int, *, username: str, password: str = DEMO_PASSWORD,
                      phone: httpx.Client | None = None) -> httpx.Response:
         """The phone's approve, answered as it came (for refusals)."""
-        body = {"amount": amount, "currency": self.currency(),
-                "bank": {"username": username, "password": password}}
         self.secrets.add(password)
         self.run.spend_qr(token_id_of(url))
-        answer = (phone or self.phone()).post(f"{flow.scan_api_url(url)}/payments", json=body)
+        answer = phone_api.approve(phone or self.phone(), url, amount=amount,
+                                   currency=self.currency(), username=username,
+                                   password=password)
         self._note_payment(answer)
         return answer
 
