@@ -152,8 +152,7 @@ class _Preflight:
         paths = self.target.egm_paths
         for egm_id in self.target.egm_ids:
             path = paths.of(paths.read, egm_id)
-            response = self.send(partial(self.cms.call, "GET", path, as_egm=True),
-                                 f"reads {egm_id}")
+            response = self.send(partial(self.cms.read_egm, egm_id), f"reads {egm_id}")
             body = _json_object(response) if response.status_code == 200 else None
             if response.status_code in (401, 403):
                 problem = "refused the harness's credentials (the EGM's calls use cms.auth)"
@@ -226,8 +225,7 @@ class _Preflight:
         egm_id = self.target.egm_ids[0]
         assert paths.acquire_qr is not None
         path = paths.of(paths.acquire_qr, egm_id)
-        response = self.send(lambda: self.cms.call("POST", path, as_egm=True),
-                             f"asks for a QR for {egm_id}")
+        response = self.send(partial(self.cms.ask_for_qr, egm_id), f"asks for a QR for {egm_id}")
         body = _json_object(response) if response.status_code in (200, 201) else None
         url = body.get("url") if body else None
         if not isinstance(url, str) or not url:

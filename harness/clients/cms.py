@@ -212,16 +212,17 @@ class CmsApi:
 
     # --- as the EGM -----------------------------------------------------------------------
 
-    def read_egm(self, egm_id: str) -> httpx.Response:
+    def read_egm(self, egm_id: str, **kwargs: Any) -> httpx.Response:
         """`GET` the EGM's read path, as the EGM: the answer as it came."""
-        return self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id), as_egm=True)
+        return self.call("GET", self.egm_paths.of(self.egm_paths.read, egm_id), as_egm=True,
+                         **kwargs)
 
-    def ask_for_qr(self, egm_id: str) -> httpx.Response:
+    def ask_for_qr(self, egm_id: str, **kwargs: Any) -> httpx.Response:
         """`POST` the EGM's acquire_qr path (the CMS gets a fresh QR from Trustly and shows
         it), as the EGM: the answer as it came. Only for a CMS that names that path."""
         assert self.egm_paths.acquire_qr is not None
         return self.call("POST", self.egm_paths.of(self.egm_paths.acquire_qr, egm_id),
-                         as_egm=True)
+                         as_egm=True, **kwargs)
 
     def egm(self, egm_id: str) -> dict[str, Any]:
         """The EGM as its CMS reports it (`creditMeter`, `creditLimit`, `state`...)."""

@@ -192,8 +192,7 @@ class FlowDriver:
     def egm(self, egm_id: str | None = None) -> dict[str, Any]:
         """The EGM as its CMS shows it (`creditMeter`, `state`, ...)."""
         egm_id = egm_id or self.default_egm
-        paths = self.target.egm_paths
-        response = self._cms.call("GET", paths.of(paths.read, egm_id), as_egm=True)
+        response = self._cms.read_egm(egm_id)
         if response.status_code != 200:
             raise FlowError("read the EGM", f"HTTP {response.status_code}: {response.text[:200]}")
         body: dict[str, Any] = response.json()
@@ -237,8 +236,7 @@ class FlowDriver:
         result.currency = str(before.get("currency") or options.currency)
         options = replace(options, currency=result.currency)  # pay in the casino's currency
         recorder.mark()
-        answer = self._cms.call("POST", paths.of(paths.acquire_qr, options.egm_id),
-                                as_egm=True, headers=own)
+        answer = self._cms.ask_for_qr(options.egm_id, headers=own)
         if answer.status_code != 200:
             raise FlowError("acquire a QR", f"HTTP {answer.status_code}: {answer.text[:200]}")
         result.qr = answer.json()
