@@ -1,0 +1,69 @@
+"""The harness's layout keeps its rules: what judges a partner never reads a sim's code.
+
+docs/architecture.md §19 (Harness) lays `harness/` out by job. A certify scenario, the runner,
+the reports and the message sequence judge a target only through the harness's clients and
+the control API, so they import nothing from `sim_trustly` or `sim_cms` (a scenario that read
+a sim's internals would pass against our sims and mean nothing against a partner's CMS). The
+sims, in turn, never import the harness. And the top of `harness/` holds only the modules
+every package shares: a new module goes into the package of its job.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "harness"
+SIMS = ("sim_trustly", "sim_cms")
+# What judges a target: it may reach a system only over HTTP.
+JUDGING = ("certify", "report", "sequence")
+SHARED_MODULES = {"__init__.py", "embedded.py", "flow.py", "server_logs.py",
+                  "target_config.py", "targets.py"}
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module `path` imports, at the top or inside a function."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+
+
+def imports_of(paths: Iterator[Path], roots: tuple[str, ...]) -> dict[str, list[str]]:
+    """The files among `paths` that import a module under one of `roots`, and what."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        hits = [name for name in imported(path) if name.split(".")[0] in roots]
+        if hits:
+            found[str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)] = hits
+    return found
+
+
+def test_nothing_that_judges_a_target_imports_a_sim() -> None:
+    judging = (path for package in JUDGING for path in (HARNESS / package).rglob("*.py"))
+    assert imports_of(judging, SIMS) == {}, (
+        "judge through harness/clients/ and the control API, never a sim's code")
+
+
+def test_the_sims_never_import_the_harness() -> None:
+    sims = (path for sim in SIMS for path in (REPO / sim).rglob("*.py"))
+    assert imports_of(sims, ("harness",)) == {}
+
+
+def test_the_top_of_the_harness_holds_only_the_shared_modules() -> None:
+    top = {path.name for path in HARNESS.glob("*.py")}
+    assert top - SHARED_MODULES == set(), "put a new module in the package of its job"
+    assert all((package / "__init__.py").is_file()
+               for package in HARNESS.iterdir() if package.is_dir()
+               and package.name != "__pycache__")
+
+
+def test_the_import_scan_sees_imports_inside_functions(tmp_path: Path) -> None:
+    planted = tmp_path / "scenario.py"
+    planted.write_text("import json\n\ndef run():\n"
+                       "    from sim_trustly.reconciliation import reconcile_service\n",
+                       encoding="utf-8")
+    assert imports_of(iter([planted]), SIMS) == {str(planted): ["sim_trustly.reconciliation"]}
