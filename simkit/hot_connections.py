@@ -7,16 +7,16 @@ statement is its own snapshot), taken and given back around each read, so a serv
 a fixed thread pool and one that starts a thread per request both reuse them. A forked child
 never uses (nor closes) what its parent opened.
 
-On PostgreSQL the same connections also carry short hot-path transactions (`transaction()`):
-the connection leaves autocommit for the transaction's length and is given back in it, so a
-worker needs no second set of connections for its writes.
+On PostgreSQL the connections are driven below psycopg's cursor API (`simkit.pg_wire`: prepared
+statements over libpq, a few microseconds each instead of tens) and also carry short hot-path
+transactions (`transaction()`): BEGIN goes with the first statement and COMMIT with the last,
+so a worker needs no second set of connections for its writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -25,8 +25,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from simkit import crash_points
+from simkit.pg_wire import (
+    Command,
+    PgConnectionLost,
+    PgIntegrityError,
+    PgStatementError,
+    PgWire,
+)
 
-_NAMED_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 MAX_IDLE = 16  # connections kept between reads; more are closed after use
 
 
@@ -35,18 +41,26 @@ class HotIntegrityError(Exception):
 
 
 class HotTransaction:
-    """The statements of one hot transaction: `:name` parameters, rows read by attribute."""
+    """The statements of one hot transaction: `:name` parameters, rows read by attribute.
 
-    def __init__(self, connection: Any, native: Any) -> None:
-        from psycopg.rows import namedtuple_row
+    BEGIN travels with the first statement and COMMIT with the last (`first_and_commit`), so
+    a transaction of two statements costs two round trips.
+    """
 
-        self._connection = connection
-        self._cursor = connection.cursor(row_factory=namedtuple_row)
-        self._native = native
+    def __init__(self, wire: PgWire) -> None:
+        self._wire = wire
+        self._begun = False
+        self._ended = False
 
     def first(self, sql: str, params: Mapping[str, Any]) -> Any | None:
         """Run one statement and return its first row (a named tuple), or None."""
-        return self._cursor.execute(self._native(sql), params).fetchone()
+        command = Command(sql, params)
+        if self._begun:
+            (rows,) = self._wire.round_trip([command])
+        else:
+            self._begun = True
+            _, rows = self._wire.round_trip([b"BEGIN", command])
+        return rows[0] if rows else None
 
     def first_and_commit(self, sql: str, params: Mapping[str, Any]) -> Any | None:
         """Run the transaction's last statement and its COMMIT in one round trip (pipelined).
@@ -55,14 +69,31 @@ class HotTransaction:
         committed, not one more round trip (and one more wait for this process's turn to run)
         later: for a lock every writer queues on, that wait is the throughput. The statement
         stays a prepared one, so the database does not plan it again. Both database crash
-        points of `simkit.crash_points` are here, before the pipeline: it cannot be cut between.
+        points of `simkit.crash_points` are here, before the round trip: it cannot be cut
+        between the statement and its commit.
         """
         crash_points.reached(crash_points.DURING_IDEMPOTENCY_WRITE)
         crash_points.reached(crash_points.BEFORE_COMMIT)
-        with self._connection.pipeline():
-            self._cursor.execute(self._native(sql), params)
-            self._connection.commit()
-        return self._cursor.fetchone()
+        commands: list[Command | bytes] = [Command(sql, params), b"COMMIT"]
+        if not self._begun:
+            commands.insert(0, b"BEGIN")
+        self._begun = True
+        rows = self._wire.round_trip(commands)[-2]
+        self._ended = True
+        return rows[0] if rows else None
+
+    def _commit(self) -> None:
+        if self._begun and not self._ended:
+            self._wire.round_trip([b"COMMIT"])
+        self._ended = True
+
+    def _roll_back(self) -> None:
+        """End the transaction unapplied; the connection is clean (or raises PgConnectionLost)."""
+        if self._wire.in_transaction:
+            self._wire.rollback()
+        self._ended = True
+        if self._wire.in_transaction:
+            raise PgConnectionLost("the transaction could not be rolled back")
 
 
 class HotConnections:
@@ -75,17 +106,22 @@ class HotConnections:
         self._idle: list[Any] = []
         self._inherited: list[Any] = []  # a parent's connections: kept, never used or closed
         self._pid = os.getpid()
-        self._sql_cache: dict[str, str] = {}
 
     def read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         """Run one read statement with `:name` parameters and return all its rows."""
         connection = self._take()
         try:
-            cursor = connection.execute(self._native(sql), params)
-            try:
-                rows = list(cursor.fetchall())
-            finally:
-                cursor.close()
+            if isinstance(connection, PgWire):
+                (rows,) = connection.round_trip([Command(sql, params)])
+            else:
+                cursor = connection.execute(sql, params)  # SQLite takes `:name` as it is
+                try:
+                    rows = list(cursor.fetchall())
+                finally:
+                    cursor.close()
+        except (PgIntegrityError, PgStatementError):
+            self._give(connection)  # refused, but the connection is back in autocommit
+            raise
         except BaseException:
             _close(connection)  # its state is unknown: never hand it out again
             raise
@@ -100,26 +136,22 @@ class HotConnections:
         """
         if self._backend != "postgresql":
             raise NotImplementedError("hot transactions run on PostgreSQL only")
-        from psycopg import IntegrityError
-
-        connection = self._take()
+        wire = self._take()
+        transaction = HotTransaction(wire)
         try:
-            connection.autocommit = False
-            yield HotTransaction(connection, self._native)
-            connection.commit()  # nothing to send after `first_and_commit`
+            yield transaction
+            transaction._commit()
         except BaseException as exc:
             try:
-                connection.rollback()
-                connection.autocommit = True
+                transaction._roll_back()
             except BaseException:
-                _close(connection)  # its state is unknown: never hand it out again
+                _close(wire)  # its state is unknown: never hand it out again
                 raise
-            self._give(connection)
-            if isinstance(exc, IntegrityError):
+            self._give(wire)
+            if isinstance(exc, PgIntegrityError):
                 raise HotIntegrityError(str(exc)) from exc
             raise
-        connection.autocommit = True
-        self._give(connection)
+        self._give(wire)
 
     def close_all(self) -> None:
         """Close every idle connection (the engine is being disposed)."""
@@ -143,13 +175,6 @@ class HotConnections:
                 return
         _close(connection)
 
-    def _native(self, sql: str) -> str:
-        native = self._sql_cache.get(sql)
-        if native is None:
-            native = sql if self._backend == "sqlite" else _NAMED_PARAM.sub(r"%(\1)s", sql)
-            self._sql_cache[sql] = native
-        return native
-
     def _open(self) -> Any:
         if self._backend == "sqlite":
             path = self._url.database
@@ -164,10 +189,10 @@ class HotConnections:
         conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
         # Hot statements are the same few primary-key lookups and writes, prepared once per
         # connection; a generic plan spares the database planning them again per execution.
-        return psycopg.connect(conninfo, autocommit=True,
-                               options="-c plan_cache_mode=force_generic_plan")
+        return PgWire(psycopg.connect(conninfo, autocommit=True,
+                                      options="-c plan_cache_mode=force_generic_plan"))
 
 
 def _close(connection: Any) -> None:
     with contextlib.suppress(Exception):  # a connection already gone is fine
-        connection.close()
+        (connection.connection if isinstance(connection, PgWire) else connection).close()
