@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import threading
 import weakref
@@ -132,7 +133,9 @@ class BatchWriter:
                 self._cond.notify_all()
 
     def _store(self, batch: list[tuple[Table, RowMaker, int]]) -> None:
-        by_table: dict[Table, list[dict[str, Any]]] = {}
+        # Rows of one table with the same columns share one INSERT (almost always one group
+        # per table).
+        groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
         try:
             for table, make_row, _ in batch:
                 try:
@@ -140,16 +143,15 @@ class BatchWriter:
                 except Exception:  # one bad row must not cost the rest of the batch
                     log.exception("batch writer: a row for %s could not be made", table.name)
                     continue
-                by_table.setdefault(table, []).append(row)
+                groups.setdefault((table, tuple(row)), []).append(row)
             with self._db.core_write_relaxed() as connection:
-                for table, rows in by_table.items():
-                    plan = self._plan(connection, table, tuple(rows[0]))
+                for (table, keys), rows in groups.items():
+                    plan = self._plan(connection, table, keys)
                     connection.exec_driver_sql(plan.sql, [plan.bind(row) for row in rows])
         except Exception:
             # A failed batch must never stop the sim; the rows are reported lost.
-            names = ", ".join(sorted(table.name for table in by_table)) or "?"
+            names = ", ".join(sorted({table.name for table, _ in groups})) or "?"
             log.exception("batch writer: %d rows (%s) could not be stored", len(batch), names)
-
 
     def _plan(self, connection: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
         plan = self._plans.get((table.name, keys))
@@ -164,26 +166,35 @@ class _InsertPlan:
     """An INSERT compiled once for the driver, with each column's bind conversion.
 
     The ORM-free `execute(insert(table), rows)` spent more per row on SQLAlchemy's parameter
-    handling than the database spent storing it; this does the same conversions directly.
+    handling than the database spent storing it; this does the same conversions directly,
+    taking a row's values in one C call and converting only the columns that need it.
     """
 
     sql: str
     names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    take: Callable[[dict[str, Any]], tuple[Any, ...]]
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]
     positional: bool
 
     @classmethod
     def make(cls, dialect: Dialect, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
         compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
         names = tuple(compiled.positiontup or ()) if compiled.positional else keys
-        processors = tuple(table.c[name].type.bind_processor(dialect) for name in names)
-        return cls(str(compiled), names, processors, compiled.positional)
+        processors = [table.c[name].type.bind_processor(dialect) for name in names]
+        converted = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+        getter = operator.itemgetter(*names)
+        take = getter if len(names) > 1 else (lambda row: (getter(row),))
+        return cls(str(compiled), names, take, converted, compiled.positional)
 
     def bind(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        """The driver parameters of one row."""
-        values = [row.get(name) if process is None else process(row.get(name))
-                  for name, process in zip(self.names, self.processors, strict=True)]
-        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+        """The driver parameters of one row (every column of the plan must be in it)."""
+        values = self.take(row)
+        if self.converted:
+            values_list = list(values)
+            for index, process in self.converted:
+                values_list[index] = process(values_list[index])
+            values = tuple(values_list)
+        return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
 _writers: weakref.WeakKeyDictionary[Database, BatchWriter] = weakref.WeakKeyDictionary()

@@ -191,28 +191,19 @@ def redact_body(body: bytes | str, content_type: str, *, limit: int | None = Non
     return text
 
 
-# Every secret field name, lower-cased with `_` and `-` removed, contains one of these; a JSON
-# text without any of them (and without escapes, which could spell one) has nothing to mask.
-_SECRET_HINTS = ("key", "pass", "secret", "token")
-# The hints with any run of `_` and `-` between their letters, in any case: one scan of the
-# text instead of lower-casing and stripping a copy of it first.
-_HINT = re.compile("|".join("[_-]*".join(hint) for hint in _SECRET_HINTS), re.IGNORECASE)
-
-
-def _may_name_a_secret(text: str) -> bool:
-    return "\\" in text or _HINT.search(text) is not None
-
-
 def _redact_text(text: str, kind: str) -> str:
     if kind == "application/x-www-form-urlencoded":
         return redact_form(text)
     if "json" in kind or text.lstrip().startswith(("{", "[")):
-        if not _may_name_a_secret(text):
-            return text  # stored as sent: the common case costs no parse
+        # Parsed whatever it holds: orjson parses a small document faster than a regular
+        # expression could scan it for a secret-looking name, and a parsed name is one with
+        # its escapes resolved.
         try:
-            return orjson.dumps(_redact_json(orjson.loads(text))).decode()
-        except (orjson.JSONDecodeError, RecursionError):
-            pass  # what orjson refuses (NaN, huge integers) the standard parser may take
+            parsed = orjson.loads(text)
+            redacted = _redact_json(parsed)
+            return text if redacted == parsed else orjson.dumps(redacted).decode()
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
+            pass  # what orjson refuses (NaN, huge integers, deep nesting) json may take
         try:
             return json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
         except (ValueError, RecursionError):  # broken, or nested deeper than Python recurses
@@ -354,7 +345,8 @@ class Journal:
             "request_headers": req_headers,
             "request_body": _stored_body(exchange.request_body, req_type, self.max_body),
             "response_headers": resp_headers,
-            "response_body": _stored_body(exchange.response_body, resp_type, self.max_body),
+            # Not remembered: a response rarely repeats (tokens, ids, instants).
+            "response_body": redact_body(exchange.response_body, resp_type, limit=self.max_body),
             "fault": exchange.fault,
         }
 
@@ -398,34 +390,48 @@ def _stored_headers(headers: HeaderPairs) -> tuple[str, str]:
     """Headers as stored (redacted JSON) and their Content-Type.
 
     A client sends the same headers on every request (its credential, host, agent): those
-    are redacted once per process and remembered, keyed by what was sent.
+    are redacted once per process and remembered, keyed by what was sent. A response's
+    headers repeat too, but for the correlation id echoed last: that one is appended to the
+    remembered rest.
     """
     pairs = tuple(headers.items() if isinstance(headers, Mapping) else headers)
     if len(pairs) <= _CACHED_HEADER_PAIRS:
         try:
-            return _stored_headers_cached(pairs)
+            if pairs and pairs[-1][0] == CORRELATION_HEADER:
+                return _with_correlation_id(pairs[:-1], pairs[-1][1])
+            return _stored_headers_cached(pairs)[:2]
         except TypeError:  # a value that cannot be hashed: redact it the long way
             pass
-    return _stored_headers_of(pairs)
+    return _stored_headers_of(pairs)[:2]
 
 
 _CACHED_HEADER_PAIRS = 24
 _CACHED_BODY_BYTES = 1024
 
 
+def _with_correlation_id(rest: tuple[tuple[str, str], ...], value: str) -> tuple[str, str]:
+    stored, content_type, names = _stored_headers_cached(rest)
+    if (CORRELATION_HEADER in names or not isinstance(value, str)
+            or _header_kind(CORRELATION_HEADER) != "plain"):  # joined or masked: the long way
+        return _stored_headers_of((*rest, (CORRELATION_HEADER, value)))[:2]
+    echoed = f'"{CORRELATION_HEADER}":{orjson.dumps(value).decode()}}}'
+    return (f"{stored[:-1]},{echoed}" if names else f"{{{echoed}"), content_type
+
+
 @functools.lru_cache(maxsize=512)
-def _stored_headers_cached(pairs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+def _stored_headers_cached(pairs: tuple[tuple[str, str], ...]) -> tuple[str, str, frozenset[str]]:
     return _stored_headers_of(pairs)
 
 
-def _stored_headers_of(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
+def _stored_headers_of(pairs: Iterable[tuple[str, str]]) -> tuple[str, str, frozenset[str]]:
     redacted = redact_headers(pairs)
     content_type = next((v for k, v in redacted.items() if k.lower() == "content-type"), "")
-    return orjson.dumps(redacted).decode(), content_type
+    return orjson.dumps(redacted).decode(), content_type, frozenset(redacted)
 
 
 def _stored_body(body: bytes | str, content_type: str, limit: int) -> str:
-    """A body as stored; small ones that repeat (a client's request body) redacted once."""
+    """A request body as stored; small ones, which repeat (a client's request), redacted once.
+    """
     if len(body) <= _CACHED_BODY_BYTES:
         return _stored_small_body(body, content_type, limit)
     return redact_body(body, content_type, limit=limit)
