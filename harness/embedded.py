@@ -29,8 +29,8 @@ from flask import Flask
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client import close_adapters
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
+from sim_trustly.cms_client.adapters import close_adapters
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import TrustlySettings
 from simkit.batch_writer import writer_for
 from simkit.clock import Clock

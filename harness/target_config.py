@@ -47,7 +47,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sim_cms.settings import DEMO_DESK_CLIENT
-from sim_trustly.partner_profiles import (
+from sim_trustly.cms_client.partner_profiles import (
     DEFAULT_CMS_PROFILE,
     AuthConfig,
     CmsProfile,

@@ -47,7 +47,7 @@ from harness.target_config import (
     load_target,
     local_spec,
 )
-from sim_trustly.partner_profiles import AuthConfig, CmsProfile
+from sim_trustly.cms_client.partner_profiles import AuthConfig, CmsProfile
 from simkit.clock import format_instant, parse_instant
 from simkit.settings import ConfigError
 
@@ -292,7 +292,7 @@ def _partner_trustly(stack: ExitStack, spec: TargetSpec, admin_token: str, clock
 
 def _open_partner(stack: ExitStack, spec: TargetSpec) -> Target:
     from harness.certify.preflight import claim_port
-    from sim_trustly.cms_client import close_adapters
+    from sim_trustly.cms_client.adapters import close_adapters
     from simkit.clock import ManualClock, system_now
 
     control = spec.control

@@ -74,7 +74,7 @@ def worker_index(environment: Any) -> int:
 
 
 def ubai_for(username: str) -> str:
-    """The UBAI the demo bank derives for a username (sim_trustly/demo_bank.py's rule), so
+    """The UBAI the demo bank derives for a username (sim_trustly/microsite/demo_bank.py's rule), so
     partner ops read the limits of the floor's own players."""
     digest = hashlib.sha256(("demo-bank:" + username.casefold()).encode("utf-8")).hexdigest()
     return "ubai-" + digest[:32]

@@ -1,12 +1,12 @@
 """The token endpoint's attempt limit: failed client authentications lock a caller out.
 
-The same rules as sim_trustly's Basic-auth lockout (sim_trustly.credentials), on the CMS's own
-table. Failures are counted per (client id, source address) by default, so a stranger who
-guesses TPAS's secret locks out only their own address, never TPAS (`client_lockout_scope =
-"client_id"` counts every source together). Each failure is counted by one upsert whose answer
-says whether that very attempt was past the threshold, so any number of concurrent guesses
-gets exactly `threshold` 401s; a success never resets a window's count. Time is the injected
-clock's.
+The same rules as sim_trustly's Basic-auth lockout (sim_trustly.auth_service.credentials), on
+the CMS's own table. Failures are counted per (client id, source address) by default, so a
+stranger who guesses TPAS's secret locks out only their own address, never TPAS
+(`client_lockout_scope = "client_id"` counts every source together). Each failure is counted by
+one upsert whose answer says whether that very attempt was past the threshold, so any number of
+concurrent guesses gets exactly `threshold` 401s; a success never resets a window's count. Time
+is the injected clock's.
 """
 
 from __future__ import annotations

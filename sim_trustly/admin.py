@@ -7,9 +7,9 @@ from typing import Any, cast
 
 from flask import Blueprint, Response, jsonify, request
 
+from sim_trustly.auth_service.keys import Alg, describe_keys, remove_signing_key, rotate_signing_key
+from sim_trustly.auth_service.merchants import merchant_from_json, upsert_merchant
 from sim_trustly.context import trustly
-from sim_trustly.keys import Alg, describe_keys, remove_signing_key, rotate_signing_key
-from sim_trustly.merchants import merchant_from_json, upsert_merchant
 from sim_trustly.models import Credential, Merchant, SigningKeyRow
 from simkit.errors import BadRequest
 from simkit.http import read_json_body

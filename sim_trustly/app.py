@@ -7,17 +7,20 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sim_trustly import admin, auth_service, control_openapi, openapi, tpas_admin
+from sim_trustly import admin, control_openapi
+from sim_trustly.auth_service import api as auth_service_api
+from sim_trustly.auth_service import openapi
+from sim_trustly.auth_service.fast_path import CredentialCache, TokenFastPath
+from sim_trustly.auth_service.issuance import flush_issued
+from sim_trustly.auth_service.keys import ensure_signing_keys, validate_configured
+from sim_trustly.auth_service.merchants import reset_state, seed_merchants
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.errors import render_trustly_error
-from sim_trustly.issuance import flush_issued
-from sim_trustly.keys import ensure_signing_keys, validate_configured
-from sim_trustly.merchants import reset_state, seed_merchants
 from sim_trustly.microsite import api as microsite_api
 from sim_trustly.microsite import openapi as microsite_openapi
 from sim_trustly.microsite import views as microsite_views
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.token_fast_path import CredentialCache, TokenFastPath
+from sim_trustly.tpas import admin as tpas_admin
 from simkit.clock import Clock, ManualClock, SystemClock
 from simkit.clock_store import DatabaseClockStore
 from simkit.control import ControlHooks, make_control_blueprint
@@ -106,7 +109,7 @@ def create_app(
         app.wsgi_app, ctx, cache=cache, faults=faults,
         journal=journal if settings.journal_enabled else None,
     )
-    app.register_blueprint(auth_service.bp)
+    app.register_blueprint(auth_service_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(microsite_views.bp)
     app.register_blueprint(microsite_api.bp)

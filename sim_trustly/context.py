@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import current_app
 
-from sim_trustly.credentials import LockoutPolicy
-from sim_trustly.keyring_cache import KeyringCache
+from sim_trustly.auth_service.credentials import LockoutPolicy
+from sim_trustly.auth_service.keyring_cache import KeyringCache
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import Clock
 from simkit.db import Database

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim_trustly.tpas import start_recovery_worker
+from sim_trustly.tpas.recovery import start_recovery_worker
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -35,7 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile, cms_profile_values
+from sim_trustly.cms_client.partner_profiles import (
+    DEFAULT_CMS_PROFILE,
+    CmsProfile,
+    cms_profile_values,
+)
 from simkit.settings import ConfigError, env_flag, load_toml, require_type, section
 
 # Who a lockout stops: an accessId from one source address, or an accessId from anywhere.
@@ -112,7 +116,7 @@ class TrustlySettings:
     tpas_give_up_after_s: int = 900
     tpas_recovery_interval_s: float = 5.0
     # Threads per process that carry open payments on in the background, one CMS per thread
-    # at a time (`sim_trustly.tpas_recovery`): a dead CMS holds one, the others keep going.
+    # at a time (`sim_trustly.tpas.recovery`): a dead CMS holds one, the others keep going.
     tpas_recovery_concurrency: int = 4
     tpas_currency: str = "USD"
     # When the bank refuses a payment (nothing reached the CMS), hand its QR code's claim

@@ -24,10 +24,10 @@ from sim_cms.models import Base as CmsBase
 from sim_cms.qr_display import start_rotation_worker
 from sim_cms.settings import DEMO_CLIENT, DEMO_DESK_CLIENT, TrustlyLink, load_cms_settings
 from sim_trustly.app import create_app as create_trustly
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.models import Base as TrustlyBase
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.settings import DEMO_MERCHANT, load_trustly_settings
-from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
+from sim_trustly.tpas.recovery import release_leases_at_startup, start_recovery_worker
 from simkit.clock import Clock
 from simkit.db import sqlite_url
 from simkit.models import KernelBase

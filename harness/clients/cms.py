@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.target_config import EgmPaths
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
 
 LIMIT_CHANGES = frozenset({"PUT", "PATCH", "DELETE"})
 JSON_HEADERS = {"Content-Type": "application/json"}

@@ -29,7 +29,7 @@ from harness.certify.results import DISCLAIMER, EXIT_CODES
 from harness.certify.scenarios import CATALOGUE
 from harness.contract.openapi import build_document, operations
 from harness.target_config import HOOK_MEANINGS, HOOKS, TARGET_KEYS
-from sim_trustly import partner_profiles as profiles
+from sim_trustly.cms_client import partner_profiles as profiles
 
 REPO = Path(__file__).resolve().parents[2]
 DOC_PATH = REPO / "docs" / "partner-contract.md"

@@ -33,7 +33,7 @@ from harness.flow import (
 )
 from harness.sequence.recorder import SequenceRecorder
 from harness.targets import Target
-from sim_trustly.demo_bank import ubai_for
+from sim_trustly.microsite.demo_bank import ubai_for
 from simkit.journal import CORRELATION_HEADER
 
 USER_AGENT = "scanpay-pytest/0.1"

@@ -22,7 +22,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sim_trustly.demo_bank import ubai_for
+from sim_trustly.microsite.demo_bank import ubai_for
 from simkit.money import MAX_MINOR, MINOR_DIGITS
 
 __all__ = [

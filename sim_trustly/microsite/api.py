@@ -1,6 +1,6 @@
 """The microsite's JSON twin for headless drivers (harness, load tests, partners' CI).
 
-- `GET  /api/v1/scan/<code>`: what the scan page shows (`tpas.ScanView.to_json`: state,
+- `GET  /api/v1/scan/<code>`: what the scan page shows (`state_machine.ScanView.to_json`: state,
   egmId, casino, suggestedAmounts, expiresAt, payment);
   404 `QR_CODE_UNKNOWN` for a code Trustly never issued.
 - `POST /api/v1/scan/<code>/payments`: pay; 201 with the payment once it has a definite
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from sim_trustly import tpas
 from sim_trustly.context import trustly
 from sim_trustly.microsite.security import add_security_headers
+from sim_trustly.tpas import state_machine
 from simkit.http import read_json_body
 
 bp = Blueprint("microsite_api", __name__, url_prefix="/api/v1")
@@ -28,9 +28,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 @bp.get("/scan/<code>")
 def describe(code: str) -> Response:
     """The scan's state and what a payment form needs (404 for an unknown code)."""
-    scan = tpas.describe_scan(trustly(), code)
+    scan = state_machine.describe_scan(trustly(), code)
     if scan.state == "UNKNOWN":
-        raise tpas.QrCodeUnknown()
+        raise state_machine.QrCodeUnknown()
     return _no_store(jsonify(scan.to_json()))
 
 
@@ -39,7 +39,7 @@ def pay(code: str) -> tuple[Response, int]:
     """Pay with the scanned code: 201 when the outcome is definite, else 202."""
     ctx = trustly()
     body = read_json_body(request, ctx.settings.max_body_bytes)
-    payment = tpas.pay_with_qr(ctx, code, tpas.parse_payment_request(body))
+    payment = state_machine.pay_with_qr(ctx, code, state_machine.parse_payment_request(body))
     response = _no_store(jsonify(payment.to_json()))
     response.headers["Location"] = url_for(".payment", payment_id=payment.payment_id)
     return response, 201 if payment.definite else 202
@@ -48,7 +48,7 @@ def pay(code: str) -> tuple[Response, int]:
 @bp.get("/payments/<payment_id>")
 def payment(payment_id: str) -> Response:
     """A payment as it stands now."""
-    return _no_store(jsonify(tpas.get_payment(trustly(), payment_id).to_json()))
+    return _no_store(jsonify(state_machine.get_payment(trustly(), payment_id).to_json()))
 
 
 def _no_store(response: Response) -> Response:

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from sim_trustly import openapi as auth_openapi
+from sim_trustly.auth_service import openapi as auth_openapi
 
 bp = Blueprint("microsite_openapi", __name__)
 

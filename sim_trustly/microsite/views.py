@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from sim_trustly import tpas
 from sim_trustly.context import trustly
 from sim_trustly.microsite.forms import amount_from_form, payment_body
 from sim_trustly.microsite.security import add_security_headers
 from sim_trustly.microsite.wording import money_text, outcome_headline, reason_text
-from sim_trustly.tpas import PaymentView, ScanView
+from sim_trustly.tpas import state_machine
+from sim_trustly.tpas.state_machine import PaymentView, ScanView
 from simkit.errors import SimError
 from simkit.money import parse_minor
 
@@ -37,8 +37,9 @@ bp.after_request(add_security_headers)
 NO_STORE = {"Cache-Control": "no-store"}
 STATE_STATUS = {"ACTIVE": 200, "EXPIRED": 410, "USED": 409, "UNKNOWN": 404,
                 "WRONG_MERCHANT": 403}
-QR_ERRORS = (tpas.QrCodeUnknown, tpas.QrCodeExpired, tpas.QrCodeInvalid, tpas.QrCodeUsed,
-             tpas.QrCodeWrongMerchant)
+QR_ERRORS = (state_machine.QrCodeUnknown, state_machine.QrCodeExpired,
+             state_machine.QrCodeInvalid, state_machine.QrCodeUsed,
+             state_machine.QrCodeWrongMerchant)
 KEYPHRASES = ("NotEnoughFunds", "LoginError", "AccountLocked", "Unavailable", "TimeoutError")
 RECEIPT_REFRESH_S = 2  # how often a receipt still waiting for the casino reloads itself
 
@@ -48,7 +49,7 @@ Page = tuple[str, int, dict[str, str]]
 @bp.get("/scan/<code>")
 def scan_page(code: str) -> Page:
     """The page the QR opens: the payment form, or the page for the code's state."""
-    scan = tpas.describe_scan(trustly(), code)
+    scan = state_machine.describe_scan(trustly(), code)
     if scan.state != "ACTIVE":
         return _state_page(scan)
     return _form_page(scan, {}, None)
@@ -57,7 +58,7 @@ def scan_page(code: str) -> Page:
 @bp.post("/scan/<code>/confirm")
 def scan_confirm(code: str) -> Page:
     """The amount as it was read, with the bank login; or the amount page (400) saying why."""
-    scan = tpas.describe_scan(trustly(), code)
+    scan = state_machine.describe_scan(trustly(), code)
     if scan.state != "ACTIVE":
         return _state_page(scan)
     try:
@@ -73,14 +74,15 @@ def scan_confirm(code: str) -> Page:
 def scan_pay(code: str) -> Page | Response:
     """Pay the confirmed amount: 303 to the receipt, or the page again (4xx) saying why."""
     ctx = trustly()
-    scan = tpas.describe_scan(ctx, code)
+    scan = state_machine.describe_scan(ctx, code)
     if scan.state != "ACTIVE":
         return _state_page(scan)
     try:
-        payment_request = tpas.parse_payment_request(payment_body(request.form, scan.currency))
-        payment = tpas.pay_with_qr(ctx, code, payment_request)
+        payment_request = state_machine.parse_payment_request(
+            payment_body(request.form, scan.currency))
+        payment = state_machine.pay_with_qr(ctx, code, payment_request)
     except QR_ERRORS as error:  # another phone or the clock got there between our two reads
-        return _state_page(tpas.describe_scan(ctx, code), error.http_status)
+        return _state_page(state_machine.describe_scan(ctx, code), error.http_status)
     except SimError as error:
         if error.http_status >= 500:
             raise
@@ -94,7 +96,7 @@ def scan_pay(code: str) -> Page | Response:
 def receipt_page(payment_id: str) -> Page:
     """How a payment ended (or that it is still on its way, reloading until it is not)."""
     try:
-        payment = tpas.get_payment(trustly(), payment_id)
+        payment = state_machine.get_payment(trustly(), payment_id)
     except SimError as error:
         if error.http_status != 404:
             raise
@@ -112,7 +114,7 @@ def _retry_url(payment: PaymentView) -> str | None:
     and nobody has paid with it since nor has it expired: the player may simply try again."""
     if not payment.qr_released or payment.qr_code is None:
         return None
-    if tpas.describe_scan(trustly(), payment.qr_code).state != "ACTIVE":
+    if state_machine.describe_scan(trustly(), payment.qr_code).state != "ACTIVE":
         return None
     return url_for(".scan_page", code=payment.qr_code)
 

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 
-from sim_trustly.demo_bank import ubai_for
+from sim_trustly.microsite.demo_bank import ubai_for
 from sim_trustly.models import Credential, Merchant
 from tests.conftest import ADMIN_TOKEN, cms_bearer
 

@@ -19,11 +19,11 @@ import pytest
 from flask import Flask
 
 from sim_cms.models import QrDisplay
-from sim_trustly.cms_client import adapter_for, build_adapter
-from sim_trustly.cms_protocol import FundingCall, FundingResult
+from sim_trustly.cms_client.adapters import adapter_for, build_adapter
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
+from sim_trustly.cms_client.protocol import FundingCall, FundingResult
+from sim_trustly.cms_client.reference_adapter import ReferenceAdapter
 from sim_trustly.context import TrustlyContext
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
-from sim_trustly.reference_adapter import ReferenceAdapter
 from simkit.clock import ManualClock
 from tests.conftest import ADMIN_TOKEN, START, CmsFactory, TrustlyFactory, cms_bearer
 

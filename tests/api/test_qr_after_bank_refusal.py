@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from sim_trustly import demo_bank, payments
-from sim_trustly.demo_bank import BankResult
-from sim_trustly.payments import PaymentRecord
+from sim_trustly.microsite import demo_bank
+from sim_trustly.microsite.demo_bank import BankResult
+from sim_trustly.tpas import payments
+from sim_trustly.tpas.payments import PaymentRecord
 from simkit.clock import Clock
 from tests.api.tpas_support import ADMIN, Casino, CasinoFactory, make_casino, unique_user
 

@@ -12,9 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from sim_trustly.issuance import flush_issued
+from sim_trustly.auth_service.issuance import flush_issued
+from sim_trustly.auth_service.verifier import verify_presented_token
 from sim_trustly.models import AuthLockout, QrTokenRow
-from sim_trustly.verifier import verify_presented_token
 from simkit.clock import ManualClock, format_instant
 from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, START, basic
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sim_trustly.reconciliation import reconcile, reconcile_via_http, summarize
+from sim_trustly.tpas.reconciliation import reconcile, reconcile_via_http, summarize
 from tests.api.tpas_support import ADMIN, EGM, Casino, CasinoFactory, make_casino, unique_user
 
 __all__ = ["make_casino"]  # the fixture, used by name

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from sim_trustly import payments, redemption, tpas
-from sim_trustly.issuance import flush_issued
+from sim_trustly.auth_service.issuance import flush_issued
 from sim_trustly.models import Credential, Merchant, QrTokenRow
-from sim_trustly.redemption import (
+from sim_trustly.tpas import payments, redemption, state_machine
+from sim_trustly.tpas.redemption import (
     QrCodeExpired,
     QrCodeInvalid,
     QrCodeUnknown,
@@ -105,7 +105,7 @@ def test_a_token_of_a_removed_merchant_is_403(casino: Casino) -> None:
     error = refusal(casino, code)
     assert isinstance(error, QrCodeWrongMerchant)
     assert (error.http_status, error.code) == (403, "QR_CODE_WRONG_MERCHANT")
-    assert tpas.describe_scan(casino.ctx, code).state == "WRONG_MERCHANT"
+    assert state_machine.describe_scan(casino.ctx, code).state == "WRONG_MERCHANT"
 
 
 def test_a_stored_token_moved_to_another_merchant_is_403(casino: Casino) -> None:
@@ -150,12 +150,12 @@ def test_claims_through_separate_connections_pools_succeed_once(casino: Casino) 
 
 def test_describe_scan_follows_a_code_through_its_life(casino: Casino) -> None:
     code = casino.show_qr()
-    active = tpas.describe_scan(casino.ctx, code)
+    active = state_machine.describe_scan(casino.ctx, code)
     assert (active.state, active.egm_id, active.merchant_name) == ("ACTIVE", EGM, "Demo Casino")
     assert active.payment is None and active.currency == "USD"
     assert active.suggested_amounts == (2000, 5000, 10000, 20000)
     view = casino.pay(code)
-    used = tpas.describe_scan(casino.ctx, code)
+    used = state_machine.describe_scan(casino.ctx, code)
     assert used.state == "USED" and used.payment == view
     assert used.to_json()["payment"]["status"] == "CREDITED"
 
@@ -163,8 +163,8 @@ def test_describe_scan_follows_a_code_through_its_life(casino: Casino) -> None:
 def test_describe_scan_of_expired_and_unknown_codes(casino: Casino) -> None:
     code = casino.show_qr()
     casino.clock.advance(300)
-    assert tpas.describe_scan(casino.ctx, code).state == "EXPIRED"
-    unknown = tpas.describe_scan(casino.ctx, "no-such-code")
+    assert state_machine.describe_scan(casino.ctx, code).state == "EXPIRED"
+    unknown = state_machine.describe_scan(casino.ctx, "no-such-code")
     assert (unknown.state, unknown.egm_id, unknown.expires_at) == ("UNKNOWN", None, None)
     assert unknown.to_json()["expiresAt"] is None
 
@@ -190,14 +190,14 @@ GOOD = {"amount": 2000, "currency": "USD", "bank": {"username": "alice", "passwo
 ])
 def test_bad_payment_bodies_are_400_with_the_field(body: Any, code: str, field: Any) -> None:
     with pytest.raises(SimError) as caught:
-        tpas.parse_payment_request(body)
+        state_machine.parse_payment_request(body)
     assert caught.value.http_status == 400
     assert caught.value.code == code
     assert caught.value.extra.get("field") == field
 
 
 def test_a_good_body_parses_and_never_shows_the_password() -> None:
-    request = tpas.parse_payment_request({**GOOD, "extra": "ignored"})
+    request = state_machine.parse_payment_request({**GOOD, "extra": "ignored"})
     assert (request.amount, request.currency, request.username) == (2000, "USD", "alice")
     assert "pw" not in repr(request)
 
@@ -205,5 +205,5 @@ def test_a_good_body_parses_and_never_shows_the_password() -> None:
 def test_a_missing_payment_is_404(casino: Casino) -> None:
     for payment_id in ("0" * 32, "not-an-id", ""):
         with pytest.raises(SimError) as caught:
-            tpas.get_payment(casino.ctx, payment_id)
+            state_machine.get_payment(casino.ctx, payment_id)
         assert (caught.value.http_status, caught.value.code) == (404, "PAYMENT_NOT_FOUND")

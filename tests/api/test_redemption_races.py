@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim_trustly import payments, redemption
-from sim_trustly.redemption import QrCodeExpired, QrCodeUsed
+from sim_trustly.tpas import payments, redemption
+from sim_trustly.tpas.redemption import QrCodeExpired, QrCodeUsed
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
 
 pytestmark = pytest.mark.db

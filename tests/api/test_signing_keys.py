@@ -9,9 +9,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sim_trustly.auth_service.tokens import ExpiredQrToken, InvalidQrToken, WeakSigningKey
+from sim_trustly.auth_service.verifier import verify_presented_token
 from sim_trustly.settings import SigningKeyConfig
-from sim_trustly.tokens import ExpiredQrToken, InvalidQrToken, WeakSigningKey
-from sim_trustly.verifier import verify_presented_token
 from simkit.clock import ManualClock, parse_instant
 from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, START, TrustlyFactory
 

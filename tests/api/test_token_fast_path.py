@@ -1,6 +1,6 @@
 """The QR Code API's fast path answers exactly what the Flask view would, and yields to it.
 
-The common case is served below Flask (sim_trustly/token_fast_path.py); these tests pin what
+The common case is served below Flask (sim_trustly/auth_service/fast_path.py); these tests pin what
 a CMS can observe: the same body, the same stored token, control-API changes seen at once by
 this process, lockouts, faults and the journal still in force.
 """
@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sim_trustly.token_fast_path import TOKEN_PATH
+from sim_trustly.auth_service.fast_path import TOKEN_PATH
 from tests.api.test_qr_token_api import BODY, add_merchant, error_of, issued_count, post_token
 from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, basic
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sim_trustly import payments, tpas
-from sim_trustly.redemption import QrCodeExpired, QrCodeUsed
+from sim_trustly.tpas import payments, recovery, state_machine
+from sim_trustly.tpas.redemption import QrCodeExpired, QrCodeUsed
 from simkit.clock import monotonic
 from simkit.errors import SimError
 from tests.api.tpas_support import (
@@ -268,7 +268,7 @@ def test_a_cms_slower_than_the_read_timeout_credits_at_most_once(
         threading.Event().wait(0.05)
     if view.status == "FUNDING":
         casino.clock.advance(60)
-        tpas.recover_payments(casino.ctx)
+        state_machine.recover_payments(casino.ctx)
         view = casino.status(view.payment_id)
     assert_credited_once(casino, view)
     assert "FUNDING_UNKNOWN" in casino.events(view.payment_id)
@@ -317,9 +317,9 @@ def test_the_sweep_finishes_a_payment_left_in_funding(casino: Casino) -> None:
     view = park_in_funding(casino)
     assert casino.meter() == 0
     casino.clear_faults()
-    assert tpas.recover_payments(casino.ctx) == 0  # still within its retry delay
+    assert state_machine.recover_payments(casino.ctx) == 0  # still within its retry delay
     casino.clock.advance(60)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     assert_credited_once(casino, casino.status(view.payment_id))
 
 
@@ -329,7 +329,7 @@ def test_the_sweep_finds_a_funding_applied_before_the_cms_went_silent(casino: Ca
     assert casino.meter() == 2000
     casino.clear_faults()
     casino.clock.advance(60)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     after = casino.status(view.payment_id)
     assert_credited_once(casino, after)
     assert after.credit_meter == 2000
@@ -338,7 +338,7 @@ def test_the_sweep_finds_a_funding_applied_before_the_cms_went_silent(casino: Ca
 def test_start_up_recovery_takes_over_payments_a_dead_process_held(casino: Casino) -> None:
     view = park_in_funding(casino)
     casino.clear_faults()
-    assert tpas.run_recovery_at_startup(casino.trustly_app) == 1
+    assert recovery.run_recovery_at_startup(casino.trustly_app) == 1
     assert_credited_once(casino, casino.status(view.payment_id))
 
 
@@ -348,10 +348,10 @@ def test_tpas_gives_up_only_when_the_cms_never_saw_the_funding(casino: Casino) -
     view = casino.pay(code)
     assert view.status == "FUNDING"
     casino.clock.advance(120)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     assert casino.status(view.payment_id).status == "FUNDING"  # too young to give up
     casino.clock.advance(900)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     final = casino.status(view.payment_id)
     assert (final.status, final.reason) == ("FAILED_VOIDED", "CMS_UNREACHABLE")
     assert "BANK_VOIDED" in casino.events(view.payment_id)
@@ -361,11 +361,11 @@ def test_tpas_gives_up_only_when_the_cms_never_saw_the_funding(casino: Casino) -
 def test_an_unreachable_cms_keeps_the_payment_open_until_it_answers(casino: Casino) -> None:
     view = park_in_funding(casino)
     casino.clock.advance(3600)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     assert casino.status(view.payment_id).status == "FUNDING"
     casino.clear_faults()
     casino.clock.advance(60)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     # Past the give-up age TPAS only asks; the CMS never saw it, so it is voided, not sent.
     final = casino.status(view.payment_id)
     assert (final.status, final.reason) == ("FAILED_VOIDED", "CMS_UNREACHABLE")
@@ -380,14 +380,14 @@ def test_a_crash_during_the_bank_step_ends_failed_without_funding(
     def crash(*args: object) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr("sim_trustly.demo_bank.authorize", crash)
+    monkeypatch.setattr("sim_trustly.microsite.demo_bank.authorize", crash)
     with pytest.raises(RuntimeError):
         casino.pay(code)
     monkeypatch.undo()
     (row,) = payments.list_payments(casino.ctx.db)
     assert row.status == "CREATED"
     casino.clock.advance(casino.ctx.settings.tpas_stale_after_s + 600)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     final = casino.status(row.id)
     assert (final.status, final.reason) == ("FAILED_VOIDED", "BANK_INCOMPLETE")
     with pytest.raises(QrCodeUsed):
@@ -403,14 +403,14 @@ def test_a_crash_after_the_bank_approved_is_funded_by_the_sweep(
     def crash(*args: object) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr(tpas, "fund_authorized", crash)
+    monkeypatch.setattr(state_machine, "fund_authorized", crash)
     with pytest.raises(RuntimeError):
         casino.pay(code)
     monkeypatch.undo()
     (row,) = payments.list_payments(casino.ctx.db)
     assert row.status == "AUTHORIZED"
     casino.clock.advance(casino.ctx.settings.tpas_lease_s)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     final = casino.status(row.id)
     assert final.transaction_id == row.transaction_id
     assert_credited_once(casino, final)
@@ -420,7 +420,7 @@ def test_the_recovery_worker_sweeps_on_its_own(casino: Casino) -> None:
     view = park_in_funding(casino)
     casino.clear_faults()
     casino.clock.advance(60)
-    worker = tpas.start_recovery_worker(casino.trustly_app, interval_s=0.02)
+    worker = recovery.start_recovery_worker(casino.trustly_app, interval_s=0.02)
     try:
         deadline = monotonic() + 10
         while casino.status(view.payment_id).status == "FUNDING" and monotonic() < deadline:

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from sim_trustly import demo_bank, payments, tpas
+from sim_trustly.microsite import demo_bank
+from sim_trustly.tpas import payments, recovery, state_machine
 from simkit.faults import ConnectionDropped
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
 
@@ -131,7 +132,7 @@ def resend_just_before_give_up(casino: Casino) -> tuple[payments.PaymentView, Sl
     network = slow_network(casino)
     network.hold_fundings = True
     casino.clock.advance(casino.ctx.settings.tpas_give_up_after_s - 1)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     assert network.held, "the sweep should have resent the funding"
     assert casino.status(view.payment_id).status == "FUNDING"
     assert casino.meter() == 0
@@ -148,14 +149,14 @@ def test_a_request_in_flight_at_the_give_up_age_credits_the_payment_not_a_voided
     # The sweep comes back after its backoff: the payment is past the give-up age and the
     # CMS has not seen the transactionId yet, but the last request left seconds ago.
     casino.clock.advance(casino.ctx.settings.cms.retries.backoff_cap_s)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     # The request lands now and the CMS applies it: the payment must not be voided.
     assert network.deliver(casino)[0] == 201
     assert casino.meter() == AMOUNT
     assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
     # The next pass learns it from the status inquiry and credits the payment.
     casino.clock.advance(casino.ctx.settings.tpas_lease_s)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     final = assert_money_consistent(casino, view.payment_id)
     assert (final.status, final.credit_meter) == ("CREDITED", AMOUNT)
 
@@ -166,11 +167,11 @@ def test_a_live_payment_stolen_by_start_up_recovery_is_not_voided_under_its_own_
     view, network = resend_just_before_give_up(casino)
     # A restarted process takes every open payment over, leased or not, a few seconds on.
     casino.clock.advance(2)
-    tpas.run_recovery_at_startup(casino.trustly_app)
+    recovery.run_recovery_at_startup(casino.trustly_app)
     assert network.deliver(casino)[0] == 201
     assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
     casino.clock.advance(casino.ctx.settings.tpas_lease_s)
-    tpas.recover_payments(casino.ctx)
+    state_machine.recover_payments(casino.ctx)
     assert assert_money_consistent(casino, view.payment_id).status == "CREDITED"
 
 
@@ -183,10 +184,10 @@ def test_tpas_gives_up_once_its_last_request_can_no_longer_be_in_flight(
                       profile.connect_timeout_s + profile.read_timeout_s)
     # Passes that take the payment over whatever its lease, to find the edge to the second.
     casino.clock.advance(in_flight_s - 1)
-    tpas.run_recovery_at_startup(casino.trustly_app)
+    recovery.run_recovery_at_startup(casino.trustly_app)
     assert casino.status(view.payment_id).status == "FUNDING"  # one second short
     casino.clock.advance(1)
-    tpas.run_recovery_at_startup(casino.trustly_app)
+    recovery.run_recovery_at_startup(casino.trustly_app)
     final = assert_money_consistent(casino, view.payment_id)
     assert (final.status, final.reason) == ("FAILED_VOIDED", "CMS_UNREACHABLE")
     assert casino.meter() == 0
@@ -207,10 +208,10 @@ def test_a_late_bank_approval_does_not_revive_a_payment_the_sweep_ended(
                                    clock: Any) -> demo_bank.BankResult:
         # The bank step outlives its lease; the sweep declares it dead and ends the payment.
         casino.clock.advance(settings.tpas_stale_after_s + demo_bank.MAX_SLEEP_S)
-        assert tpas.recover_payments(casino.ctx) == 1
+        assert state_machine.recover_payments(casino.ctx) == 1
         return approve(username, password, amount, clock)
 
-    monkeypatch.setattr("sim_trustly.demo_bank.authorize", bank_slower_than_the_lease)
+    monkeypatch.setattr("sim_trustly.microsite.demo_bank.authorize", bank_slower_than_the_lease)
     view = casino.pay(code, AMOUNT)
     assert (view.status, view.reason) == ("FAILED_VOIDED", "BANK_INCOMPLETE")
     assert casino.meter() == 0 and casino.cms_fundings() == []
@@ -230,7 +231,7 @@ def test_a_late_limits_answer_does_not_void_a_payment_the_sweep_credited(
     def sweep_takes_over() -> None:
         # The limits request outlives the live request's lease; the sweep funds the payment.
         casino.clock.advance(casino.ctx.settings.tpas_lease_s)
-        assert tpas.recover_payments(casino.ctx) == 1
+        assert state_machine.recover_payments(casino.ctx) == 1
 
     network.on_limits = sweep_takes_over
     view = casino.pay(code, AMOUNT, username=user)
@@ -254,9 +255,9 @@ def test_the_in_flight_window_follows_the_merchants_own_cms_timeouts(
     in_flight_s = patient.connect_timeout_s + patient.read_timeout_s
     assert in_flight_s > casino.ctx.settings.tpas_lease_s
     casino.clock.advance(in_flight_s - 1)
-    tpas.run_recovery_at_startup(casino.trustly_app)
+    recovery.run_recovery_at_startup(casino.trustly_app)
     assert network.deliver(casino)[0] == 201  # landed within the merchant's read timeout
     assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
     casino.clock.advance(1)
-    tpas.run_recovery_at_startup(casino.trustly_app)
+    recovery.run_recovery_at_startup(casino.trustly_app)
     assert assert_money_consistent(casino, view.payment_id).status == "CREDITED"

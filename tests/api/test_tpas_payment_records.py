@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from sim_trustly import tpas
-from sim_trustly.tpas_funding import recover_one
+from sim_trustly.tpas import state_machine
+from sim_trustly.tpas.state_machine import recover_one
 from simkit.clock import format_instant
 from tests.api.tpas_support import ADMIN, Casino, CasinoFactory, make_casino
 
@@ -61,7 +61,7 @@ def test_a_payment_the_sweep_credits_counts_only_the_requests_it_sent(casino: Ca
     view = casino.pay(code)
     casino.clear_faults()
     casino.clock.advance(60)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     body = record(casino, view.payment_id)
     assert (body["status"], body["nextAttemptAt"]) == ("CREDITED", None)
     assert body["attempts"] == kinds(body).count("FUNDING_SENT") > 1
@@ -91,7 +91,7 @@ def test_a_payment_given_up_holds_no_lease(casino: Casino) -> None:
     casino.fault(method="POST", path=FUNDINGS, action="status", status=503)
     view = casino.pay(code)
     casino.clock.advance(casino.ctx.settings.tpas_give_up_after_s + 60)
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     body = record(casino, view.payment_id)
     assert (body["status"], body["reason"], body["nextAttemptAt"]) == (
         "FAILED_VOIDED", "CMS_UNREACHABLE", None)
@@ -117,7 +117,7 @@ def test_at_the_give_up_age_tpas_only_asks_and_gives_up(casino: Casino) -> None:
     view = casino.pay(code)
     sent = kinds(record(casino, view.payment_id)).count("FUNDING_SENT")
     casino.clock.advance(casino.ctx.settings.tpas_give_up_after_s)  # to the second
-    assert tpas.recover_payments(casino.ctx) == 1
+    assert state_machine.recover_payments(casino.ctx) == 1
     body = record(casino, view.payment_id)
     assert (body["status"], body["reason"]) == ("FAILED_VOIDED", "CMS_UNREACHABLE")
     assert kinds(body).count("FUNDING_SENT") == sent  # nothing more was sent

@@ -10,9 +10,9 @@ from collections import Counter
 
 import pytest
 
-from sim_trustly import payments, tpas
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.tpas_recovery import RecoverySweeper
+from sim_trustly.tpas import payments, recovery, state_machine
+from sim_trustly.tpas.recovery import RecoverySweeper
 from simkit.clock import monotonic
 from simkit.settings import ConfigError
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
@@ -84,7 +84,7 @@ def test_start_up_hands_a_dead_process_s_payment_to_the_sweep_without_calling_th
     def crash(*args: object) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr(tpas, "fund_authorized", crash)
+    monkeypatch.setattr(state_machine, "fund_authorized", crash)
     with pytest.raises(RuntimeError):
         casino.pay(code)
     monkeypatch.undo()
@@ -93,7 +93,7 @@ def test_start_up_hands_a_dead_process_s_payment_to_the_sweep_without_calling_th
     sweeper = RecoverySweeper(casino.ctx, concurrency=1)
     try:
         assert sweeper.tick() == 0  # its lease still runs
-        assert tpas.release_leases_at_startup(casino.trustly_app) == 1
+        assert recovery.release_leases_at_startup(casino.trustly_app) == 1
         assert casino.events(row.id)[-1] == "LEASE_RELEASED"  # and nothing sent to the CMS
         assert casino.cms_fundings() == [] and casino.status(row.id).status == "AUTHORIZED"
         assert sweeper.tick() == 1

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from sim_trustly.openapi import build_document
+from sim_trustly.auth_service.openapi import build_document
 from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, basic
 from tests.openapi_check import OpenApiContract
 
@@ -27,7 +27,7 @@ def test_published_document_matches_the_served_one(client: FlaskClient) -> None:
     served = client.get("/openapi.json").get_json()
     assert served == build_document()
     assert json.loads(PUBLISHED.read_text()) == served, (
-        "docs/api is stale: run python -m sim_trustly.openapi")
+        "docs/api is stale: run python -m sim_trustly.auth_service.openapi")
 
 
 def _requests(client: FlaskClient) -> list[tuple[dict[str, Any], Any]]:

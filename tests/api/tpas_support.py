@@ -21,14 +21,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings
-from sim_trustly import payments, tpas
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client import close_adapters
+from sim_trustly.cms_client.adapters import close_adapters
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.context import TrustlyContext
-from sim_trustly.demo_bank import ubai_for
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
-from sim_trustly.reconciliation import reconcile_service
+from sim_trustly.microsite.demo_bank import ubai_for
 from sim_trustly.settings import TrustlySettings
+from sim_trustly.tpas import payments, state_machine
+from sim_trustly.tpas.reconciliation import reconcile_service
 from simkit.clock import ManualClock
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -95,8 +95,8 @@ class Casino:
     def pay(self, code: str, amount: int = 2000, *, username: str = "alice",
             password: str = "pw", currency: str = "USD") -> payments.PaymentView:
         """What the phone's approve button does: pay with the scanned code."""
-        request = tpas.PaymentRequest(amount, currency, username, password)
-        return tpas.pay_with_qr(self.ctx, code, request)
+        request = state_machine.PaymentRequest(amount, currency, username, password)
+        return state_machine.pay_with_qr(self.ctx, code, request)
 
     def meter(self, egm_id: str = EGM) -> int:
         """The EGM's credit meter as the CMS reports it."""
@@ -153,7 +153,7 @@ class Casino:
 
     def status(self, payment_id: str) -> payments.PaymentView:
         """The payment as TPAS stores it now."""
-        return tpas.get_payment(self.ctx, payment_id)
+        return state_machine.get_payment(self.ctx, payment_id)
 
 
 CasinoFactory = Callable[..., Casino]

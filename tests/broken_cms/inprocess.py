@@ -20,8 +20,8 @@ from harness.target_config import DEMO_LIMITS_AUTH, HOOKS, embedded_spec
 from harness.targets import ControlApi, Target
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client import close_adapters
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile
+from sim_trustly.cms_client.adapters import close_adapters
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import ManualClock, system_now
 from simkit.db import sqlite_url

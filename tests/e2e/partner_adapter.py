@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from sim_trustly.cms_http import CmsAuth, make_http_client
-from sim_trustly.cms_protocol import FundingCall, FundingResult, LimitResult
-from sim_trustly.partner_profiles import CmsProfile
+from sim_trustly.cms_client.http_client import CmsAuth, make_http_client
+from sim_trustly.cms_client.partner_profiles import CmsProfile
+from sim_trustly.cms_client.protocol import FundingCall, FundingResult, LimitResult
 
 # The partner's decline reasons in the reference API's words, which TPAS reports.
 REASON_CODES = {"UNKNOWN_MACHINE": "EGM_NOT_FOUND", "MACHINE_DOWN": "EGM_OFFLINE",

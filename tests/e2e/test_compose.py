@@ -175,7 +175,7 @@ def test_each_sim_uses_its_own_postgres_database_created_at_init() -> None:
 
 def test_sim_environment_names_only_variables_the_settings_loaders_read() -> None:
     read = set()
-    for module in ("sim_trustly/settings.py", "sim_trustly/partner_profiles.py",
+    for module in ("sim_trustly/settings.py", "sim_trustly/cms_client/partner_profiles.py",
                    "sim_cms/settings.py"):
         read |= set(re.findall(r'"(SCANPAY_\w+)"', (REPO / module).read_text()))
     for name in SIM_SERVICES:

@@ -19,13 +19,13 @@ import httpx
 import pytest
 from flask import Flask
 
-from sim_trustly import tpas
 from sim_trustly.app import create_app
-from sim_trustly.cms_client import adapter_for
-from sim_trustly.cms_protocol import CmsAdapter, FundingCall, FundingResult
+from sim_trustly.cms_client.adapters import adapter_for
+from sim_trustly.cms_client.protocol import CmsAdapter, FundingCall, FundingResult
 from sim_trustly.context import TrustlyContext
-from sim_trustly.demo_bank import ubai_for
+from sim_trustly.microsite.demo_bank import ubai_for
 from sim_trustly.settings import load_trustly_settings
+from sim_trustly.tpas import state_machine
 from simkit.clock import ManualClock
 from tests.conftest import DatabaseFactory
 from tests.e2e.partner_adapter import PartnerAdapter
@@ -170,8 +170,9 @@ def qr_code_for(trustly: Flask, egm_id: str) -> str:
 
 def test_a_scanned_payment_credits_the_partners_machine(trustly: Flask, ctx: TrustlyContext,
                                                         partner: Flask) -> None:
-    request = tpas.PaymentRequest(amount=2000, currency="USD", username="alice", password="pw")
-    view = tpas.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-1"), request)
+    request = state_machine.PaymentRequest(amount=2000, currency="USD", username="alice",
+                                           password="pw")
+    view = state_machine.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-1"), request)
     assert (view.status, view.credit_meter) == ("CREDITED", 2000)
     assert state(partner).machines["SLOT-1"] == 2000
     assert state(partner).spent == {ubai_for("alice"): 2000}
@@ -179,7 +180,8 @@ def test_a_scanned_payment_credits_the_partners_machine(trustly: Flask, ctx: Tru
 
 def test_a_payment_to_a_machine_that_is_down_is_voided(trustly: Flask, ctx: TrustlyContext,
                                                        partner: Flask) -> None:
-    request = tpas.PaymentRequest(amount=2000, currency="USD", username="bob", password="pw")
-    view = tpas.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-9"), request)
+    request = state_machine.PaymentRequest(amount=2000, currency="USD", username="bob",
+                                           password="pw")
+    view = state_machine.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-9"), request)
     assert (view.status, view.reason) == ("REJECTED_VOIDED", "EGM_OFFLINE")
     assert sum(state(partner).machines.values()) == 0

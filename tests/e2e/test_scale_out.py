@@ -30,7 +30,7 @@ import pytest
 
 from sim_cms.limits import gaming_day
 from sim_cms.settings import CmsSettings
-from sim_trustly.demo_bank import ubai_for
+from sim_trustly.microsite.demo_bank import ubai_for
 from simkit.clock import monotonic, parse_instant
 from tests.e2e.compose_local import ComposeServer, LocalCompose, ScratchPostgres, initdb_databases
 from tests.e2e.pay_stack import DEFINITE, PayStack, poll_pause, unique

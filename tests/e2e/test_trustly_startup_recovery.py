@@ -39,12 +39,12 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings, TrustlyLink
-from sim_trustly import tpas
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client import close_adapters
+from sim_trustly.auth_service.issuance import flush_issued
+from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.context import EXTENSION, TrustlyContext
-from sim_trustly.issuance import flush_issued
 from sim_trustly.settings import load_trustly_settings
+from sim_trustly.tpas import state_machine
 from simkit.clock import ManualClock, monotonic
 from simkit.db import sqlite_url
 from tests.conftest import ADMIN_TOKEN, basic
@@ -148,8 +148,8 @@ def _display(cms: Flask, bearer: dict[str, str], n: int) -> str:
 
 def _park(ctx: TrustlyContext, code: str, n: int) -> None:
     """A phone pays `code` while its CMS is unreachable: the payment stays FUNDING."""
-    request = tpas.PaymentRequest(AMOUNT, "USD", f"player-{n:03d}", "pw")
-    assert tpas.pay_with_qr(ctx, code, request).status == "FUNDING"
+    request = state_machine.PaymentRequest(AMOUNT, "USD", f"player-{n:03d}", "pw")
+    assert state_machine.pay_with_qr(ctx, code, request).status == "FUNDING"
 
 
 def _dispose(app: Flask, key: str) -> None:

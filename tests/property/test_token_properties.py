@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim_trustly.tokens import (
+from sim_trustly.auth_service.tokens import (
     ExpiredQrToken,
     InvalidQrToken,
     Keyring,

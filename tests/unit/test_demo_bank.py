@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim_trustly import demo_bank
+from sim_trustly.microsite import demo_bank
 from simkit.clock import ManualClock
 from tests.conftest import START
 

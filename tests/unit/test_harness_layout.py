@@ -64,6 +64,6 @@ def test_the_top_of_the_harness_holds_only_the_shared_modules() -> None:
 def test_the_import_scan_sees_imports_inside_functions(tmp_path: Path) -> None:
     planted = tmp_path / "scenario.py"
     planted.write_text("import json\n\ndef run():\n"
-                       "    from sim_trustly.reconciliation import reconcile_service\n",
+                       "    from sim_trustly.tpas.reconciliation import reconcile_service\n",
                        encoding="utf-8")
-    assert imports_of(iter([planted]), SIMS) == {str(planted): ["sim_trustly.reconciliation"]}
+    assert imports_of(iter([planted]), SIMS) == {str(planted): ["sim_trustly.tpas.reconciliation"]}

@@ -26,7 +26,7 @@ from harness.certify.scenarios import CATALOGUE
 from harness.contract import doc as contract_doc
 from harness.contract.openapi import build_document, operations, template_pattern
 from harness.target_config import HOOK_OPERATIONS, HOOKS, EgmPaths
-from sim_trustly import partner_profiles
+from sim_trustly.cms_client import partner_profiles
 from tests.conftest import TrustlyFactory
 
 REPO = Path(__file__).resolve().parents[2]

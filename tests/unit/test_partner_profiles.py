@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sim_trustly.cms_client import profile_for
-from sim_trustly.partner_profiles import (
+from sim_trustly.cms_client.adapters import profile_for
+from sim_trustly.cms_client.partner_profiles import (
     DEFAULT_CMS_PROFILE,
     AuthConfig,
     CmsPaths,

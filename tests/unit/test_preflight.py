@@ -17,7 +17,7 @@ from harness.certify.preflight import PreflightError, run_preflight
 from harness.flow import Endpoint
 from harness.target_config import EgmPaths, MerchantCredentials
 from harness.targets import ControlApi, Target
-from sim_trustly.partner_profiles import DEFAULT_CMS_PROFILE
+from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 
 CMS = "http://cms.test"
 TOKEN = "preflight-admin"

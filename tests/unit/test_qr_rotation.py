@@ -30,7 +30,7 @@ from sim_cms.qr_display import (
     was_displayed,
 )
 from sim_cms.settings import TrustlyLink
-from sim_trustly.issuance import flush_issued
+from sim_trustly.auth_service.issuance import flush_issued
 from sim_trustly.models import QrTokenRow
 from simkit.clock import ManualClock
 from tests.conftest import ADMIN_TOKEN, START, CmsFactory, cms_bearer

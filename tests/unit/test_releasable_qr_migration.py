@@ -16,7 +16,7 @@ from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 import sim_trustly
-from sim_trustly.payments import EVENTS, PAYMENTS
+from sim_trustly.tpas.payments import EVENTS, PAYMENTS
 from simkit.db import Database
 from simkit.migrate import alembic_config, upgrade_to_head
 from tests.conftest import DatabaseFactory

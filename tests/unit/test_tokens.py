@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from sim_trustly.tokens import (
+from sim_trustly.auth_service.tokens import (
     ExpiredQrToken,
     InvalidQrToken,
     InvalidSigningKey,

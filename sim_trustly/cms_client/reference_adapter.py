@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from sim_trustly.cms_http import (
+from sim_trustly.cms_client.http_client import (
     USER_AGENT,
     CmsAuth,
     CmsUnavailable,
@@ -29,8 +29,8 @@ from sim_trustly.cms_http import (
     problem_code,
     profile_timeout,
 )
-from sim_trustly.cms_protocol import FundingCall, FundingResult, LimitResult
-from sim_trustly.partner_profiles import CmsProfile
+from sim_trustly.cms_client.partner_profiles import CmsProfile
+from sim_trustly.cms_client.protocol import FundingCall, FundingResult, LimitResult
 from simkit.clock import Clock
 from simkit.correlation import propagate_correlation_id
 

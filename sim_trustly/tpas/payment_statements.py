@@ -11,7 +11,7 @@ the status did not match), and the payment from the claim's RETURNING (nothing w
 was already used or has expired). The WITH's parts all run exactly once, in the order the
 events are listed, so event ids keep the order of the steps they record.
 
-SQLite has no data-modifying WITH; `sim_trustly.payments` runs the same statements there in
+SQLite has no data-modifying WITH; `sim_trustly.tpas.payments` runs the same statements there in
 one write transaction (`Database.core_write`).
 """
 

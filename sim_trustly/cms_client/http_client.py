@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from sim_trustly.partner_profiles import CmsProfile
+from sim_trustly.cms_client.partner_profiles import CmsProfile
 from simkit.clock import Clock, SystemClock
 from simkit.correlation import propagate_correlation_id
 from simkit.http_transport import StdlibTransport

@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 
-from sim_trustly import payments
-from sim_trustly.cms_client import profile_for
+from sim_trustly.cms_client.adapters import profile_for
 from sim_trustly.context import TrustlyContext
+from sim_trustly.tpas import payments
 from simkit.clock import format_instant
 
 CREDITED = "CREDITED"

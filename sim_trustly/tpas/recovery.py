@@ -11,7 +11,7 @@ Every tick (`tpas_recovery_interval_s`) finds the merchants with payments due (l
 and groups them into lanes, one per CMS profile: a merchant's own profile, or the default one
 that merchants without a profile share (one CMS). A lane is queued for each CMS that has none
 queued or running and is not backing off; `tpas_recovery_concurrency` threads run the lanes.
-A lane carries its CMS's due payments on one after the other (`tpas_funding.recover_one`,
+A lane carries its CMS's due payments on one after the other (`state_machine.recover_one`,
 with the profile's retries). The first payment it cannot settle (the CMS did not answer)
 ends the lane, and that CMS backs off for its profile's `retries.backoff_cap_s` on the
 deployment's clock; its other payments wait for a later tick. So a dead CMS costs one
@@ -35,11 +35,11 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sim_trustly import payments
-from sim_trustly.cms_client import profile_for
+from sim_trustly.cms_client.adapters import profile_for
+from sim_trustly.cms_client.partner_profiles import CmsProfile
 from sim_trustly.context import EXTENSION, TrustlyContext
-from sim_trustly.partner_profiles import CmsProfile
-from sim_trustly.tpas_funding import recover_one, recover_payments
+from sim_trustly.tpas import payments
+from sim_trustly.tpas.state_machine import recover_one, recover_payments
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 
-from sim_trustly.keys import load_keyring
-from sim_trustly.tokens import Keyring
+from sim_trustly.auth_service.keys import load_keyring
+from sim_trustly.auth_service.tokens import Keyring
 from simkit.db import Database
 
 

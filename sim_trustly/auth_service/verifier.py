@@ -16,9 +16,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import cast
 
-from sim_trustly.keys import Alg, load_keyring
+from sim_trustly.auth_service.keys import Alg, load_keyring
+from sim_trustly.auth_service.tokens import (
+    InvalidQrToken,
+    Keyring,
+    QrClaims,
+    SigningKey,
+    verify_qr_token,
+)
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.tokens import InvalidQrToken, Keyring, QrClaims, SigningKey, verify_qr_token
 from simkit.clock import Clock
 from simkit.db import Database
 

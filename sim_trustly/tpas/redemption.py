@@ -30,12 +30,12 @@ from typing import Any, NoReturn, cast
 from sqlalchemy import Connection, CursorResult, bindparam, text, update
 from sqlalchemy.orm import Session
 
+from sim_trustly.auth_service.issuance import await_issued
+from sim_trustly.auth_service.tokens import ExpiredQrToken, InvalidQrToken
+from sim_trustly.auth_service.verifier import StoredKey, verify_stored_token
 from sim_trustly.context import TrustlyContext
-from sim_trustly.issuance import await_issued
 from sim_trustly.models import QrTokenRow
-from sim_trustly.payments import PAYMENT_COLUMNS, PaymentRecord, driver_instant
-from sim_trustly.tokens import ExpiredQrToken, InvalidQrToken
-from sim_trustly.verifier import StoredKey, verify_stored_token
+from sim_trustly.tpas.payments import PAYMENT_COLUMNS, PaymentRecord, driver_instant
 from simkit.db import Database
 from simkit.errors import SimError
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from sim_trustly import credentials
+from sim_trustly.auth_service import credentials
+from sim_trustly.auth_service.credentials import CredentialLookup
+from sim_trustly.auth_service.issuance import Authenticated, issue_for_merchant, parse_token_request
 from sim_trustly.context import TrustlyContext
-from sim_trustly.credentials import CredentialLookup
-from sim_trustly.issuance import Authenticated, issue_for_merchant, parse_token_request
 from simkit.clock import monotonic
 from simkit.errors import SimError
 from simkit.fast_path import WsgiApp, journal_exchange, read_json_body

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from sim_trustly.credentials import add_credential
+from sim_trustly.auth_service.credentials import add_credential
 from sim_trustly.models import (
     AuthLockout,
     Credential,

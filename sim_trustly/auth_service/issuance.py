@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 
-from sim_trustly import credentials
-from sim_trustly.credentials import LockoutPolicy, MerchantView
+from sim_trustly.auth_service import credentials
+from sim_trustly.auth_service.credentials import LockoutPolicy, MerchantView
+from sim_trustly.auth_service.keyring_cache import KeyringCache
+from sim_trustly.auth_service.tokens import issue_qr_token
 from sim_trustly.errors import AUTH_CHALLENGE
-from sim_trustly.keyring_cache import KeyringCache
 from sim_trustly.models import QrTokenRow
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.tokens import issue_qr_token
 from simkit.batch_writer import writer_for
 from simkit.clock import Clock, format_instant
 from simkit.db import Database

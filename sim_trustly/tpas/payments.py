@@ -8,9 +8,9 @@ request, a recovery sweep in another worker and a restarted process safe togethe
 of them can move a payment out of a state, and a terminal state is never left.
 
 A payment the bank refused may hand its QR code's claim back (`claim_released_at`, see
-`sim_trustly.tpas`): it stays FAILED_VOIDED as the record of the refusal, and the code can be
-paid again by a new payment. At most one payment per code holds the claim (a partial unique
-index), so releasing never makes room for a second credit.
+`sim_trustly.tpas.state_machine`): it stays FAILED_VOIDED as the record of the refusal, and
+the code can be paid again by a new payment. At most one payment per code holds the claim (a
+partial unique index), so releasing never makes room for a second credit.
 
 `next_attempt_at` is a lease: while it lies in the future, whoever set it is working on the
 payment and the recovery sweep leaves it alone; once it passes, the sweep may take over.
@@ -29,8 +29,8 @@ from sqlalchemy import Connection, Row, Table, Update, bindparam, func, insert, 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from sim_trustly import payment_statements
 from sim_trustly.models import Payment, PaymentEvent
+from sim_trustly.tpas import payment_statements
 from simkit.clock import format_instant, utc
 from simkit.db import Database
 

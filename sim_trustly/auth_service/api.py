@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from sim_trustly.auth_service.issuance import authenticate, issue_for_merchant, parse_token_request
 from sim_trustly.context import trustly
 from sim_trustly.errors import AUTH_CHALLENGE
-from sim_trustly.issuance import authenticate, issue_for_merchant, parse_token_request
 from simkit.errors import Unauthorized
 from simkit.http import parse_basic_auth, read_json_body
 

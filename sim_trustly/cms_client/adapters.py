@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from sim_trustly.cms_http import InProcessTransport, make_http_client
-from sim_trustly.cms_protocol import CmsAdapter, FundingCall, FundingResult, LimitResult
+from sim_trustly.cms_client.http_client import InProcessTransport, make_http_client
+from sim_trustly.cms_client.partner_profiles import CmsProfile, load_adapter_class
+from sim_trustly.cms_client.protocol import CmsAdapter, FundingCall, FundingResult, LimitResult
+from sim_trustly.cms_client.reference_adapter import ReferenceAdapter
 from sim_trustly.context import TrustlyContext
-from sim_trustly.partner_profiles import CmsProfile, load_adapter_class
-from sim_trustly.reference_adapter import ReferenceAdapter
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import Clock
 

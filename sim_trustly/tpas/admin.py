@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from sim_trustly import payments, tpas
 from sim_trustly.context import trustly
-from sim_trustly.reconciliation import reconcile_service
+from sim_trustly.tpas import payments, state_machine
+from sim_trustly.tpas.reconciliation import reconcile_service
 from simkit.clock import parse_instant
 from simkit.errors import BadRequest
 from simkit.http import read_json_body
@@ -60,7 +60,7 @@ def payments_list() -> Response:
 def payment_read(payment_id: str) -> Response:
     """`GET /_sim/payments/<id>`: one payment and every step it went through."""
     ctx = trustly()
-    view = tpas.get_payment(ctx, payment_id)
+    view = state_machine.get_payment(ctx, payment_id)
     row = payments.get(ctx.db, view.payment_id)
     assert row is not None
     return jsonify({**payments.admin_json(row), "events": payments.events_json(ctx.db, row.id)})
@@ -74,7 +74,7 @@ def payments_recover() -> Response:
         body = read_json_body(request, ctx.settings.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("all", False), bool):
         raise BadRequest('the body must be {} or {"all": true|false}')
-    finished = tpas.recover_payments(ctx, include_leased=body.get("all", False))
+    finished = state_machine.recover_payments(ctx, include_leased=body.get("all", False))
     return jsonify({"finished": finished, "open": payments.count_open(ctx.db)})
 
 

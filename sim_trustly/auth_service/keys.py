@@ -14,9 +14,9 @@ from typing import Literal, cast
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from sim_trustly.auth_service.tokens import Keyring, SigningKey
 from sim_trustly.models import SigningKeyRow
 from sim_trustly.settings import SigningKeyConfig
-from sim_trustly.tokens import Keyring, SigningKey
 from simkit.errors import SimError
 
 Alg = Literal["HS256", "ES256"]

@@ -145,7 +145,8 @@ def write_document(path: str) -> None:
     Path(path).write_text(json.dumps(build_document(), indent=2) + "\n", encoding="utf-8")
 
 
-if __name__ == "__main__":  # python -m sim_trustly.openapi docs/api/trustly-auth.openapi.json
+# python -m sim_trustly.auth_service.openapi docs/api/trustly-auth.openapi.json
+if __name__ == "__main__":
     import sys
 
     write_document(sys.argv[1] if len(sys.argv) > 1 else "docs/api/trustly-auth.openapi.json")
