@@ -87,7 +87,30 @@ def _gunicorn(worker_class: str, workers: int, threads: int) -> Callable[[App, i
     return argv
 
 
-def _granian(workers: int, threads: int) -> Callable[[App, int], list[str]]:
+# The RSGI entry point of each WSGI app a benchmark serves: the same app behind
+# `simkit.rsgi_front`, which production puts in front of it (docs/operations.md).
+RSGI_TARGETS = {
+    "sim_trustly.wsgi:create_in_worker": "sim_trustly.wsgi:create_rsgi_in_worker",
+    "sim_cms.wsgi:create": "sim_cms.wsgi:create_rsgi",
+    "bench.bare_app:create_app": "bench.rsgi_bare_app:create_rsgi",
+}
+
+
+def _granian(workers: int) -> Callable[[App, int], list[str]]:
+    """Production's command: granian's RSGI interface, the app behind `simkit.rsgi_front` (a pool
+    of `SCANPAY_THREADS` threads per worker, 8 unless set)."""
+    def argv(app: App, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "granian", "--interface", "rsgi", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning", RSGI_TARGETS[app.per_worker],
+        ]
+    return argv
+
+
+def _granian_wsgi(workers: int, threads: int) -> Callable[[App, int], list[str]]:
+    """granian's WSGI interface (the serving before the ASGI front: a client that sends its
+    headers and never its body holds a blocking thread)."""
     def argv(app: App, port: int) -> list[str]:
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
@@ -106,13 +129,15 @@ SERVINGS: dict[str, Serving] = {
         Serving("gunicorn-sync4", "gunicorn, sync workers x4, --preload",
                 _gunicorn("sync", 4, 1)),
         # granian has no --preload and no hooks: each worker builds the app (`App.per_worker`).
-        Serving("granian", "granian WSGI, 2 workers x 8 blocking threads",
-                _granian(2, 8), requires="granian"),
+        Serving("granian", "granian RSGI front, 2 workers x 8 app threads",
+                _granian(2), requires="granian"),
+        Serving("granian-wsgi", "granian WSGI, 2 workers x 8 blocking threads",
+                _granian_wsgi(2, 8), requires="granian"),
         # How throughput grows with workers (docs/performance.md, "Scale-out").
-        Serving("granian-1w", "granian WSGI, 1 worker x 8 blocking threads",
-                _granian(1, 8), requires="granian"),
-        Serving("granian-4w", "granian WSGI, 4 workers x 8 blocking threads",
-                _granian(4, 8), requires="granian"),
+        Serving("granian-1w", "granian RSGI front, 1 worker x 8 app threads",
+                _granian(1), requires="granian"),
+        Serving("granian-4w", "granian RSGI front, 4 workers x 8 app threads",
+                _granian(4), requires="granian"),
     )
 }
 # What docker-compose.yml deploys (docs/operations.md); tests/e2e/test_compose.py checks

@@ -1,5 +1,6 @@
-"""WSGI entry points for production servers.
+"""Entry points for production servers.
 
+    granian --interface rsgi --factory --workers 2 'sim_trustly.wsgi:create_rsgi_in_worker'
     granian --interface wsgi --factory --workers 2 'sim_trustly.wsgi:create_in_worker'
     gunicorn --preload -c python:sim_trustly.gunicorn_hooks 'sim_trustly.wsgi:create()'
 
@@ -11,6 +12,9 @@ Settings come from the environment (`SCANPAY_TRUSTLY_DATABASE_URL`, `SCANPAY_CON
   default; see docs/performance.md): migrations and seeding run under the start-up lock, and
   each worker starts the TPAS recovery sweep in the background, so a payment a crash left
   open is finished by whichever worker sweeps first, while serving starts at once.
+- `create_rsgi_in_worker` is `create_in_worker` behind `simkit.rsgi_front` (the production
+  serving, docs/operations.md): a client must send its whole body within
+  `SCANPAY_BODY_TIMEOUT_S` and a slow one holds no thread while it does.
 - `create` is for gunicorn with `--preload`: the migrations and seeding run once in the
   master before the workers fork, which also ends the leases a dead process left (a database
   update, no CMS call); the hooks module starts the sweep in every worker, whose first tick
@@ -31,13 +35,14 @@ import logging
 from flask import Flask
 
 from sim_trustly.app import create_app
-from sim_trustly.cms_client import close_adapters
+from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.models import Base
 from sim_trustly.settings import TrustlySettings, load_trustly_settings
-from sim_trustly.tpas import release_leases_at_startup, start_recovery_worker
+from sim_trustly.tpas.recovery import release_leases_at_startup, start_recovery_worker
 from simkit.heap import settle_heap
 from simkit.models import KernelBase
+from simkit.rsgi_front import RsgiFront, front_for
 from simkit.startup_checks import check_clock_movable, check_database, refusing_start
 
 log = logging.getLogger(__name__)
@@ -79,3 +84,8 @@ def create_in_worker() -> Flask:
     start_recovery_worker(app)
     settle_heap()
     return app
+
+
+def create_rsgi_in_worker() -> RsgiFront:
+    """`create_in_worker`'s app behind the front that reads bodies before a thread runs."""
+    return front_for(create_in_worker())
