@@ -11,7 +11,6 @@ from sim_cms import (
     admin,
     control_openapi,
     egms_api,
-    funding_api,
     limits_api,
     oauth,
     openapi,
@@ -19,7 +18,8 @@ from sim_cms import (
 )
 from sim_cms.context import EXTENSION, CmsContext
 from sim_cms.errors import render_problem
-from sim_cms.funding_fast_path import FundingFastPath
+from sim_cms.funding import api as funding_api
+from sim_cms.funding.fast_path import FundingFastPath
 from sim_cms.seed import reset, seed
 from sim_cms.settings import CmsSettings
 from simkit.clock import Clock, ManualClock, SystemClock

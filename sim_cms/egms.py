@@ -2,7 +2,7 @@
 
 A service module (no Flask): the CWS blueprint (`egms_api`), the control API (`admin`) and the
 ledger call these functions inside the caller's database session. The credit meter itself is
-only ever changed by `ledger.post_transaction`; this module changes states, caps and names.
+only ever changed by `decide.post_transaction`; this module changes states, caps and names.
 """
 
 from __future__ import annotations

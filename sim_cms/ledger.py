@@ -1,335 +1,306 @@
-"""The double-entry ledger: `post_transaction` is the only writer of ledger rows, funding
-records and the running totals (the EGM's credit meter, a UBAI's daily usage).
-
-One funding is one database transaction: lock the EGM row, look the transactionId up, decide,
-and then either store the rejection or write a balanced ledger transaction, move the meter
-and the usage, store the answer, and append the audit record. Locks are always taken in the
-order EGM row, usage row, audit head, so two fundings can wait on each other but never
-deadlock. On SQLite the writer's `BEGIN IMMEDIATE` serialises whole units of work; on
-PostgreSQL the row locks do, and the unique keys on `funding_records.transaction_id` and
-`ledger_transactions.reference` catch the one race the locks cannot: the same new
-transactionId sent for two different EGMs at once. The loser retries once and then sees the
-winner's record.
+"""The double-entry ledger's writer and its invariant checks: the only code that writes
+ledger rows, funding records and the running totals (the EGM's credit meter, a UBAI's daily
+usage). What to write is decided by `sim_cms.funding.decide`.
 
 Rows are only inserted; the two running totals are the only values ever updated (by relative
-UPDATEs under their locks), and the invariant helpers below check that they equal the sums of
-the entries behind them. The unit of work runs Core statements (`ledger_sql`) on the session's
-connection: on the happy path one SELECT locks the EGM and reads the stored outcome, the
-displayed QR and the UBAI's limit with it, one locks the usage row, then come the writes and
-the audit append, and one commit; no rollback.
+UPDATEs under their locks), and the invariant checks at the end of this module
+(`ledger_sums_to_zero`, `meter_matches_entries`) check that they equal the sums of the
+entries behind them.
+
+A funding is the hottest write of the CMS, so its statements skip the ORM's unit of work
+(identity map, flush ordering, per-object bookkeeping) and are compiled once at import;
+SQLAlchemy's statement cache then reuses their compiled form for every request. The ORM
+models stay the schema's single source: every statement is built from their tables.
+
+What the unit of work sends on the happy path (see `sim_cms.funding.decide` for the order and
+the locks): one SELECT that locks the EGM row and reads everything the decision needs with
+it, the usage row's lock, then the writes, and the audit append (`audit.append_core`).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Row,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from sim_cms import audit, egms, ledger_sql, limits, qr_display
-from sim_cms.funding import (
-    FundingOutcome,
-    FundingRequest,
-    StoredOutcome,
-    applied_body,
-    rejection_body,
+from sim_cms import audit
+from sim_cms.models import (
+    DailyLimit,
+    Egm,
+    FundingRecord,
+    LedgerEntry,
+    LedgerTransaction,
+    LimitUsage,
+    QrDisplay,
+    QrFunding,
 )
-from sim_cms.models import Egm, FundingRecord, LedgerEntry, LedgerTransaction
-from sim_cms.seed import meter_account_id, settlement_account_id
-from sim_cms.settings import CmsSettings
-from simkit.clock import format_instant
-from simkit.db import Database
-from simkit.errors import SimError
-from simkit.hot_connections import HotIntegrityError
+from sim_cms.seed import meter_account_id
+from simkit.sqltypes import UtcDateTime
 
+if TYPE_CHECKING:  # `funding.requests` imports `limits`, which locks usage through here
+    from sim_cms.funding.requests import FundingOutcome, FundingRequest
 
-class EgmLike(Protocol):
-    """What the decision reads of an EGM: an `Egm` row object or a Core row alike."""
+AnyRow = Row[*tuple[Any, ...]]
+_EGMS = cast(Table, Egm.__table__)
+_FUNDINGS = cast(Table, FundingRecord.__table__)
+_USAGE = cast(Table, LimitUsage.__table__)
+_TRANSACTIONS = cast(Table, LedgerTransaction.__table__)
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def credit_meter(self) -> int: ...
-    @property
-    def credit_limit(self) -> int: ...
-    @property
-    def currency(self) -> str: ...
-
-
-# EGM states that refuse credit, with the status and code each answers.
-_STATE_REFUSALS: dict[str, tuple[int, str, str]] = {
-    "OFFLINE": (503, "EGM_OFFLINE", "is offline"),
-    "IN_GAME": (409, "EGM_BUSY", "is in a game"),
-    "DOOR_OPEN": (409, "EGM_DOOR_OPEN", "has its door open"),
-    "TILT": (409, "EGM_TILT", "is in tilt"),
-}
-
-
-def post_transaction(
-    db: Database, request: FundingRequest, settings: CmsSettings, now: datetime,
-) -> FundingOutcome:
-    """Decide a funding exactly once and return the answer to send (stored or replayed).
-
-    A known transactionId with the same fingerprint replays the stored answer; a changed
-    body is 422 IDEMPOTENCY_KEY_REUSED (audited, not stored). A unique-key collision with a
-    racing request for the same new transactionId is retried once, which then finds the
-    racer's committed record.
-    """
-    applied = apply_on_hot_path(db, request, settings, now)
-    if applied is not None:
-        return applied
-    try:
-        return _decide(db, request, settings, now)
-    except IntegrityError:
-        pass
-    try:
-        return _decide(db, request, settings, now)
-    except IntegrityError as exc:  # a third party keeps winning: let the caller retry
-        raise SimError("FUNDING_IN_PROGRESS", 409,
-                       "another request with this transactionId is being decided; retry",
-                       transactionId=request.transaction_id) from exc
-
-
-def apply_on_hot_path(
-    db: Database, request: FundingRequest, settings: CmsSettings, now: datetime,
-) -> FundingOutcome | None:
-    """The common case on PostgreSQL, an applied funding, in two round trips; None otherwise.
-
-    One statement moves the meter and the usage by the amount (locking the EGM row and the
-    usage row, in that order, as `_decide` does) and reads what the decision needs as it was
-    before the move; the same refusal checks as `_decide` run on it; only when they all pass
-    does the second statement write the ledger rows, the stored answer and the audit record
-    (`ledger_sql.PG_HOT_CREDIT`), committed with it. Anything else (an unknown EGM, a known
-    transactionId, any refusal, a racing twin's unique key) rolls the move back and returns
-    None, and the caller decides on the general path, which stores and audits its decision.
-    """
-    if db.is_sqlite or not egms.EGM_ID.fullmatch(request.egm_id):
-        return None
-    day = limits.gaming_day(now, settings)
-    try:
-        with db.hot_transaction() as tx:
-            row = tx.first(ledger_sql.PG_HOT_MOVE_TOTALS, {
-                "egm": request.egm_id, "tid": request.transaction_id, "day": day,
-                "plus": request.amount, "qr": request.qr_token_id, "ubai": request.ubai,
-                "head": audit.HEAD_ID})
-            if row is None or row.transaction_id is not None or not row.audit_head:
-                raise _NotTheCommonCase
-            limit = settings.default_daily_limit if row.daily_limit is None \
-                else row.daily_limit
-            if (_refusal_before_limits(None, row, request, displayed_on=row.qr_egm_id)
-                    or _refusal_by_qr_use(row, request, expires_at=row.qr_expires_at,
-                                          funded_by=row.qr_funded_by, now=now,
-                                          grace_s=settings.funding_grace_s)
-                    or _refusal_by_limits(None, row, row, request, settings,
-                                          daily_limit=limit)):
-                raise _NotTheCommonCase
-            outcome, legs, payload = _credit(row, row, request, day=day, now=now)
-            written = tx.first_and_commit(ledger_sql.PG_HOT_CREDIT, ledger_sql.pg_credit_values(
-                request, outcome, legs=legs, day=day, now=now, audit_payload=payload))
-    except (_NotTheCommonCase, HotIntegrityError):
-        return None
-    if written is None:  # the head was deleted by hand meanwhile: the credit is committed
-        with db.core_write() as connection:  # and its record is appended after it
-            audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
-                              payload=payload, now=now)
-    return outcome
-
-
-class _NotTheCommonCase(Exception):
-    """The hot path rolls back; the general path decides this funding."""
-
-
-def _decide(
-    db: Database, request: FundingRequest, settings: CmsSettings, now: datetime,
-) -> FundingOutcome:
-    """One unit of work: lock, look up, decide, store (see the module docstring).
-
-    The first statement locks the EGM row and reads the stored outcome, the displayed QR and
-    the UBAI's limit with it; on PostgreSQL its lookups see the snapshot from before a wait
-    for the lock, so a twin committed meanwhile shows up as the unique-key error that
-    `post_transaction` retries.
-    """
-    with db.write() as session:
-        connection = session.connection()
-        egm = ledger_sql.lock_for_funding(connection, request) \
-            if egms.EGM_ID.fullmatch(request.egm_id) else None
-        known = egm if egm is not None else ledger_sql.find_funding(
-            connection, request.transaction_id)
-        if known is not None and known.transaction_id is not None:
-            return _replay_or_refuse_reuse(session, known, request, now)
-        day = limits.gaming_day(now, settings)
-        refusal = _refusal_before_limits(
-            session, egm, request, displayed_on=egm.qr_egm_id if egm is not None else None)
-        if refusal is None and egm is not None:
-            refusal = _refusal_by_qr_use(egm, request, expires_at=egm.qr_expires_at,
-                                         funded_by=egm.qr_funded_by, now=now,
-                                         grace_s=settings.funding_grace_s)
-        if refusal is not None or egm is None:
-            return _store_rejection(session, request, refusal, day, now)
-        usage = limits.lock_usage(session, request.ubai, day)
-        limit = settings.default_daily_limit if egm.daily_limit is None else egm.daily_limit
-        refusal = _refusal_by_limits(session, egm, usage, request, settings, daily_limit=limit)
-        if refusal is not None:
-            return _store_rejection(session, request, refusal, day, now)
-        return _apply(session, egm, usage, request, day=day, now=now)
-
-
-def _replay_or_refuse_reuse(
-    session: Session, known: StoredOutcome, request: FundingRequest, now: datetime,
-) -> FundingOutcome:
-    """The stored answer for an identical retry; 422 (audited, not stored) for a changed one."""
-    fingerprint = request.fingerprint()
-    if known.fingerprint == fingerprint:
-        return FundingOutcome.from_record(known, replayed=True)
-    error = SimError(
-        "IDEMPOTENCY_KEY_REUSED", 422,
-        "this transactionId was already used for a different request; use a new one",
-        transactionId=request.transaction_id,
+# The EGM row, locked, with the stored outcome of this transactionId (if any), the EGM the
+# QR token was displayed on (if any) and the UBAI's own daily limit (if one is set). On
+# SQLite FOR UPDATE is not rendered: the writer's BEGIN IMMEDIATE already serialises.
+_LOCK_FOR_FUNDING = (
+    select(
+        _EGMS.c.id, _EGMS.c.state, _EGMS.c.credit_meter, _EGMS.c.credit_limit,
+        _EGMS.c.currency, _FUNDINGS.c.transaction_id, _FUNDINGS.c.fingerprint,
+        _FUNDINGS.c.http_status, _FUNDINGS.c.response_body, _FUNDINGS.c.error_code,
+        select(QrDisplay.egm_id).where(QrDisplay.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_egm_id"),
+        select(QrDisplay.expires_at).where(QrDisplay.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_expires_at"),
+        select(QrFunding.transaction_id).where(QrFunding.qr_token_id == bindparam("qr"))
+        .scalar_subquery().label("qr_funded_by"),
+        select(DailyLimit.daily_limit).where(DailyLimit.ubai == bindparam("ubai"))
+        .scalar_subquery().label("daily_limit"),
     )
-    audit.append_core(session.connection(), kind="FUNDING_KEY_REUSED",
-                      subject=request.transaction_id, now=now,
-                      payload={**request.wire(), "fingerprint": fingerprint,
-                               "storedFingerprint": known.fingerprint})
-    return FundingOutcome(error.http_status, rejection_body(error), error.code)
+    .select_from(_EGMS.outerjoin(_FUNDINGS, _FUNDINGS.c.transaction_id == bindparam("tid")))
+    .where(_EGMS.c.id == bindparam("egm"))
+    .with_for_update(of=_EGMS)
+)
+_FIND_FUNDING = select(
+    _FUNDINGS.c.transaction_id, _FUNDINGS.c.fingerprint, _FUNDINGS.c.http_status,
+    _FUNDINGS.c.response_body, _FUNDINGS.c.error_code,
+).where(_FUNDINGS.c.transaction_id == bindparam("tid"))
+_LOCK_USAGE = (
+    select(_USAGE.c.ubai, _USAGE.c.gaming_day, _USAGE.c.used)
+    .where(_USAGE.c.ubai == bindparam("ubai"), _USAGE.c.gaming_day == bindparam("day"))
+    .with_for_update()
+)
+_INSERT_TRANSACTION = insert(_TRANSACTIONS)
+# The id a new ledger transaction gets, taken before its legs are written (they come first).
+# SQLite: the writer's BEGIN IMMEDIATE serialises, and max + 1 is what SQLite itself picks.
+_NEXT_TRANSACTION_ID = {
+    "sqlite": select(func.coalesce(func.max(_TRANSACTIONS.c.id), 0) + 1),
+    "postgresql": select(func.nextval(func.pg_get_serial_sequence("ledger_transactions", "id"))),
+}
+_INSERT_ENTRIES = insert(cast(Table, LedgerEntry.__table__))
+_ADD_TO_METER = (
+    update(_EGMS).where(_EGMS.c.id == bindparam("egm"))
+    .values(credit_meter=_EGMS.c.credit_meter + bindparam("add"))
+)
+_ADD_TO_USAGE = (
+    update(_USAGE)
+    .where(_USAGE.c.ubai == bindparam("for_ubai"), _USAGE.c.gaming_day == bindparam("day"))
+    .values(used=_USAGE.c.used + bindparam("add"))
+)
+_INSERT_FUNDING = insert(_FUNDINGS)
+_INSERT_QR_FUNDING = insert(cast(Table, QrFunding.__table__))
 
 
-_LOOK_IT_UP: Any = object()
+def check_balanced(reference: str, legs: Sequence[tuple[str, int]]) -> None:
+    """Refuse (as a bug) legs that do not sum to zero, before anything is written."""
+    if sum(amount for _, amount in legs) != 0:
+        raise ValueError(f"ledger transaction {reference} does not balance: {legs}")
 
 
-def _refusal_before_limits(
-    session: Session | None, egm: EgmLike | None, request: FundingRequest, *,
-    displayed_on: str | None = _LOOK_IT_UP,
-) -> SimError | None:
-    """EGM existence and state, amount and currency, and the displayed QR, in that order.
+def lock_for_funding(connection: Connection, request: FundingRequest) -> AnyRow | None:
+    """The EGM row locked for this transaction, with what the decision reads beside it.
 
-    `displayed_on` is the EGM the QR token was shown on (None: never shown), when the
-    caller read it with the EGM row; by default it is looked up here.
+    None when the EGM does not exist. Columns: the EGM's `id`, `state`, `credit_meter`,
+    `credit_limit`, `currency`; the stored outcome's `transaction_id` (None when the id was
+    never decided), `fingerprint`, `http_status`, `response_body`, `error_code`; `qr_egm_id`
+    (the EGM the QR token was shown on), `qr_expires_at` (Trustly's expiry of the token),
+    `qr_funded_by` (the transactionId the token already paid, if any) and `daily_limit`
+    (None: the default applies).
     """
-    tid = request.transaction_id
-    if egm is None:
-        return SimError("EGM_NOT_FOUND", 404, f"EGM {request.egm_id} does not exist",
-                        transactionId=tid, egmId=request.egm_id)
-    if egm.state != "IDLE":  # a state this code does not know refuses credit like OFFLINE
-        status, code, what = _STATE_REFUSALS.get(egm.state, _STATE_REFUSALS["OFFLINE"])
-        return SimError(code, status, f"EGM {egm.id} {what}", transactionId=tid,
-                        egmId=egm.id, state=egm.state)
-    if request.amount <= 0:
-        return SimError("INVALID_AMOUNT", 422, "amount must be greater than zero",
-                        transactionId=tid, field="amount")
-    if request.currency != egm.currency:
-        return SimError("INVALID_AMOUNT", 422, f"EGM {egm.id} takes credit in {egm.currency}",
-                        transactionId=tid, field="currency", expected=egm.currency)
-    if displayed_on is _LOOK_IT_UP:
-        assert session is not None, "looking the display up needs the unit of work's session"
-        displayed_on = egm.id if qr_display.was_displayed(
-            session, egm.id, request.qr_token_id) else None
-    shown = displayed_on == egm.id
-    if not shown:
-        return SimError("QR_TOKEN_MISMATCH", 422,
-                        f"QR token {request.qr_token_id} was not displayed on EGM {egm.id}",
-                        transactionId=tid, egmId=egm.id)
-    return None
+    return connection.execute(_LOCK_FOR_FUNDING, {
+        "egm": request.egm_id, "tid": request.transaction_id, "qr": request.qr_token_id,
+        "ubai": request.ubai,
+    }).first()
 
 
-def _refusal_by_qr_use(
-    egm: EgmLike, request: FundingRequest, *, expires_at: datetime | None,
-    funded_by: str | None, now: datetime, grace_s: int,
-) -> SimError | None:
-    """A QR token pays one funding, and only until `grace_s` after Trustly's expiry of it.
+def find_funding(connection: Connection, transaction_id: str) -> AnyRow | None:
+    """The stored outcome of `transaction_id` (the columns `lock_for_funding` names)."""
+    return connection.execute(_FIND_FUNDING, {"tid": transaction_id}).first()
 
-    The grace covers a player who scanned just before the expiry and whose bank, and TPAS's
-    retries, took a while; a token named long after that is not a payment that just happened.
+
+def lock_usage(connection: Connection, ubai: str, day: date) -> AnyRow | None:
+    """The usage row (`ubai`, `gaming_day`, `used`) locked FOR UPDATE, or None if missing."""
+    return connection.execute(_LOCK_USAGE, {"ubai": ubai, "day": day}).first()
+
+
+def insert_transaction(connection: Connection, reference: str, kind: str, *, currency: str,
+                       now: datetime, legs: list[tuple[str, int]]) -> int:
+    """One ledger transaction and its legs; the unique reference fails for a racing twin.
+
+    The legs are written first, in one statement, and the header last: the database's guards
+    (migration 0003) check on SQLite, as the header goes in, that the legs before it balance,
+    and on PostgreSQL that the legs of each statement do.
     """
-    tid = request.transaction_id
-    if funded_by is not None:
-        return SimError("QR_TOKEN_USED", 422,
-                        f"QR token {request.qr_token_id} already paid funding {funded_by}; "
-                        "a QR token pays one funding", transactionId=tid, egmId=egm.id,
-                        fundedBy=funded_by)
-    if expires_at is not None and now > expires_at + timedelta(seconds=grace_s):
-        return SimError("QR_TOKEN_EXPIRED", 422,
-                        f"QR token {request.qr_token_id} expired at "
-                        f"{format_instant(expires_at)}, more than {grace_s} s ago",
-                        transactionId=tid, egmId=egm.id, expiredAt=format_instant(expires_at))
-    return None
+    check_balanced(reference, legs)
+    transaction_id: int = connection.execute(
+        _NEXT_TRANSACTION_ID[connection.dialect.name]).scalar_one()
+    connection.execute(_INSERT_ENTRIES.values([  # one statement: PostgreSQL checks each
+        {"transaction_id": transaction_id, "account_id": account, "amount": amount,
+         "currency": currency} for account, amount in legs]))  # statement's legs balance
+    connection.execute(_INSERT_TRANSACTION, {
+        "id": transaction_id, "reference": reference, "kind": kind, "created_at": now})
+    return transaction_id
 
 
-def _refusal_by_limits(
-    session: Session | None, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest,
-    settings: CmsSettings, *, daily_limit: int | None = None,
-) -> SimError | None:
-    """The EGM's credit cap, then the UBAI's daily limit (its usage row is locked).
+def add_credit(connection: Connection, request: FundingRequest, day: date) -> None:
+    """Move the EGM's meter and the UBAI's usage by the amount (relative, under the locks)."""
+    connection.execute(_ADD_TO_METER, {"egm": request.egm_id, "add": request.amount})
+    connection.execute(_ADD_TO_USAGE, {"for_ubai": request.ubai, "day": day,
+                                       "add": request.amount})
 
-    `daily_limit` is the limit that applies when the caller already read it; by default it
-    is looked up here.
+
+def insert_funding(connection: Connection, request: FundingRequest, outcome: FundingOutcome,
+                   day: date, now: datetime) -> None:
+    """Store the decided outcome under the transactionId (its primary key)."""
+    connection.execute(_INSERT_FUNDING, {
+        "transaction_id": request.transaction_id, "fingerprint": request.fingerprint(),
+        "outcome": "REJECTED" if outcome.code else "APPLIED",
+        "http_status": outcome.http_status, "error_code": outcome.code,
+        "response_body": outcome.body, "egm_id": request.egm_id, "ubai": request.ubai,
+        "amount": request.amount, "currency": request.currency,
+        "qr_token_id": request.qr_token_id, "gaming_day": day, "created_at": now,
+    })
+
+
+# PostgreSQL: the whole credit in one statement (one round trip instead of seven), the audit
+# append last: its head lock waits until the funding record is in (a racing twin of the
+# transactionId has failed on a unique key by then), and is held from here to the commit.
+_PG_LEDGER_ROWS = """
+    WITH tx AS (
+        INSERT INTO ledger_transactions (reference, kind, created_at)
+        VALUES (:tid, 'FUNDING', :now) RETURNING id
+    ), legs AS (
+        INSERT INTO ledger_entries (transaction_id, account_id, amount, currency)
+        SELECT tx.id, leg.account_id, leg.amount, :currency
+        FROM tx, (VALUES (CAST(:from_account AS VARCHAR), CAST(:minus AS BIGINT)),
+                         (CAST(:to_account AS VARCHAR), CAST(:plus AS BIGINT)))
+             AS leg (account_id, amount)
+    ),"""
+_PG_TOTALS = """
+    meter AS (
+        UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
+    ), usage AS (
+        UPDATE limit_usage SET used = used + CAST(:plus AS BIGINT)
+        WHERE ubai = :ubai AND gaming_day = :day
+    ),"""
+_PG_OUTCOME = """
+    outcome AS (
+        INSERT INTO funding_records (transaction_id, fingerprint, outcome, http_status,
+            error_code, response_body, egm_id, ubai, amount, currency, qr_token_id,
+            gaming_day, created_at)
+        VALUES (:tid, :fingerprint, 'APPLIED', :status, NULL, :body, :egm, :ubai,
+            CAST(:plus AS BIGINT), :currency, :qr, :day, :now)
+        RETURNING transaction_id
+    ), claim AS (
+        INSERT INTO qr_fundings (qr_token_id, transaction_id, funded_at)
+        VALUES (:qr, :tid, :now)
+    ),"""
+_PG_CREDIT_WRITES = _PG_LEDGER_ROWS + _PG_TOTALS + _PG_OUTCOME
+_PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindparams(
+    bindparam("now", type_=UtcDateTime()), bindparam("day", type_=Date()),
+    bindparam("minus", type_=BigInteger()), bindparam("plus", type_=BigInteger()),
+    *audit.PG_CHAIN_TYPES)
+
+
+def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
+                      legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                      audit_payload: dict[str, Any]) -> dict[str, Any]:
+    """The bound values of `_PG_CREDIT` (and of `PG_HOT_CREDIT`, the same statement)."""
+    check_balanced(request.transaction_id, legs)
+    (from_account, minus), (to_account, plus) = legs
+    assert plus == request.amount, "the second leg credits the EGM's meter"
+    return {
+        "tid": request.transaction_id, "now": now, "currency": request.currency,
+        "from_account": from_account, "minus": minus, "to_account": to_account, "plus": plus,
+        "egm": request.egm_id, "ubai": request.ubai, "day": day,
+        "fingerprint": request.fingerprint(), "status": outcome.http_status,
+        "body": outcome.body, "qr": request.qr_token_id,
+        **audit.pg_chain_params(kind="FUNDING_APPLIED", subject=request.transaction_id,
+                                payload=audit_payload, now=now),
+    }
+
+
+# The hot path (PostgreSQL, `Database.hot_transaction`): a whole applied funding in two round
+# trips, on the assumption that it will be applied (a rejection rolls back, and the general
+# path decides it). The first statement moves the EGM's meter (which locks its row), then
+# creates-or-moves the UBAI's usage row for the gaming day (it reads the EGM CTE, so the locks
+# come in the general path's order: EGM row, usage row), and returns the values from *before*
+# the move with what the decision reads beside them: the stored outcome of the transactionId,
+# the EGM the QR token was displayed on and its expiry, the funding it already paid (if any),
+# the UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; the
+# general path makes a missing one). No row: the EGM does not exist. The second statement
+# writes the ledger rows, the stored answer, the QR token's claim and the audit record, and is
+# committed in the same round trip.
+PG_HOT_MOVE_TOTALS = """
+    WITH egm AS (
+        UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
+        RETURNING id, state, credit_meter - CAST(:plus AS BIGINT) AS credit_meter,
+                  credit_limit, currency
+    ), usage AS (
+        INSERT INTO limit_usage (ubai, gaming_day, used)
+        SELECT :ubai, :day, CAST(:plus AS BIGINT) FROM egm
+        ON CONFLICT (ubai, gaming_day) DO UPDATE SET used = limit_usage.used + EXCLUDED.used
+        RETURNING gaming_day, used - CAST(:plus AS BIGINT) AS used
+    )
+    SELECT egm.id, egm.state, egm.credit_meter, egm.credit_limit, egm.currency,
+           f.transaction_id, q.egm_id AS qr_egm_id, q.expires_at AS qr_expires_at,
+           (SELECT c.transaction_id FROM qr_fundings c WHERE c.qr_token_id = :qr)
+               AS qr_funded_by,
+           (SELECT d.daily_limit FROM daily_limits d WHERE d.ubai = :ubai) AS daily_limit,
+           usage.gaming_day, usage.used,
+           EXISTS (SELECT 1 FROM audit_head h WHERE h.id = :head) AS audit_head
+    FROM egm CROSS JOIN usage
+    LEFT JOIN funding_records f ON f.transaction_id = :tid
+    LEFT JOIN qr_displays q ON q.qr_token_id = :qr
+"""
+PG_HOT_CREDIT = _PG_LEDGER_ROWS + _PG_OUTCOME + audit.pg_chain_sql(after="outcome")
+
+
+def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
+                 legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                 audit_payload: dict[str, Any]) -> None:
+    """Write an applied funding: its ledger transaction with two legs (settlement, then the
+    EGM's meter), the meter and the usage moved by the amount, the stored answer, and the
+    FUNDING_APPLIED audit record with `audit_payload`.
     """
-    tid = request.transaction_id
-    if egm.credit_meter + request.amount > egm.credit_limit:
-        available = max(0, egm.credit_limit - egm.credit_meter)
-        return SimError("CREDIT_LIMIT_EXCEEDED", 422,
-                        f"EGM {egm.id} can take at most {available} more",
-                        transactionId=tid, egmId=egm.id, creditMeter=egm.credit_meter,
-                        creditLimit=egm.credit_limit, available=available)
-    if daily_limit is None:
-        assert session is not None, "looking the limit up needs the unit of work's session"
-        daily_limit = limits.effective_limit(session, request.ubai, settings)
-    limit = daily_limit
-    if usage.used + request.amount > limit:
-        remaining = max(0, limit - usage.used)
-        return SimError("DAILY_LIMIT_EXCEEDED", 422,
-                        f"the daily limit leaves {remaining} for this gaming day",
-                        transactionId=tid, remaining=remaining, dailyLimit=limit,
-                        gamingDay=usage.gaming_day.isoformat())
-    return None
-
-
-def _store_rejection(
-    session: Session, request: FundingRequest, error: SimError | None, day: date,
-    now: datetime,
-) -> FundingOutcome:
-    """Store a decided rejection under the transactionId and audit it; nothing is applied."""
-    assert error is not None
-    outcome = FundingOutcome(error.http_status, rejection_body(error), error.code)
-    connection = session.connection()
-    # A racing twin fails here, on the primary key, before the audit append.
-    ledger_sql.insert_funding(connection, request, outcome, day, now)
-    audit.append_core(connection, kind="FUNDING_REJECTED", subject=request.transaction_id,
-                      now=now, payload={**request.wire(), "code": error.code,
-                                        "httpStatus": error.http_status,
-                                        "gamingDay": day.isoformat()})
-    return outcome
-
-
-def _apply(
-    session: Session, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest, *,
-    day: date, now: datetime,
-) -> FundingOutcome:
-    """Move the money: balanced entries, meter, usage, stored 201 answer, audit record.
-
-    `egm` and `usage` are the rows as locked; they are not changed in place: the meter and
-    the usage move by relative UPDATEs in this transaction.
-    """
-    outcome, legs, payload = _credit(egm, usage, request, day=day, now=now)
-    ledger_sql.write_credit(session.connection(), request, outcome, legs=legs, day=day,
-                            now=now, audit_payload=payload)
-    return outcome
-
-
-def _credit(
-    egm: EgmLike, usage: limits.UsageLike, request: FundingRequest, *, day: date, now: datetime,
-) -> tuple[FundingOutcome, tuple[tuple[str, int], tuple[str, int]], dict[str, Any]]:
-    """What applying writes: the 201 answer, the two legs and the audit payload."""
-    legs = ((settlement_account_id(request.currency), -request.amount),
-            (meter_account_id(egm.id), request.amount))
-    credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
-    outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
-    payload = {**request.wire(), "creditMeter": credit_meter, "usedToday": used,
-               "gamingDay": day.isoformat()}
-    return outcome, legs, payload
+    check_balanced(request.transaction_id, legs)
+    if connection.dialect.name != "postgresql":
+        insert_transaction(connection, request.transaction_id, "FUNDING",
+                           currency=request.currency, now=now, legs=list(legs))
+        add_credit(connection, request, day)
+        insert_funding(connection, request, outcome, day, now)
+        connection.execute(_INSERT_QR_FUNDING, {
+            "qr_token_id": request.qr_token_id, "transaction_id": request.transaction_id,
+            "funded_at": now})
+        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                          payload=audit_payload, now=now)
+        return
+    values = pg_credit_values(request, outcome, legs=legs, day=day, now=now,
+                               audit_payload=audit_payload)
+    if connection.execute(_PG_CREDIT, values).first() is None:  # the head row was missing
+        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+                          payload=audit_payload, now=now)  # makes the head, then appends
 
 
 def get_funding(session: Session, transaction_id: str) -> FundingRecord | None:

@@ -18,7 +18,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sim_cms import audit, ledger_sql
+from sim_cms import audit, ledger
 from sim_cms.models import DailyLimit, LimitUsage
 from sim_cms.settings import CmsSettings
 from simkit.clock import format_instant, utc
@@ -62,12 +62,12 @@ def lock_usage(session: Session, ubai: str, day: date) -> UsageLike:
     the funding moves `used` with a relative UPDATE, never by writing this row back.
     """
     connection = session.connection()
-    row = ledger_sql.lock_usage(connection, ubai, day)
+    row = ledger.lock_usage(connection, ubai, day)
     if row is not None:
         return row
     _insert_if_missing(session, LimitUsage, ["ubai", "gaming_day"],
                        {"ubai": ubai, "gaming_day": day, "used": 0})
-    row = ledger_sql.lock_usage(connection, ubai, day)
+    row = ledger.lock_usage(connection, ubai, day)
     assert row is not None, "the usage row exists after an insert-or-nothing"
     return row
 

@@ -1,6 +1,6 @@
 """The Funding API's fast path answers exactly what the Flask view would, and yields to it.
 
-Fundings are decided below Flask (sim_cms/funding_fast_path.py) when the request is
+Fundings are decided below Flask (sim_cms/funding/fast_path.py) when the request is
 well-formed and authenticated; these tests pin what TPAS can observe: the same status, body,
 headers and replays whichever side answered, the journal and faults still in force, and every
 unusual request still answered by the view.
@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sim_cms.funding_fast_path import FUNDINGS_PATH
+from sim_cms.funding.fast_path import FUNDINGS_PATH
 from tests.api.test_funding_api import ADMIN, display_qr, funding, own_qr, snapshot
 from tests.conftest import cms_bearer
 

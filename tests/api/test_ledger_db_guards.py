@@ -17,8 +17,9 @@ from flask import Flask
 from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from sim_cms import ledger, ledger_sql
-from sim_cms.funding import FundingRequest
+from sim_cms import ledger
+from sim_cms.funding import decide
+from sim_cms.funding.requests import FundingRequest
 from sim_cms.models import LedgerEntry, LedgerTransaction, LedgerWipe, QrDisplay
 from sim_cms.seed import meter_account_id, settlement_account_id
 from simkit.db import Database
@@ -59,7 +60,7 @@ def fund(app: Flask, transaction_id: str, amount: int = 2500) -> Any:
                               expires_at=now_of(app), rotates_at=now_of(app),
                               displayed_at=now_of(app)))
     request = FundingRequest(transaction_id, "EGM-001", amount, "USD", "ubai-1", qr)
-    return ledger.post_transaction(ctx.db, request, ctx.settings, now_of(app))
+    return decide.post_transaction(ctx.db, request, ctx.settings, now_of(app))
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ def test_a_balanced_transaction_written_by_hand_is_accepted(app: Flask) -> None:
 def test_the_general_write_path_writes_a_transaction_the_guards_accept(app: Flask) -> None:
     """`insert_transaction` (SQLite's funding path) writes the legs first, on both dialects."""
     with db_of(app).write() as session:
-        written = ledger_sql.insert_transaction(
+        written = ledger.insert_transaction(
             session.connection(), "by-the-service", "FUNDING", currency="USD",
             now=now_of(app), legs=[(SETTLEMENT, -700), (METER, 700)])
     assert [row[1:3] + row[4:] for row in ledger_rows(app) if row[0] == written] == [

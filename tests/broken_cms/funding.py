@@ -1,6 +1,6 @@
 """The broken Funding API: the product's own funding steps, recomposed with defects switched in.
 
-`sim_cms.ledger.post_transaction` decides a funding in one unit of work built from small
+`sim_cms.funding.decide.post_transaction` decides a funding in one unit of work built from small
 steps (state and QR checks, limit checks, store a rejection, apply). This module composes
 the very same steps, changing only the decision a defect is about, so a failure the harness
 reports can only come from that defect:
@@ -57,10 +57,11 @@ from flask import Response, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sim_cms import egms, ledger, ledger_sql, limits
+from sim_cms import egms, ledger, limits
 from sim_cms.context import cms
-from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
-from sim_cms.funding_api import REPLAY_HEADER
+from sim_cms.funding import decide
+from sim_cms.funding.api import REPLAY_HEADER
+from sim_cms.funding.requests import FundingOutcome, FundingRequest, parse_funding_request
 from sim_cms.models import Egm, LimitUsage, QrDisplay, QrFunding
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
@@ -71,7 +72,7 @@ from tests.broken_cms.defects import Defect
 RACE_WINDOW_S = 0.05
 SLOW_ANSWER_S = 1.0
 GENERIC_CODE = "FUNDING_REJECTED"
-STATE_CODES = frozenset(code for _, code, _ in ledger._STATE_REFUSALS.values())
+STATE_CODES = frozenset(code for _, code, _ in decide._STATE_REFUSALS.values())
 AGAIN_MARK = "~again-"
 
 Defects = frozenset[Defect]
@@ -82,7 +83,7 @@ _BLIND_UNDER_LOCK = frozenset({Defect.NO_IDEMPOTENCY, Defect.REPLAY_OUTSIDE_LOCK
 
 def post_transaction(db: Database, funding: FundingRequest, settings: CmsSettings,
                      now: datetime, defects: Defects) -> FundingOutcome:
-    """`ledger.post_transaction` with `defects` (with none it decides exactly as the product)."""
+    """`decide.post_transaction` with `defects` (with none it decides exactly as the product)."""
     if Defect.NO_IDEMPOTENCY not in defects:
         with db.read() as session:
             known = ledger.get_funding(session, funding.transaction_id)
@@ -90,7 +91,7 @@ def post_transaction(db: Database, funding: FundingRequest, settings: CmsSetting
             return FundingOutcome.from_record(known, replayed=True)
         if known is not None and defects & _BLIND_UNDER_LOCK:
             with db.write() as session:  # another body under a known id: refused, as the product
-                return ledger._replay_or_refuse_reuse(session, known, funding, now)
+                return decide._replay_or_refuse_reuse(session, known, funding, now)
         if Defect.REPLAY_OUTSIDE_LOCK in defects:
             threading.Event().wait(RACE_WINDOW_S)  # the window between lookup and lock
     if Defect.SLOW_ANSWER in defects:
@@ -112,7 +113,7 @@ def _decide(db: Database, funding: FundingRequest, settings: CmsSettings, now: d
         known = ledger.get_funding(session, funding.transaction_id)
         if known is not None:
             if not defects & _BLIND_UNDER_LOCK:
-                return ledger._replay_or_refuse_reuse(session, known, funding, now)
+                return decide._replay_or_refuse_reuse(session, known, funding, now)
             stored_as = replace(funding, transaction_id=_another_key(funding.transaction_id))
         outcome = _decide_locked(session, egm, stored_as, settings, day, now, defects, stale)
     return outcome if stored_as is funding else _answered_as(outcome, funding)
@@ -128,7 +129,7 @@ def _apply_then_answer_slowly(db: Database, funding: FundingRequest, settings: C
     day = limits.gaming_day(now, settings)
     try:
         with db.write() as session:
-            ledger_sql.insert_funding(session.connection(), funding, outcome, day, now)
+            ledger.insert_funding(session.connection(), funding, outcome, day, now)
     except IntegrityError:  # a retry's answer went out first and stored its own outcome
         pass
     return outcome
@@ -142,12 +143,12 @@ def _decide_locked(session: Session, egm: Egm | None, funding: FundingRequest,
     if refusal is None and egm is not None:
         refusal = _refusal_by_qr_use(session, egm, funding, settings, now, defects)
     if refusal is not None or egm is None:
-        return ledger._store_rejection(session, funding, refusal, day, now)
+        return decide._store_rejection(session, funding, refusal, day, now)
     usage = limits.lock_usage(session, funding.ubai, day)
-    refusal = ledger._refusal_by_limits(session, egm, stale or usage, funding, settings)
+    refusal = decide._refusal_by_limits(session, egm, stale or usage, funding, settings)
     if refusal is not None:
-        return ledger._store_rejection(session, funding, refusal, day, now)
-    return ledger._apply(session, egm, usage, _claimable(session, funding, defects), day=day,
+        return decide._store_rejection(session, funding, refusal, day, now)
+    return decide._apply(session, egm, usage, _claimable(session, funding, defects), day=day,
                          now=now)
 
 
@@ -161,7 +162,7 @@ def _refusal_by_qr_use(session: Session, egm: Egm, funding: FundingRequest,
         else claim.transaction_id
     expires_at = None if display is None or Defect.ACCEPTS_EXPIRED_QR in defects \
         else display.expires_at
-    return ledger._refusal_by_qr_use(
+    return decide._refusal_by_qr_use(
         egm, funding, expires_at=expires_at,
         funded_by=funded_by, now=now, grace_s=settings.funding_grace_s)
 
@@ -193,7 +194,7 @@ def _refusal_before_limits(session: Session, egm: Egm | None, funding: FundingRe
     seen = egm
     if egm is not None and egm.state == "OFFLINE" and Defect.CREDITS_OFFLINE_EGM in defects:
         seen = _idle_copy(egm)
-    refusal = ledger._refusal_before_limits(session, seen, funding)
+    refusal = decide._refusal_before_limits(session, seen, funding)
     if refusal is None or refusal.code not in STATE_CODES \
             or Defect.WRONG_ERROR_CODES not in defects:
         return refusal

@@ -24,8 +24,8 @@ from harness.certify.runner import run_scenario
 from harness.certify.scenarios import CATALOGUE, by_id
 from harness.certify.scenarios.context import RunState
 from harness.targets import Target
-from sim_cms import funding_api
 from sim_cms.app import create_app
+from sim_cms.funding import api as funding_api
 from sim_cms.settings import CmsSettings
 from simkit.clock import ManualClock, format_instant, parse_instant
 from tests.broken_cms.app import FUNDING_ENDPOINT, create_broken_app, plant_funding_view

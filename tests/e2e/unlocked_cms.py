@@ -6,10 +6,10 @@
   so two fundings can both read before either writes;
 - `egms.lock_egm` reads the EGM row without `FOR UPDATE`;
 - `limits.lock_usage` reads (creating if missing, as before) the usage row without `FOR UPDATE`;
-- `ledger.apply_on_hot_path` (PostgreSQL's two-round-trip credit, which takes both locks in
+- `decide.apply_on_hot_path` (PostgreSQL's two-round-trip credit, which takes both locks in
   its own SQL) declines every funding, so all of them take the general path above.
 
-The names are replaced on the modules where `ledger.post_transaction` looks them up, in the
+The names are replaced on the modules where `decide.post_transaction` looks them up, in the
 gunicorn master (`--preload`), so every forked worker inherits them. The unique keys and the
 audit head's row lock are left as they are: the tests show that they alone do not keep a
 UBAI under its limit. Never import this outside tests.
@@ -25,9 +25,10 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sim_cms import egms, ledger, limits
+from sim_cms import egms, limits
 from sim_cms.app import create_app
-from sim_cms.funding import FundingOutcome, FundingRequest
+from sim_cms.funding import decide
+from sim_cms.funding.requests import FundingOutcome, FundingRequest
 from sim_cms.models import Egm, LimitUsage
 from sim_cms.settings import CmsSettings, load_cms_settings
 from simkit.db import Database
@@ -63,7 +64,7 @@ def read_usage(session: Session, ubai: str, day: date) -> LimitUsage:
 
 def no_hot_path(db: Database, request: FundingRequest, settings: CmsSettings,
                 now: datetime) -> FundingOutcome | None:
-    """`ledger.apply_on_hot_path` declining: the general path decides every funding."""
+    """`decide.apply_on_hot_path` declining: the general path decides every funding."""
     return None
 
 
@@ -72,5 +73,5 @@ def create() -> Flask:
     settings = load_cms_settings()
     egms.lock_egm = read_egm
     limits.lock_usage = read_usage
-    ledger.apply_on_hot_path = no_hot_path
+    decide.apply_on_hot_path = no_hot_path
     return create_app(settings, database=UnlockedDatabase(settings.database_url))

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 
 from harness.plugin import strategies
-from sim_cms.funding import parse_funding_request
+from sim_cms.funding.requests import parse_funding_request
 from sim_cms.limits import UBAI_PATTERN, parse_limit_change
 from sim_cms.settings import CmsSettings
 from sim_trustly.auth_service.tokens import Keyring, SigningKey, issue_qr_token, verify_qr_token

@@ -15,8 +15,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import delete, func, select, update
 
-from sim_cms import audit, ledger, ledger_sql
-from sim_cms.funding import FundingOutcome, FundingRequest, parse_funding_request
+from sim_cms import audit, ledger
+from sim_cms.funding import decide
+from sim_cms.funding.requests import FundingOutcome, FundingRequest, parse_funding_request
 from sim_cms.models import AuditHead, AuditRecord, Egm, LedgerEntry, LedgerTransaction, QrDisplay
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
@@ -54,7 +55,7 @@ def post(app: Flask, funding: FundingRequest) -> FundingOutcome:
     ctx = app.extensions["sim_cms"]
     settings: CmsSettings = ctx.settings
     now: datetime = ctx.clock.now()
-    return ledger.post_transaction(ctx.db, funding, settings, now)
+    return decide.post_transaction(ctx.db, funding, settings, now)
 
 
 def db_of(app: Flask) -> Database:
@@ -157,7 +158,7 @@ def test_a_lost_unique_key_race_is_retried_and_sees_the_winner(
     """Simulates the racer's commit landing between our lookup and our insert (on
     PostgreSQL, a twin committed while we waited for the EGM lock is not in our snapshot)."""
     post(app, request())
-    real_lock = ledger_sql.lock_for_funding
+    real_lock = ledger.lock_for_funding
     blind_calls = iter([True])  # the first unit of work sees no stored outcome
 
     def racing_lock(connection: Any, funding: FundingRequest) -> Any:
@@ -166,7 +167,7 @@ def test_a_lost_unique_key_race_is_retried_and_sees_the_winner(
             return row
         return SimpleNamespace(**{**row._mapping, "transaction_id": None})
 
-    monkeypatch.setattr(ledger_sql, "lock_for_funding", racing_lock)
+    monkeypatch.setattr(ledger, "lock_for_funding", racing_lock)
     outcome = post(app, second)
     assert (outcome.http_status, outcome.code, outcome.replayed) == expected
     assert ledger_transactions(app) == 1
@@ -199,7 +200,7 @@ def test_fingerprint_changes_with_every_field_and_only_with_fields() -> None:
 
 def test_unbalanced_legs_are_refused_before_anything_is_written(app: Flask) -> None:
     with pytest.raises(ValueError, match="does not balance"), db_of(app).write() as session:
-        ledger_sql.insert_transaction(session.connection(), "bad", "FUNDING", currency="USD",
+        ledger.insert_transaction(session.connection(), "bad", "FUNDING", currency="USD",
                                       now=app.extensions["sim_cms"].clock.now(),
                                       legs=[("a", -1), ("b", 2)])
     assert ledger_transactions(app) == 0

@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-06 20:30:00
 
-`ledger.post_transaction` is the only writer of ledger rows, and writes them balanced; these
+`sim_cms.ledger` is the only writer of ledger rows, and writes them balanced; these
 triggers make the database itself refuse what a bug, a hand-written statement or a future
 writer could do instead, on both dialects:
 

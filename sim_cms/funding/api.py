@@ -17,7 +17,7 @@ POST `{"transactionId", "egmId", "amount", "currency", "ubai", "qrTokenId"}`:
   (the stored outcome stays as it was). A retry that arrives while the first request is
   still being decided waits for it (the EGM row lock) and then gets the replay.
 - 400 INVALID_REQUEST / VALIDATION_ERROR (`field` names the culprit), 413, 415: malformed,
-  nothing decided or stored; the transactionId is still free. See `sim_cms.funding`.
+  nothing decided or stored; the transactionId is still free. See `sim_cms.funding.requests`.
 
 GET: 200 with the stored outcome, for a TPAS whose POST timed out:
 `{"transactionId", "status": "APPLIED"|"REJECTED", "httpStatus", "code"? (rejections),
@@ -32,7 +32,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from sim_cms import ledger
 from sim_cms.context import cms
-from sim_cms.funding import parse_funding_request, status_document, validate_transaction_id
+from sim_cms.funding import decide
+from sim_cms.funding.requests import parse_funding_request, status_document, validate_transaction_id
 from sim_cms.oauth import require_access_token
 from sim_cms.scopes import FUNDINGS, requires
 from simkit.errors import NotFound
@@ -50,7 +51,7 @@ def post_funding() -> Response:
     """Credit an EGM once per transactionId; answer the stored outcome to every retry."""
     ctx = cms()
     funding = parse_funding_request(read_json_body(request, ctx.settings.max_body_bytes))
-    outcome = ledger.post_transaction(ctx.db, funding, ctx.settings, ctx.clock.now())
+    outcome = decide.post_transaction(ctx.db, funding, ctx.settings, ctx.clock.now())
     response = Response(outcome.body, status=outcome.http_status, mimetype=outcome.media_type)
     if outcome.replayed:
         response.headers[REPLAY_HEADER] = "true"

@@ -7,9 +7,9 @@ small WSGI layer in front of the app, as sim_trustly answers its QR Code API:
 
 - a JSON body of a declared size, a Bearer token the CMS issued, that has not expired and was
   granted the `fundings` scope, and no fault rule for the path: the funding is decided here
-  by `ledger.post_transaction`, the same call the Flask view makes, and its outcome (applied,
+  by `decide.post_transaction`, the same call the Flask view makes, and its outcome (applied,
   replayed or rejected) answered with the view's status, body, media type and replay header;
-- anything else falls through to the Flask view untouched (`funding_api.py`), which stays the
+- anything else falls through to the Flask view untouched (`funding/api.py`), which stays the
   one place that renders authentication errors, malformed bodies, faults and failures. A
   failure while deciding here falls through as well: `post_transaction` is idempotent, so the
   view decides again, and answers a funding that did commit as the replay it is.
@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from sim_cms import ledger
 from sim_cms.access_tokens import check_token
 from sim_cms.context import CmsContext
-from sim_cms.funding import parse_funding_request
-from sim_cms.funding_api import REPLAY_HEADER
+from sim_cms.funding import decide
+from sim_cms.funding.api import REPLAY_HEADER
+from sim_cms.funding.requests import parse_funding_request
 from sim_cms.scopes import FUNDINGS
 from simkit.clock import monotonic
 from simkit.fast_path import WsgiApp, journal_exchange, read_json_body
@@ -82,7 +82,7 @@ class FundingFastPath:
             if FUNDINGS not in check_token(ctx.db, token, ctx.clock.now(), ctx.tokens).scopes:
                 return None  # the view refuses it (403 INSUFFICIENT_SCOPE)
             funding = parse_funding_request(orjson.loads(body))
-            outcome = ledger.post_transaction(ctx.db, funding, ctx.settings, ctx.clock.now())
+            outcome = decide.post_transaction(ctx.db, funding, ctx.settings, ctx.clock.now())
         except Exception:
             return None
         answer = outcome.body.encode()
