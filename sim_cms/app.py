@@ -90,5 +90,5 @@ def create_app(
     app.wsgi_app = FundingFastPath(  # type: ignore[method-assign]
         app.wsgi_app, ctx, faults=faults,
         journal=journal if settings.journal_enabled else None)
-    db.dispose()  # no pooled connection may cross a fork into gunicorn workers
+    ctx.close()  # no pooled connection may cross a fork into gunicorn workers
     return app

@@ -34,6 +34,13 @@ class CmsContext:
     tokens: TokenCache = field(default_factory=TokenCache)
     known_egms: set[str] = field(default_factory=set)
 
+    def close(self) -> None:
+        """Release the connections this context holds (the database's pool). Every teardown
+        calls this (tests, the harness, a server before it forks); a later request opens new
+        connections.
+        """
+        self.db.dispose()
+
 
 def cms() -> CmsContext:
     """The running app's context."""

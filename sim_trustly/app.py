@@ -114,5 +114,5 @@ def create_app(
     app.register_blueprint(microsite_views.bp)
     app.register_blueprint(microsite_api.bp)
     app.register_blueprint(microsite_openapi.bp)
-    db.dispose()  # no pooled connection may cross a fork into gunicorn workers
+    ctx.close()  # no pooled connection may cross a fork into gunicorn workers
     return app

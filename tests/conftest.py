@@ -109,7 +109,7 @@ def make_trustly(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Tru
 
     yield build
     for app in apps:
-        app.extensions["sim_trustly"].db.dispose()
+        app.extensions["sim_trustly"].close()
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def make_cms(
 
     yield build
     for app in apps:
-        app.extensions["sim_cms"].db.dispose()
+        app.extensions["sim_cms"].close()
 
 
 @pytest.fixture
@@ -238,4 +238,4 @@ def pay_pair(databases: DatabaseFactory, clock: ManualClock) -> Iterator[tuple[F
     trustly_app.testing = cms_app.testing = True
     yield trustly_app, cms_app
     for app, key in ((trustly_app, "sim_trustly"), (cms_app, "sim_cms")):
-        app.extensions[key].db.dispose()
+        app.extensions[key].close()

@@ -3,14 +3,15 @@ once per process, and hand it out.
 
 TPAS calls `adapter_for(ctx, merchant_id)` and then only the CmsAdapter methods; which API is
 behind them (the reference one, or a partner's through `adapter = "module:Class"`) is the
-profile's business. The types live in `cms_protocol` and are re-exported here.
+profile's business. The types live in `protocol` and are re-exported here. The adapters
+built are kept on the context (`TrustlyContext.adapters`, an `AdapterCache`), as the
+signing keyring is, and closed with it (`TrustlyContext.close`).
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,13 +19,16 @@ from sim_trustly.cms_client.http_client import InProcessTransport, make_http_cli
 from sim_trustly.cms_client.partner_profiles import CmsProfile, load_adapter_class
 from sim_trustly.cms_client.protocol import CmsAdapter, FundingCall, FundingResult, LimitResult
 from sim_trustly.cms_client.reference_adapter import ReferenceAdapter
-from sim_trustly.context import TrustlyContext
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import Clock
 
+if TYPE_CHECKING:  # the context holds an AdapterCache, so it imports this module
+    from sim_trustly.context import TrustlyContext
+
 __all__ = [
-    "CmsAdapter", "FundingCall", "FundingResult", "InProcessTransport", "LimitResult",
-    "adapter_for", "build_adapter", "close_adapters", "make_http_client", "profile_for",
+    "AdapterCache", "CmsAdapter", "FundingCall", "FundingResult", "InProcessTransport",
+    "LimitResult", "adapter_for", "build_adapter", "close_adapters", "make_http_client",
+    "profile_for",
 ]
 
 
@@ -46,7 +50,7 @@ def build_adapter(profile: CmsProfile, transport: httpx.BaseTransport | None = N
     return adapter
 
 
-class _AdapterCache:
+class AdapterCache:
     """The adapters of one TrustlyContext, one per profile, built on first use."""
 
     def __init__(self) -> None:
@@ -62,6 +66,7 @@ class _AdapterCache:
             return adapter
 
     def close(self) -> None:
+        """Close the adapters built so far (their connection pools); later use builds anew."""
         with self._lock:
             adapters, self._adapters = list(self._adapters.values()), {}
         for adapter in adapters:
@@ -74,21 +79,6 @@ def _close(adapter: Any) -> None:
         close()
 
 
-# One cache per live context (a context is frozen and not hashable, so it is keyed by id;
-# the finalizer drops the entry when the context is collected, before its id can be reused).
-_caches: dict[int, _AdapterCache] = {}
-_caches_lock = threading.Lock()
-
-
-def _cache_of(ctx: TrustlyContext) -> _AdapterCache:
-    with _caches_lock:
-        cache = _caches.get(id(ctx))
-        if cache is None:
-            cache = _caches[id(ctx)] = _AdapterCache()
-            weakref.finalize(ctx, _caches.pop, id(ctx), None)
-        return cache
-
-
 def adapter_for(ctx: TrustlyContext, merchant_id: str) -> CmsAdapter:
     """The adapter for the merchant's CMS, shared by every thread of this process.
 
@@ -96,12 +86,9 @@ def adapter_for(ctx: TrustlyContext, merchant_id: str) -> CmsAdapter:
     HTTP connections and its OAuth2 token. `ctx.cms_transport`, when set, carries every
     request (in-process CMSs in tests and the embedded harness).
     """
-    return _cache_of(ctx).get(ctx, profile_for(ctx.settings, merchant_id))
+    return ctx.adapters.get(ctx, profile_for(ctx.settings, merchant_id))
 
 
 def close_adapters(ctx: TrustlyContext) -> None:
     """Close the context's adapters (their connection pools); later calls build new ones."""
-    with _caches_lock:
-        cache = _caches.get(id(ctx))
-    if cache is not None:
-        cache.close()
+    ctx.adapters.close()

@@ -122,8 +122,8 @@ def cms_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     APP.app = app
     yield app
     APP.app = None
-    app.extensions["sim_cms"].db.dispose()
-    trustly.extensions["sim_trustly"].db.dispose()
+    app.extensions["sim_cms"].close()
+    trustly.extensions["sim_trustly"].close()
     databases.drop_all()
 
 

@@ -239,4 +239,4 @@ def test_a_sim_on_the_system_clock_refuses_a_clock_move_as_documented(
         assert clock["controllable"] is False and clock["frozen"] is None
         check("POST", "/_sim/clock", 409, json={"advance": 60})
     finally:
-        app.extensions["sim_trustly"].db.dispose()
+        app.extensions["sim_trustly"].close()

@@ -59,7 +59,7 @@ def controllable_trustly(databases: DatabaseFactory) -> Iterator[Flask]:
     app = create_app(TrustlySettings(database_url=databases.new("trustly"),
                                      admin_token=ADMIN_TOKEN, controllable_clock=True))
     yield app
-    app.extensions["sim_trustly"].db.dispose()
+    app.extensions["sim_trustly"].close()
 
 
 def clock_now(app: Flask) -> datetime:
@@ -115,8 +115,8 @@ def served(tmp_path: Path, databases: DatabaseFactory) -> Iterator[tuple[Flask, 
                            admin_token=ADMIN_TOKEN)
     trustly, cms = build_sims(options)
     yield trustly, cms
-    trustly.extensions["sim_trustly"].db.dispose()
-    cms.extensions["sim_cms"].db.dispose()
+    trustly.extensions["sim_trustly"].close()
+    cms.extensions["sim_cms"].close()
 
 
 @pytest.mark.parametrize("mover", ["trustly", "cms"])

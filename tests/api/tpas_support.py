@@ -22,7 +22,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.context import TrustlyContext
 from sim_trustly.microsite.demo_bank import ubai_for
@@ -195,9 +194,8 @@ def make_casino(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Casi
     for server in servers:
         server.shutdown()
     for casino in built:
-        close_adapters(casino.ctx)
-        casino.ctx.db.dispose()
-        casino.cms_app.extensions["sim_cms"].db.dispose()
+        casino.ctx.close()
+        casino.cms_app.extensions["sim_cms"].close()
 
 
 def unique_user() -> str:

@@ -20,7 +20,6 @@ from harness.target_config import DEMO_LIMITS_AUTH, HOOKS, embedded_spec
 from harness.targets import ControlApi, Target
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
-from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import ManualClock, system_now
@@ -44,13 +43,12 @@ def broken_target(defects: frozenset[Defect], data_dir: Path) -> Iterator[Target
             admin_token=ADMIN_TOKEN, journal=True,
             cms=replace(DEFAULT_CMS_PROFILE, base_url=CMS_URL)),
             clock=ManualClock(start), cms_transport=to_cms)
-        stack.callback(trustly.extensions["sim_trustly"].db.dispose)
-        stack.callback(close_adapters, trustly.extensions["sim_trustly"])
+        stack.callback(trustly.extensions["sim_trustly"].close)
         cms = create_broken_app(CmsSettings(
             database_url=sqlite_url(str(data_dir / "cms.db")), admin_token=ADMIN_TOKEN,
             journal=True, trustly=TrustlyLink(base_url=TRUSTLY_URL)),
             defects, clock=ManualClock(start), trustly_transport=LateWSGITransport(trustly))
-        stack.callback(cms.extensions["sim_cms"].db.dispose)
+        stack.callback(cms.extensions["sim_cms"].close)
         to_cms.bind(cms)
         yield _target(defects, LateWSGITransport(trustly), LateWSGITransport(cms))
 

@@ -142,7 +142,7 @@ def build(databases: DatabaseFactory, clock: ManualClock,
 
     yield make
     for app in apps:
-        app.extensions["sim_cms"].db.dispose()
+        app.extensions["sim_cms"].close()
 
 
 # --- naming the defects ---------------------------------------------------------------------

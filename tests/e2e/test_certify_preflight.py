@@ -83,7 +83,7 @@ def other_trustly(port: int, data_dir: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-        app.extensions["sim_trustly"].db.dispose()
+        app.extensions["sim_trustly"].close()
 
 
 @pytest.mark.parametrize("egm_paths", ["", '[cms.egm]\nqr_png = "/egm/{egm_id}/qr.png"\n'],
@@ -175,7 +175,7 @@ def cms_with_clock(data_dir: Path, trustly_port: int) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-        app.extensions["sim_cms"].db.dispose()
+        app.extensions["sim_cms"].close()
 
 
 def test_a_cms_clock_left_a_day_ahead_is_aligned_before_the_qr_is_checked(

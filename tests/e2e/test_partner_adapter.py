@@ -81,7 +81,7 @@ def trustly(tmp_path: Path, databases: DatabaseFactory, clock: ManualClock,
     app = create_app(settings, clock=clock, cms_transport=httpx.WSGITransport(app=partner))
     app.testing = True
     yield app
-    app.extensions["sim_trustly"].db.dispose()
+    app.extensions["sim_trustly"].close()
 
 
 @pytest.fixture

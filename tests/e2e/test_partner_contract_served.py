@@ -61,7 +61,7 @@ def cms_app(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Flask]:
     to_cms.app = cms
     yield cms
     for app, key in ((trustly, "sim_trustly"), (cms, "sim_cms")):
-        app.extensions[key].db.dispose()
+        app.extensions[key].close()
 
 
 class Caller:
@@ -221,7 +221,7 @@ def test_a_certify_run_calls_nothing_on_the_cms_the_contract_leaves_out(tmp_path
         for server in servers:
             server.shutdown()
         for app, key in ((trustly, "sim_trustly"), (cms, "sim_cms")):
-            app.extensions[key].db.dispose()
+            app.extensions[key].close()
     assert (tmp_path / "reports" / "report.json").exists(), done.stdout[-3000:] + done.stderr
     called = {(method, path) for method, path in recorder.seen if path != "/openapi.json"}
     assert any(path.startswith("/_sim/") for _, path in called), called

@@ -41,7 +41,6 @@ from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.auth_service.issuance import flush_issued
-from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.settings import load_trustly_settings
 from sim_trustly.tpas import state_machine
@@ -153,7 +152,7 @@ def _park(ctx: TrustlyContext, code: str, n: int) -> None:
 
 
 def _dispose(app: Flask, key: str) -> None:
-    app.extensions[key].db.dispose()
+    app.extensions[key].close()
 
 
 @dataclass(frozen=True)
@@ -187,8 +186,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     assert isinstance(ctx.clock, ManualClock)  # SCANPAY_CONTROLLABLE_CLOCK, kept in the database
     ctx.clock.advance(60)  # past every parked payment's retry time: all due at the next start
     flush_issued(ctx.db)  # the unpaid QR's row is written behind the response: store it now
-    close_adapters(ctx)
-    ctx.db.dispose()
+    ctx.close()
     for app in cmss.values():
         _dispose(app, "sim_cms")
     return Seeded(workdir, ports, unpaid)

@@ -83,4 +83,4 @@ def serve_partner_cms(data_dir: Path, admin_token: str | None = None) -> Iterato
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        app.extensions["sim_cms"].db.dispose()
+        app.extensions["sim_cms"].close()

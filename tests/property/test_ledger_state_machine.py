@@ -351,4 +351,4 @@ def test_ledger_state_machine(make_cms: CmsFactory) -> None:
             max_examples=200, stateful_step_count=20, deadline=None, print_blob=True,
             suppress_health_check=[HealthCheck.too_slow],
         ))
-        app.extensions["sim_cms"].db.dispose()
+        app.extensions["sim_cms"].close()
