@@ -1,6 +1,6 @@
 """JSON Schemas and response builders of sim_cms's OpenAPI document (see `sim_cms.openapi`).
 
-The patterns and bounds here are the ones the code enforces (`funding._SHAPES`,
+The patterns and bounds here are the ones the code enforces (`funding.requests._SHAPES`,
 `limits.UBAI_PATTERN`, `egms.EGM_ID`, `simkit.money.MAX_MINOR`), so a request the document
 calls valid is never refused as malformed, and every response validates against them.
 Values that depend on the casino's configuration (currency, limit cap, token TTL) are taken

@@ -26,7 +26,7 @@ class TrustlyContext:
     db: Database
     clock: Clock
     keyrings: KeyringCache = field(default_factory=KeyringCache)
-    adapters: AdapterCache = field(default_factory=AdapterCache)  # see cms_client.adapter_for
+    adapters: AdapterCache = field(default_factory=AdapterCache)  # see adapters.adapter_for
     cms_transport: Any = None  # an httpx transport to reach CMSs in-process (tests, harness)
 
     @property

@@ -1,6 +1,6 @@
 """What TPAS asks of a merchant's CMS, whatever its API looks like: the CmsAdapter protocol.
 
-Kept apart from `cms_client` so that adapters (the reference one, and partners' own) can
+Kept apart from `adapters` so that adapters (the reference one, and partners' own) can
 import these types without importing the machinery that builds and caches adapters.
 
 Outcomes:

@@ -4,7 +4,7 @@ A person types amounts in major units ("25" or "25.50"); `simkit.money.parse_typ
 reads them, and refuses what could mean two things (`20,5`) instead of guessing. The amount
 page's answer is a confirmation page that shows the amount and carries it on in integer
 minor units, so the paying form never reads typed text: what is paid is what was shown.
-Everything else is validated by `tpas.parse_payment_request`, exactly as for the JSON API.
+Everything else is validated by `state_machine.parse_payment_request`, exactly as for the JSON API.
 """
 
 from __future__ import annotations

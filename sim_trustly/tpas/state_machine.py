@@ -199,7 +199,7 @@ def _create(
 def _authorize_and_fund(
     ctx: TrustlyContext, row: PaymentRecord, request: PaymentRequest
 ) -> PaymentView:
-    """The demo bank step, then the CMS steps (`tpas_funding.fund_authorized`)."""
+    """The demo bank step, then the CMS steps (`fund_authorized`, below)."""
     bank = demo_bank.authorize(request.username, request.password, request.amount, ctx.clock)
     now = ctx.clock.now()
     if not bank.ok:
