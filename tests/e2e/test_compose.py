@@ -136,12 +136,13 @@ def test_each_sim_reads_the_other_sims_address_from_its_environment() -> None:
 def test_trustly_builds_the_app_in_every_worker_which_starts_the_recovery_sweep(
         monkeypatch: pytest.MonkeyPatch) -> None:
     params = _granian_params(DEFAULTS["trustly"]["command"])
-    assert params["factory"] and params["app"] == "sim_trustly.wsgi:create_in_worker"
+    assert params["factory"] and params["app"] == "sim_trustly.wsgi:create_rsgi_in_worker"
     app, swept = Flask("built-in-worker"), list[Flask]()
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
     monkeypatch.setattr(sim_trustly.wsgi, "checked_settings", lambda: None)
     monkeypatch.setattr(sim_trustly.wsgi, "create_app", lambda settings: app)
     monkeypatch.setattr(sim_trustly.wsgi, "start_recovery_worker", swept.append)
-    assert sim_trustly.wsgi.create_in_worker() is app
+    assert sim_trustly.wsgi.create_rsgi_in_worker().app is app
     assert swept == [app]  # the factory granian calls in each worker starts the sweep
 
 
@@ -176,7 +177,7 @@ def test_each_sim_uses_its_own_postgres_database_created_at_init() -> None:
 def test_sim_environment_names_only_variables_the_settings_loaders_read() -> None:
     read = set()
     for module in ("sim_trustly/settings.py", "sim_trustly/cms_client/partner_profiles.py",
-                   "sim_cms/settings.py"):
+                   "sim_cms/settings.py", "simkit/rsgi_front.py"):
         read |= set(re.findall(r'"(SCANPAY_\w+)"', (REPO / module).read_text()))
     for name in SIM_SERVICES:
         assert set(SERVICES[name]["environment"]) <= read, name
@@ -201,11 +202,12 @@ def _granian_params(command: list[str]) -> dict[str, Any]:
     return granian_cli.make_context("granian", list(command[1:])).params
 
 
-def test_granian_commands_name_wsgi_factories_that_exist() -> None:
+def test_granian_commands_name_rsgi_factories_that_exist() -> None:
     for name in ("trustly", "cms"):
         params = _granian_params(DEFAULTS[name]["command"])
-        assert params["interface"].value == "wsgi" and params["factory"], name
-        assert (params["workers"], params["blocking_threads"]) == (2, 8), name
+        assert params["interface"].value == "rsgi" and params["factory"], name
+        assert params["workers"] == 2, name
+        assert DEFAULTS[name]["environment"]["SCANPAY_THREADS"] == "8", name
         module, call = params["app"].split(":")
         factory = getattr(importlib.import_module(module), call)
         assert callable(factory), params["app"]
@@ -217,7 +219,7 @@ def test_the_benchmarks_default_serving_is_the_one_compose_deploys() -> None:
     assert argv[1:3] == ["-m", serving.requires]
     bench, compose = _granian_params(["granian", *argv[3:]]), _granian_params(
         DEFAULTS["cms"]["command"])
-    for key in ("interface", "factory", "workers", "blocking_threads", "app"):
+    for key in ("interface", "factory", "workers", "app"):
         assert bench[key] == compose[key], key
 
 
