@@ -35,6 +35,7 @@ import logging
 from flask import Flask
 
 from sim_trustly.app import create_app
+from sim_trustly.auth_service.fast_path import TokenFastPath
 from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.models import Base
@@ -87,5 +88,9 @@ def create_in_worker() -> Flask:
 
 
 def create_rsgi_in_worker() -> RsgiFront:
-    """`create_in_worker`'s app behind the front that reads bodies before a thread runs."""
-    return front_for(create_in_worker())
+    """`create_in_worker`'s app behind the front that reads bodies before a thread runs, the
+    QR Code API's common case answered on the event loop (no hand-over to a thread)."""
+    app = create_in_worker()
+    fast_path = app.wsgi_app
+    inline = fast_path.answer_inline if isinstance(fast_path, TokenFastPath) else None
+    return front_for(app, inline=inline)

@@ -19,6 +19,8 @@ from simkit.clock import monotonic
 from simkit.journal import CORRELATION_HEADER, Journal, new_correlation_id
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# An answer given without the WSGI call: status code, headers and the whole body.
+InlineAnswer = tuple[int, list[tuple[str, str]], bytes]
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CORRELATION_ENVIRON = "HTTP_" + CORRELATION_HEADER.upper().replace("-", "_")

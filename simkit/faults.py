@@ -340,6 +340,10 @@ class FaultPlan:
             for rule_method, rule_path in rows
         )
 
+    def copy_is_fresh(self) -> bool:
+        """True when `may_fire` would answer from this process's copy, without a read."""
+        return monotonic() - self._matchers[1] <= MATCHERS_MAX_AGE_S
+
     def _forget_matchers(self) -> None:
         self._matchers = ((), -math.inf)
 

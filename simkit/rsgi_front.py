@@ -35,6 +35,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simkit.fast_path import InlineAnswer
 from simkit.faults import ConnectionDropped
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -183,8 +184,10 @@ class RsgiFront:
     """An RSGI app that serves `app` (WSGI) from `threads` threads, bodies read first."""
 
     def __init__(self, app: WsgiApp, *, max_body_bytes: int, threads: int | None = None,
-                 body_timeout_s: float | None = None) -> None:
+                 body_timeout_s: float | None = None,
+                 inline: Callable[[dict[str, Any]], InlineAnswer | None] | None = None) -> None:
         self.app = app
+        self.inline = inline
         self.max_body_bytes = max_body_bytes
         self.threads = threads or int(env_number(THREADS_ENV, DEFAULT_THREADS))
         self.body_timeout_s = body_timeout_s or env_number(BODY_TIMEOUT_ENV,
@@ -215,6 +218,11 @@ class RsgiFront:
             if len(body) > self.max_body_bytes or not declared:
                 environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
+        if self.inline is not None:
+            quick = self.inline(environ)  # answered here when nothing in it can wait
+            if quick is not None:
+                proto.response_bytes(*quick)
+                return
         try:
             answer = await self._pool.run(self._run, environ)
         except ConnectionDropped:
@@ -313,7 +321,13 @@ def _shut_down_connection(client: str, server: str) -> bool:
     return False
 
 
-def front_for(app: Any) -> RsgiFront:
-    """The front for a Flask app, capping bodies at the app's own MAX_CONTENT_LENGTH."""
+def front_for(app: Any, *,
+              inline: Callable[[dict[str, Any]], InlineAnswer | None] | None = None) -> RsgiFront:
+    """The front for a Flask app, capping bodies at the app's own MAX_CONTENT_LENGTH.
+
+    `inline` answers, on the event loop itself, the requests it can answer without waiting
+    on anything (see `sim_trustly.auth_service.fast_path.TokenFastPath.answer_inline`); the
+    rest go to the threads.
+    """
     limit = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY_BYTES
-    return RsgiFront(app, max_body_bytes=int(limit))
+    return RsgiFront(app, max_body_bytes=int(limit), inline=inline)

@@ -29,9 +29,9 @@ from sim_trustly.auth_service import credentials
 from sim_trustly.auth_service.credentials import CredentialLookup
 from sim_trustly.auth_service.issuance import Authenticated, issue_for_merchant, parse_token_request
 from sim_trustly.context import TrustlyContext
-from simkit.clock import monotonic
+from simkit.clock import SystemClock, monotonic
 from simkit.errors import SimError
-from simkit.fast_path import WsgiApp, journal_exchange, read_json_body
+from simkit.fast_path import InlineAnswer, WsgiApp, journal_exchange, read_json_body
 from simkit.faults import FaultPlan
 from simkit.http import parse_basic_auth
 from simkit.journal import CORRELATION_HEADER, Journal
@@ -67,6 +67,11 @@ class CredentialCache:
                 self._entries[access_id] = _Cached(found, now + self._ttl_s)
         return found
 
+    def peek(self, access_id: str) -> CredentialLookup | None:
+        """The credential of `access_id` if this process holds a fresh copy; never reads."""
+        cached = self._entries.get(access_id)
+        return cached.lookup if cached is not None and cached.until > monotonic() else None
+
     def forget(self, access_id: str) -> None:
         """Drop one accessId (after a failure on it)."""
         with self._lock:
@@ -90,22 +95,52 @@ class TokenFastPath:
         self._cache = cache
         self._journal = journal
         self._faults = faults
+        self._inline = isinstance(ctx.clock, SystemClock)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
+        answered = self._answer(environ)
+        if answered is None:
             return self._app(environ, start_response)
+        headers, answer = answered
+        start_response("200 OK", headers)
+        return [answer]
+
+    def answer_inline(self, environ: dict[str, Any]) -> InlineAnswer | None:
+        """The answer to a request this layer can give without waiting on anything (no
+        database read, no lock another request may hold); None to run it as usual.
+
+        For a server front that would otherwise hand every request to a thread and back
+        (`simkit.rsgi_front`): the common QR token request, a cached credential signing a
+        token, costs less than that hand-over. Only with the system clock (a controllable
+        clock is read from the database), a fresh copy of the fault rules and a credential
+        this process holds.
+        """
+        if (not self._inline or environ.get("PATH_INFO") != TOKEN_PATH
+                or environ.get("REQUEST_METHOD") != "POST"):
+            return None
+        basic = parse_basic_auth(environ.get("HTTP_AUTHORIZATION"))
+        if basic is None or self._cache.peek(basic[0]) is None:
+            return None
+        if self._faults is not None and not self._faults.copy_is_fresh():
+            return None
+        answered = self._answer(environ)
+        return None if answered is None else (200, *answered)
+
+    def _answer(self, environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] | None:
+        """(headers, body) of a token issued here, the exchange journaled; None for Flask."""
+        if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
+            return None
         started = monotonic()
         body = read_json_body(environ, self._ctx.settings.max_body_bytes)
         answer = None if body is None else self._issue(environ, body)
         if answer is None:
-            return self._app(environ, start_response)
+            return None
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
         if self._journal is not None:
             headers.append((CORRELATION_HEADER, journal_exchange(
                 self._journal, environ, path=TOKEN_PATH, status=200, body=body or b"",
                 answer=answer, headers=headers, started=started)))
-        start_response("200 OK", headers)
-        return [answer]
+        return headers, answer
 
     def _issue(self, environ: dict[str, Any], body: bytes) -> bytes | None:
         """The response body of a token issued here, or None to let Flask answer."""
