@@ -25,7 +25,7 @@ does not open or is another system's, and a controllable clock without the admin
 moves it (`simkit.startup_checks`).
 
 Neither waits for any CMS: a CMS that is down or never answers delays no start-up
-(`sim_trustly.tpas_recovery`).
+(`sim_trustly.tpas.recovery`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from flask import Flask
 
 from sim_trustly.app import create_app
 from sim_trustly.auth_service.fast_path import TokenFastPath
-from sim_trustly.cms_client.adapters import close_adapters
 from sim_trustly.context import EXTENSION
 from sim_trustly.models import Base
 from sim_trustly.settings import TrustlySettings, load_trustly_settings
@@ -73,9 +72,7 @@ def create() -> Flask:
     released = release_leases_at_startup(app)
     if released:
         log.warning("%d open payments left by an earlier run go to the recovery sweep", released)
-    ctx = app.extensions[EXTENSION]
-    close_adapters(ctx)  # no HTTP or database connection may cross the fork
-    ctx.db.dispose()
+    app.extensions[EXTENSION].close()  # no HTTP or database connection may cross the fork
     return app
 
 

@@ -2,7 +2,7 @@
 
 A fast path answers one hot endpoint's common case in a small WSGI layer in front of the Flask
 app and lets everything else fall through to the app untouched (see
-`sim_trustly.token_fast_path` and `sim_cms.funding_fast_path`). Two things must then be done
+`sim_trustly.auth_service.fast_path` and `sim_cms.funding.fast_path`). Two things must then be done
 exactly as the Flask side does them: the body it read must be put back for the app, and an
 exchange it answered must be journaled as the Flask journal hook would have recorded it.
 """
