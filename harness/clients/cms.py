@@ -2,7 +2,9 @@
 
 The one client every part of the harness uses for a CMS: certify's scenarios and preflight,
 the pytest plugin (its `scanpay_cms` fixture is this class, and its flows read meters and
-acquire QRs through it) and `scanpay flow` (on sim_cms's paths, `ReferenceCms`).
+acquire QRs through it), `scanpay flow` (on sim_cms's paths, `ReferenceCms`), and the checks
+that a CMS answers at all before `scanpay load` or a browser starts (`answers_at`,
+`egm_screen_at`).
 
 Authentication follows the target's partner profile (OAuth2 client credentials with token
 refresh, Basic, or an API key), and the paths its `paths` table names, so the calls are the
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from harness.clients.http import get_once
 from harness.target_config import EgmPaths
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, AuthConfig, CmsProfile
 
@@ -157,6 +160,20 @@ class CmsApi:
         """Whether the CMS hands out expiring access tokens (OAuth2 client credentials)."""
         return self.profile.auth.kind == "oauth2_client_credentials"
 
+    # --- reachability (no session, no credentials) -----------------------------------------
+
+    @staticmethod
+    def answers_at(cms_url: str, timeout_s: float) -> httpx.Response:
+        """`GET <cms_url>/openapi.json` once: any answer means the CMS is up (the library's
+        error when none came)."""
+        return get_once(cms_url.rstrip("/") + "/openapi.json", timeout_s)
+
+    @staticmethod
+    def egm_screen_at(cms_url: str, egm_id: str, timeout_s: float) -> httpx.Response:
+        """`GET <cms_url>/egm/<id>` once: the EGM screen a browser would open (checked before
+        a browser is started)."""
+        return get_once(f"{cms_url.rstrip('/')}/egm/{egm_id}", timeout_s)
+
     def call(self, method: str, path: str, *, refresh: bool = True, as_egm: bool = False,
              auth: AuthConfig | None = None, **kwargs: Any) -> httpx.Response:
         """One authenticated call (as `auth`, default TPAS); on a 401 the token is fetched
@@ -180,6 +197,28 @@ class CmsApi:
         headers = {**JSON_HEADERS, **kwargs.pop("headers", {})}
         return self.call("POST", self.paths.fundings, content=encode_json(body),
                          headers=headers, **kwargs)
+
+    def send_raw(self, method: str, path: str, *, auth_header: str | None = None,
+                 **kwargs: Any) -> httpx.Response:
+        """One call as TPAS with exactly the `Authorization` header given, none when None,
+        and no token refresh: what a scenario sends when it means to send bad, expired or
+        missing credentials."""
+        headers = dict(kwargs.pop("headers", {}))
+        if auth_header is not None:
+            headers["Authorization"] = auth_header
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def post_funding_raw(self, body: Any, auth_header: str | None = None) -> httpx.Response:
+        """`POST /cws/v1/fundings` with `body` as JSON and only the `Authorization` header
+        given (see `send_raw`)."""
+        return self.send_raw("POST", self.paths.fundings, auth_header=auth_header, json=body)
+
+    def read_egm_raw(self, egm_id: str, auth_header: str | None = None) -> httpx.Response:
+        """`GET` the EGM's read path as TPAS with only the `Authorization` header given (see
+        `send_raw`): the preflight's first call (no credentials: does the CMS answer at all),
+        and an expired token's refusal."""
+        return self.send_raw("GET", self.egm_paths.of(self.egm_paths.read, egm_id),
+                             auth_header=auth_header)
 
     def post_raw(self, path: str, content: bytes,
                  content_type: str = "application/json") -> httpx.Response:
