@@ -21,7 +21,7 @@ import json
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from sim_cms import client_lockout, scopes
 from sim_cms.access_tokens import (
@@ -157,7 +157,7 @@ def require_access_token() -> None:
     Missing: 401 INVALID_TOKEN with a bare challenge (RFC 6750 §3.1); malformed or unknown:
     401 INVALID_TOKEN; expired on the clock: 401 TOKEN_EXPIRED (the client should fetch a new
     token); without the scope the view declares (`scopes.requires`): 403 INSUFFICIENT_SCOPE,
-    before the view runs, so nothing changes. The client id is left in `g.cws_client_id`.
+    before the view runs, so nothing changes.
     """
     header = request.headers.get("Authorization")
     if not header:
@@ -168,4 +168,3 @@ def require_access_token() -> None:
     ctx = cms()
     grant = check_token(ctx.db, token, ctx.clock.now(), ctx.tokens)
     grant.require(scopes.REQUIRED.get(request.endpoint or ""))
-    g.cws_client_id = grant.client_id

@@ -112,7 +112,6 @@ class Database:
         relaxed = writer.execution_options(**{_SYNC_OPTION: "NORMAL"})
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
-        self._relaxed_writer = sessionmaker(relaxed, expire_on_commit=False)
         self._relaxed_engine = relaxed
         self._core_writer = writer
         self._autocommit_reader = self.engine.execution_options(**{_BEGIN_OPTION: "NONE"})
@@ -132,17 +131,6 @@ class Database:
         lock the rows they read with `with_for_update()`.
         """
         with self._writer() as session, session.begin():
-            yield session
-
-    @contextmanager
-    def write_relaxed(self) -> Iterator[Session]:
-        """Like `write()`, but a machine crash may lose this commit (SQLite synchronous=NORMAL).
-
-        For records that are cheap to lose and hot to write, such as issued QR tokens (an
-        EGM whose token was lost just asks again). In WAL mode a process crash loses nothing
-        committed either way. PostgreSQL commits as usual.
-        """
-        with self._relaxed_writer() as session, session.begin():
             yield session
 
     @contextmanager
@@ -166,7 +154,12 @@ class Database:
 
     @contextmanager
     def core_write_relaxed(self) -> Iterator[Connection]:
-        """A Core transaction with `write_relaxed()`'s durability, for hot-path inserts."""
+        """A Core transaction a machine crash may lose (SQLite synchronous=NORMAL).
+
+        For hot-path inserts of records that are cheap to lose, such as issued QR tokens (an
+        EGM whose token was lost just asks again). In WAL mode a process crash loses nothing
+        committed either way. PostgreSQL commits as usual.
+        """
         with self._relaxed_engine.begin() as connection:
             yield connection
 

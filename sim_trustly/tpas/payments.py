@@ -83,13 +83,9 @@ class PaymentRecord:
         return cls(**row._mapping)
 
     @classmethod
-    def from_columns(cls, values: Iterable[Any]) -> PaymentRecord:
-        """The record of the payments columns' values, in the table's column order."""
-        return cls(**dict(zip(_KEYS, values, strict=True)))
-
-    @classmethod
     def from_driver(cls, values: Iterable[Any]) -> PaymentRecord:
-        """Like `from_columns`, for values as the database driver returns them (plain SQL)."""
+        """The record of the payments columns' values, in the table's column order, as the
+        database driver returns them (plain SQL)."""
         fields: dict[str, Any] = {
             key: driver_instant(value) if key in _INSTANTS and value is not None else value
             for key, value in zip(_KEYS, values, strict=True)}

@@ -11,8 +11,7 @@ judge the same way. Both sides are matched by transactionId (TPAS's idempotency 
 An empty list means Trustly's total equals the CMS's total, EGM by EGM.
 
 The CMS side comes over HTTP from the reference CMS's control API (`GET /_sim/fundings`,
-admin token), as does TPAS's side for the harness (`GET /_sim/payments`); the sims never
-read each other's databases.
+admin token); the sims never read each other's databases.
 """
 
 from __future__ import annotations
@@ -139,32 +138,6 @@ def fetch_cms_fundings(
     fundings: list[dict[str, Any]] = _get_json(cms_base, "/_sim/fundings", admin_token,
                                                transport, params)["fundings"]
     return fundings
-
-
-def fetch_trustly_payments(
-    trustly_base: str, admin_token: str, *, transport: Any = None, since: str | None = None,
-) -> list[dict[str, Any]]:
-    """TPAS's payments from sim_trustly's control API (`GET /_sim/payments`)."""
-    params = {"limit": str(PAGE_LIMIT), **({"since": since} if since else {})}
-    found: list[dict[str, Any]] = _get_json(trustly_base, "/_sim/payments", admin_token,
-                                            transport, params)["payments"]
-    return found
-
-
-def reconcile_via_http(
-    trustly_base: str, cms_base: str, admin_token: str, *, trustly_transport: Any = None,
-    cms_transport: Any = None, cms_admin_token: str | None = None, since: str | None = None,
-) -> dict[str, Any]:
-    """Reconcile two running sims through their control APIs (what the harness calls).
-
-    Raises httpx errors when either side cannot be read: a reconciliation that could not
-    see both sides must never look like a clean one.
-    """
-    trustly = fetch_trustly_payments(trustly_base, admin_token, transport=trustly_transport,
-                                     since=since)
-    cms = fetch_cms_fundings(cms_base, cms_admin_token or admin_token, transport=cms_transport,
-                             since=since)
-    return summarize(trustly, cms)
 
 
 def reconcile_service(ctx: TrustlyContext, *, since: datetime | None = None) -> dict[str, Any]:

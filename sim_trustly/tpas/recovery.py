@@ -39,7 +39,7 @@ from sim_trustly.cms_client.adapters import profile_for
 from sim_trustly.cms_client.partner_profiles import CmsProfile
 from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.tpas import payments
-from sim_trustly.tpas.state_machine import recover_one, recover_payments
+from sim_trustly.tpas.state_machine import recover_one
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +196,3 @@ def release_leases_at_startup(app: Any) -> int:
     ctx: TrustlyContext = app.extensions[EXTENSION]
     return payments.release_leases(ctx.db, ctx.clock.now())
 
-
-def run_recovery_at_startup(app: Any) -> int:
-    """A synchronous pass that also takes over held payments (`recover_payments(all)`).
-
-    Waits for every CMS concerned, so no server runs it at start-up any more; they release
-    the leases and let the background sweep work (`release_leases_at_startup`).
-    """
-    ctx: TrustlyContext = app.extensions[EXTENSION]
-    return recover_payments(ctx, include_leased=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sim_trustly.tpas.reconciliation import reconcile, reconcile_via_http, summarize
-from tests.api.tpas_support import ADMIN, EGM, Casino, CasinoFactory, make_casino, unique_user
+from sim_trustly.tpas.reconciliation import reconcile, summarize
+from tests.api.tpas_support import ADMIN, EGM, Casino, CasinoFactory, make_casino
 
 __all__ = ["make_casino"]  # the fixture, used by name
 
@@ -109,15 +109,6 @@ def test_an_unreadable_cms_never_looks_reconciled(make_casino: CasinoFactory) ->
 
 
 @pytest.mark.db
-def test_reconcile_via_http_reads_both_control_apis(casino: Casino) -> None:
-    casino.pay(casino.show_qr(), 1234, username=unique_user())
-    report = reconcile_via_http(
-        "http://trustly.test", "http://cms.test", "test-admin-token",
-        trustly_transport=_wsgi(casino.trustly_app), cms_transport=_wsgi(casino.cms_app))
-    assert report["reconciled"] and report["trustlyTotal"] == report["cmsTotal"] == 1234
-
-
-@pytest.mark.db
 def test_cms_fundings_need_the_admin_token_and_filter_by_time(casino: Casino) -> None:
     assert casino.cms.get("/_sim/fundings").status_code == 401
     casino.pay(casino.show_qr())
@@ -139,9 +130,3 @@ def test_payments_control_routes_list_show_and_recover(casino: Casino) -> None:
     assert shown["events"][-1]["kind"] == "CREDITED" and shown["attempts"] == 1
     recovered = casino.trustly.post("/_sim/payments/recover", json={"all": True}, headers=ADMIN)
     assert recovered.get_json() == {"finished": 0, "open": 0}
-
-
-def _wsgi(app: Any) -> Any:
-    import httpx
-
-    return httpx.WSGITransport(app=app)

@@ -11,8 +11,8 @@ import pytest
 
 from sim_trustly.tpas import payments, recovery, state_machine
 from sim_trustly.tpas.redemption import QrCodeExpired, QrCodeUsed
-from simkit.clock import monotonic
 from simkit.errors import SimError
+from simkit.wait import poll_until
 from tests.api.tpas_support import (
     ADMIN,
     EGM,
@@ -263,9 +263,8 @@ def test_a_cms_slower_than_the_read_timeout_credits_at_most_once(
     code = casino.show_qr()
     casino.fault(method="POST", path="/cws/v1/fundings", action="delay", delayMs=1500, times=1)
     view = casino.pay(code)
-    deadline = monotonic() + 10  # the delayed request finishes on the server's own time
-    while len(casino.cms_fundings()) < 1 and monotonic() < deadline:
-        threading.Event().wait(0.05)
+    # The delayed request finishes on the server's own time: wait (bounded) for it.
+    poll_until(lambda: casino.cms_fundings() or None, timeout_s=10, interval_s=0.05)
     if view.status == "FUNDING":
         casino.clock.advance(60)
         state_machine.recover_payments(casino.ctx)
@@ -335,10 +334,10 @@ def test_the_sweep_finds_a_funding_applied_before_the_cms_went_silent(casino: Ca
     assert after.credit_meter == 2000
 
 
-def test_start_up_recovery_takes_over_payments_a_dead_process_held(casino: Casino) -> None:
+def test_a_pass_over_all_takes_over_payments_a_dead_process_held(casino: Casino) -> None:
     view = park_in_funding(casino)
     casino.clear_faults()
-    assert recovery.run_recovery_at_startup(casino.trustly_app) == 1
+    assert state_machine.recover_payments(casino.ctx, include_leased=True) == 1
     assert_credited_once(casino, casino.status(view.payment_id))
 
 
@@ -422,9 +421,8 @@ def test_the_recovery_worker_sweeps_on_its_own(casino: Casino) -> None:
     casino.clock.advance(60)
     worker = recovery.start_recovery_worker(casino.trustly_app, interval_s=0.02)
     try:
-        deadline = monotonic() + 10
-        while casino.status(view.payment_id).status == "FUNDING" and monotonic() < deadline:
-            threading.Event().wait(0.02)
+        poll_until(lambda: casino.status(view.payment_id).status != "FUNDING" or None,
+                   timeout_s=10, interval_s=0.02)
     finally:
         worker.stop()
     assert not worker.thread.is_alive()

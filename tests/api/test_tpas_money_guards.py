@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from sim_trustly.microsite import demo_bank
-from sim_trustly.tpas import payments, recovery, state_machine
+from sim_trustly.tpas import payments, state_machine
 from simkit.faults import ConnectionDropped
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
 
@@ -161,13 +161,14 @@ def test_a_request_in_flight_at_the_give_up_age_credits_the_payment_not_a_voided
     assert (final.status, final.credit_meter) == ("CREDITED", AMOUNT)
 
 
-def test_a_live_payment_stolen_by_start_up_recovery_is_not_voided_under_its_own_request(
+def test_a_live_payment_stolen_by_a_pass_over_all_is_not_voided_under_its_own_request(
     casino: Casino,
 ) -> None:
     view, network = resend_just_before_give_up(casino)
-    # A restarted process takes every open payment over, leased or not, a few seconds on.
+    # A pass over all open payments (`POST /_sim/payments/recover {"all": true}`) takes every
+    # one over, leased or not, a few seconds on.
     casino.clock.advance(2)
-    recovery.run_recovery_at_startup(casino.trustly_app)
+    state_machine.recover_payments(casino.ctx, include_leased=True)
     assert network.deliver(casino)[0] == 201
     assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
     casino.clock.advance(casino.ctx.settings.tpas_lease_s)
@@ -184,10 +185,10 @@ def test_tpas_gives_up_once_its_last_request_can_no_longer_be_in_flight(
                       profile.connect_timeout_s + profile.read_timeout_s)
     # Passes that take the payment over whatever its lease, to find the edge to the second.
     casino.clock.advance(in_flight_s - 1)
-    recovery.run_recovery_at_startup(casino.trustly_app)
+    state_machine.recover_payments(casino.ctx, include_leased=True)
     assert casino.status(view.payment_id).status == "FUNDING"  # one second short
     casino.clock.advance(1)
-    recovery.run_recovery_at_startup(casino.trustly_app)
+    state_machine.recover_payments(casino.ctx, include_leased=True)
     final = assert_money_consistent(casino, view.payment_id)
     assert (final.status, final.reason) == ("FAILED_VOIDED", "CMS_UNREACHABLE")
     assert casino.meter() == 0
@@ -255,9 +256,9 @@ def test_the_in_flight_window_follows_the_merchants_own_cms_timeouts(
     in_flight_s = patient.connect_timeout_s + patient.read_timeout_s
     assert in_flight_s > casino.ctx.settings.tpas_lease_s
     casino.clock.advance(in_flight_s - 1)
-    recovery.run_recovery_at_startup(casino.trustly_app)
+    state_machine.recover_payments(casino.ctx, include_leased=True)
     assert network.deliver(casino)[0] == 201  # landed within the merchant's read timeout
     assert assert_money_consistent(casino, view.payment_id).status == "FUNDING"
     casino.clock.advance(1)
-    recovery.run_recovery_at_startup(casino.trustly_app)
+    state_machine.recover_payments(casino.ctx, include_leased=True)
     assert assert_money_consistent(casino, view.payment_id).status == "CREDITED"
