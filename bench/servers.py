@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from bench.common import REPO_ROOT, Pinning, cpu_seconds, free_port, process_tree, rss_mb
 from bench.loadgen import Client, HttpError
+from simkit.wait import poll_until
 
 READY_TIMEOUT_S = 90.0
 
@@ -194,17 +194,18 @@ def _wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, ready: Read
                 log: Path, deadline_s: float) -> None:
     import asyncio
 
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+    def ready_now() -> bool | None:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{_tail(log)}")
         status = asyncio.run(_probe(port, ready.raw))
         if status == ready.status:
-            return
+            return True
         if status is not None:  # it answers, but wrongly: no point waiting longer
             raise RuntimeError(f"{name}: readiness probe answered {status}:\n{_tail(log)}")
-        time.sleep(0.1)  # between polls; the deadline bounds the wait
-    raise TimeoutError(f"{name} not ready after {deadline_s} s:\n{_tail(log)}")
+        return None
+
+    if poll_until(ready_now, timeout_s=deadline_s, interval_s=0.1) is None:
+        raise TimeoutError(f"{name} not ready after {deadline_s} s:\n{_tail(log)}")
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

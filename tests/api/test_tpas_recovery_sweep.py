@@ -5,7 +5,6 @@ once. (Two merchants' CMSs, one of them dead, are in tests/e2e/test_trustly_star
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from sim_trustly.settings import TrustlySettings
 from sim_trustly.tpas import payments, recovery, state_machine
 from sim_trustly.tpas.recovery import RecoverySweeper
-from simkit.clock import monotonic
 from simkit.settings import ConfigError
+from simkit.wait import poll_until
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
 
 pytestmark = pytest.mark.db
@@ -41,10 +40,8 @@ def _inquiries(casino: Casino, ids: list[str]) -> Counter[str]:
 
 def _settle(sweeper: RecoverySweeper) -> None:
     """Wait (bounded) until no lane is queued or running."""
-    end = monotonic() + 10
-    while sweeper.in_flight():
-        assert monotonic() < end, "a recovery lane did not finish within 10 s"
-        threading.Event().wait(0.01)  # poll interval of a deadline-bound wait
+    assert poll_until(lambda: not sweeper.in_flight() or None, timeout_s=10, interval_s=0.01), \
+        "a recovery lane did not finish within 10 s"
 
 
 def test_a_dead_cms_costs_one_payment_per_backoff_and_all_are_credited_once_it_answers(

@@ -36,10 +36,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from simkit.clock import monotonic
 from simkit.db import normalise_url
+from simkit.wait import poll_until
 from tests.conftest import TEST_DB_ENV
-from tests.e2e.pay_stack import DEFINITE, PayStack, Server, poll_pause
+from tests.e2e.pay_stack import DEFINITE, PayStack, Server
 from tests.e2e.processes import Process, free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,11 +240,11 @@ class ComposeServer(Server):
         """SIGKILL the whole group at once and check, bounded, that no process of it is left."""
         pgid = self.process.popen.pid if self.process is not None else None
         super().kill()
-        end = monotonic() + GONE_S
-        while pgid is not None and (left := group_pids(pgid)):
-            if monotonic() > end:
-                raise AssertionError(f"{self.name}: processes {left} outlived the server")
-            poll_pause(0.05)
+        if pgid is None:
+            return
+        if poll_until(lambda: not group_pids(pgid) or None, timeout_s=GONE_S,
+                      interval_s=0.05) is None:
+            raise AssertionError(f"{self.name}: processes {group_pids(pgid)} outlived the server")
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -290,11 +290,12 @@ def listening_ports(service: dict[str, Any]) -> set[int]:
 
 def wait_definite(stack: PayStack, payment_id: str, deadline_s: float) -> dict[str, Any]:
     """The payment once definite, polling only (no recovery pass is asked for)."""
-    end = monotonic() + deadline_s
-    while monotonic() < end:
+    def definite() -> dict[str, Any] | None:
         payment = stack.payment(payment_id)
-        if payment["status"] in DEFINITE:
-            return payment
-        poll_pause(0.25)
-    raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
-                         f"{stack.payment_record(payment_id)}\n{stack.logs()}")
+        return payment if payment["status"] in DEFINITE else None
+
+    found = poll_until(definite, timeout_s=deadline_s, interval_s=0.25)
+    if found is None:
+        raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
+                             f"{stack.payment_record(payment_id)}\n{stack.logs()}")
+    return found

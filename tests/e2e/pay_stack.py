@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from simkit.clock import format_instant, monotonic, parse_instant
+from simkit.clock import format_instant, parse_instant
+from simkit.wait import poll_until
 from tests.conftest import ADMIN_TOKEN, DatabaseFactory
 from tests.e2e.cms_driver import KEEP_ALIVE, TIMEOUT_S
 from tests.e2e.processes import Process, free_port, wait_until_up
@@ -54,7 +55,8 @@ POLL_S = 0.05
 
 
 def poll_pause(seconds: float = POLL_S) -> None:
-    """The poll interval of a deadline-bound wait (never a wait for time to pass)."""
+    """A short pause on real time between attempts, never a wait for the sims' time to pass
+    (tests move their clocks); a wait for a condition polls with `simkit.wait.poll_until`."""
     threading.Event().wait(seconds)
 
 
@@ -345,17 +347,20 @@ class PayStack:
         moved on a minute per round, and a recovery pass is asked for, as the periodic sweep
         would run it once that minute had passed.
         """
-        end = monotonic() + deadline_s
-        while monotonic() < end:
+        def definite() -> dict[str, Any] | None:
             payment = self.payment(payment_id)
             if payment["status"] in DEFINITE:
                 return payment
             if self.controllable:
                 self.advance(60, cms=False)
             self.trustly_admin("POST", "/_sim/payments/recover", json={})
-            poll_pause()
-        raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
-                             f"{self.payment_record(payment_id)}")
+            return None
+
+        found = poll_until(definite, timeout_s=deadline_s, interval_s=POLL_S)
+        if found is None:
+            raise AssertionError(f"payment {payment_id} still open after {deadline_s}s: "
+                                 f"{self.payment_record(payment_id)}")
+        return found
 
     # --- checks ---------------------------------------------------------------------------
 

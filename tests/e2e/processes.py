@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import free_port
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 
 # free_port is bench.common's, re-exported so every test picks ports one way.
 __all__ = ["SCANPAY", "Process", "free_port", "gunicorn", "running", "scanpay_serve",
@@ -28,16 +27,17 @@ SCANPAY = str(Path(sys.executable).with_name("scanpay"))
 
 def wait_until_up(url: str, process: Process, deadline_s: float = 60.0) -> None:
     """Poll `url` until it answers, the process dies, or the deadline passes."""
-    end = monotonic() + deadline_s
-    while monotonic() < end:
+    def answers() -> bool | None:
         if process.poll() is not None:
             raise AssertionError(f"process exited early: {process.communicate()[1]}")
         try:
             httpx.get(url, timeout=0.5)
-            return
         except httpx.TransportError:
-            threading.Event().wait(0.05)  # poll interval of a deadline-bound readiness wait
-    raise AssertionError(f"{url} did not come up within {deadline_s}s")
+            return None
+        return True
+
+    if poll_until(answers, timeout_s=deadline_s, interval_s=0.05) is None:
+        raise AssertionError(f"{url} did not come up within {deadline_s}s")
 
 
 class Process:

@@ -42,7 +42,7 @@ from harness.cli.main import main as scanpay_main
 from harness.cli.rotate import RotateOptions, rotation_pass, run_rotation, stop_on_signals
 from sim_cms.settings import TrustlyLink, load_cms_settings
 from sim_trustly.settings import load_trustly_settings
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 from tests.conftest import CmsFactory
 from tests.e2e.compose_local import (
     COMPOSE,
@@ -60,7 +60,7 @@ from tests.e2e.compose_local import (
     schema_errors,
     wait_definite,
 )
-from tests.e2e.pay_stack import PayStack, code_of, poll_pause, unique
+from tests.e2e.pay_stack import PayStack, code_of, unique
 from tests.e2e.processes import SCANPAY, running
 
 pytestmark = pytest.mark.slow
@@ -393,10 +393,14 @@ def test_rotator_service_gives_every_egm_a_qr_and_stops_on_ctrl_c(services: Runn
     # The rotator has no port of its own: "ready" is the CMS it rotates for.
     with running(rotator.argv, f"{local.cms_url}/openapi.json", env=rotator.env,
                  cwd=REPO) as process:
-        end = monotonic() + 60
-        while (_egms_without_qr(local.cms_url, token) or not local.heartbeat.exists()) \
-                and monotonic() < end and process.poll() is None:
-            poll_pause(0.1)
+        def rotated_or_ended() -> bool | None:
+            """Every EGM shows a QR and the heartbeat is written, or the rotator ended."""
+            if process.poll() is not None:
+                return True
+            return (not _egms_without_qr(local.cms_url, token)
+                    and local.heartbeat.exists()) or None
+
+        poll_until(rotated_or_ended, timeout_s=60, interval_s=0.1)
         assert process.poll() is None, process.communicate()
         assert _egms_without_qr(local.cms_url, token) == []
         assert run_healthcheck(rotator) == 0

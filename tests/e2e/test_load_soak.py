@@ -23,7 +23,7 @@ from soak import (
 )
 
 from bench.servers import Server
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 
 SUMMARY = """\
 == scanpay load: run L1f2e3d4c ==
@@ -118,9 +118,8 @@ def test_the_sampler_reads_a_process_tree_from_proc_into_the_csv(tmp_path: Path)
     try:
         sampler = RssSampler([Server("me", 0, os.getpid())], run_s=0, csv_path=tmp_path / "r.csv")
         sampler.start()
-        deadline = monotonic() + 10
-        while not any(s.pid == child.pid for s in sampler.samples) and monotonic() < deadline:
-            sampler.stopped.wait(0.05)
+        poll_until(lambda: any(s.pid == child.pid for s in sampler.samples) or None,
+                   timeout_s=10, interval_s=0.05)
         sampler.stopped.set()
         sampler.join(timeout=5)
     finally:

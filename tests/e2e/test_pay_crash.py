@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 from tests.conftest import DatabaseFactory
-from tests.e2e.pay_stack import DEFINITE, PayStack, poll_pause, serve_pay_stack, unique
+from tests.e2e.pay_stack import DEFINITE, POLL_S, PayStack, serve_pay_stack, unique
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -65,13 +65,10 @@ def _ours(stack: PayStack, egms: set[str]) -> list[dict[str, Any]]:
 
 def _wait_until(what: str, check: Any, deadline_s: float, stack: PayStack) -> Any:
     """Poll `check()` until it returns something truthy, or fail after `deadline_s`."""
-    end = monotonic() + deadline_s
-    while monotonic() < end:
-        found = check()
-        if found:
-            return found
-        poll_pause()
-    raise AssertionError(f"{what}: not within {deadline_s}s\n{stack.logs()}")
+    found = poll_until(lambda: check() or None, timeout_s=deadline_s, interval_s=POLL_S)
+    if found is None:
+        raise AssertionError(f"{what}: not within {deadline_s}s\n{stack.logs()}")
+    return found
 
 
 def _all_funding_and_sent(stack: PayStack, egms: set[str]) -> bool:

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 from tests.conftest import DatabaseFactory
-from tests.e2e.pay_stack import PayStack, poll_pause, serve_pay_stack, unique
+from tests.e2e.pay_stack import POLL_S, PayStack, serve_pay_stack, unique
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -80,13 +80,14 @@ def wait_for_faulted_posts(stack: PayStack, mark: int, count: int,
                            deadline_s: float = 30.0) -> list[dict[str, Any]]:
     """Wait, bounded, until `count` faulted funding requests have finished on the CMS (a
     delayed one finishes on the CMS's own time, after TPAS stopped waiting for it)."""
-    end = monotonic() + deadline_s
-    while monotonic() < end:
+    def finished() -> list[dict[str, Any]] | None:
         faulted = [entry for entry in funding_posts(stack, mark) if entry["fault"]]
-        if len(faulted) >= count:
-            return faulted
-        poll_pause()
-    raise AssertionError(f"fewer than {count} faulted fundings finished within {deadline_s}s")
+        return faulted if len(faulted) >= count else None
+
+    found = poll_until(finished, timeout_s=deadline_s, interval_s=POLL_S)
+    if found is None:
+        raise AssertionError(f"fewer than {count} faulted fundings finished within {deadline_s}s")
+    return found
 
 
 def test_a_funding_applied_then_dropped_is_credited_once(stack: PayStack) -> None:

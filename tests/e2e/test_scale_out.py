@@ -31,9 +31,10 @@ import pytest
 from sim_cms.limits import gaming_day
 from sim_cms.settings import CmsSettings
 from sim_trustly.microsite.demo_bank import ubai_for
-from simkit.clock import monotonic, parse_instant
+from simkit.clock import parse_instant
+from simkit.wait import poll_until
 from tests.e2e.compose_local import ComposeServer, LocalCompose, ScratchPostgres, initdb_databases
-from tests.e2e.pay_stack import DEFINITE, PayStack, poll_pause, unique
+from tests.e2e.pay_stack import DEFINITE, PayStack, unique
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -164,15 +165,18 @@ def racer(barrier: threading.Barrier, job: Callable[[], Attempt]) -> Attempt:
 
 def settle_all(stack: PayStack) -> list[dict[str, Any]]:
     """Every payment once none is open (the replicas' sweeps finish what a request parked)."""
-    end = monotonic() + SETTLE_DEADLINE_S
-    while True:
+    still_open: list[dict[str, Any]] = []
+
+    def all_definite() -> list[dict[str, Any]] | None:
+        nonlocal still_open
         payments = stack.payments()
         still_open = [p for p in payments if p["status"] not in DEFINITE]
-        if not still_open:
-            return payments
-        if monotonic() > end:
-            raise AssertionError(f"{len(still_open)} payments still open: {still_open[:3]}")
-        poll_pause(0.25)
+        return None if still_open else payments
+
+    settled = poll_until(all_definite, timeout_s=SETTLE_DEADLINE_S, interval_s=0.25)
+    if settled is None:
+        raise AssertionError(f"{len(still_open)} payments still open: {still_open[:3]}")
+    return settled
 
 
 def test_two_trustly_and_two_cms_processes_pay_concurrently_exactly_once_within_limits(

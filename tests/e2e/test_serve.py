@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import zxingcpp
 from PIL import Image
 
 from simkit import qr
-from simkit.clock import monotonic
+from simkit.wait import poll_until
 from tests.e2e.processes import SCANPAY, free_port, running
 
 pytestmark = pytest.mark.slow
@@ -48,13 +47,17 @@ def test_serve_issues_tokens_with_the_demo_credentials(tmp_path: Path) -> None:
 
 def _status_with_qr(cms_url: str, egm_id: str) -> dict[str, Any]:
     """The screen's status once it shows a QR (the rotator may be acquiring it right now)."""
-    end = monotonic() + 20
-    while monotonic() < end:
-        status: dict[str, Any] = httpx.get(f"{cms_url}/egm/{egm_id}/status.json").json()
-        if status.get("url"):
-            return status
-        threading.Event().wait(0.1)  # poll interval, as the EGM screen itself polls
-    raise AssertionError(f"no QR on {egm_id} within 20 s: {status}")
+    status: dict[str, Any] = {}
+
+    def with_qr() -> dict[str, Any] | None:
+        nonlocal status
+        status = httpx.get(f"{cms_url}/egm/{egm_id}/status.json").json()
+        return status if status.get("url") else None
+
+    shown = poll_until(with_qr, timeout_s=20, interval_s=0.1)  # as the EGM screen polls
+    if shown is None:
+        raise AssertionError(f"no QR on {egm_id} within 20 s: {status}")
+    return shown
 
 
 def test_egm_screen_shows_a_scannable_qr_from_the_running_trustly(tmp_path: Path) -> None:

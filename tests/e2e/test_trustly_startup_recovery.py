@@ -46,6 +46,7 @@ from sim_trustly.settings import load_trustly_settings
 from sim_trustly.tpas import state_machine
 from simkit.clock import ManualClock, monotonic
 from simkit.db import sqlite_url
+from simkit.wait import poll_until
 from tests.conftest import ADMIN_TOKEN, basic
 from tests.e2e.processes import SCANPAY, free_port
 
@@ -234,13 +235,18 @@ def _trustly(command: list[str], workdir: Path, port: int, database: str = "trus
 def _ready(url: str, popen: subprocess.Popen[str], started: float, deadline_s: float = 30.0,
            ) -> float:
     """Seconds from the start until `url` answers (bounded by `deadline_s`)."""
-    while monotonic() - started < deadline_s:
+    def answered_after() -> float | None:
         assert popen.poll() is None, "sim_trustly exited during start-up"
         with contextlib.suppress(httpx.TransportError):
             httpx.get(url, timeout=0.5)
             return monotonic() - started
-        threading.Event().wait(0.02)  # poll interval of a deadline-bound readiness wait
-    raise AssertionError(f"{url} did not answer within {deadline_s} s")
+        return None
+
+    took = poll_until(answered_after, timeout_s=started + deadline_s - monotonic(),
+                      interval_s=0.02)
+    if took is None:
+        raise AssertionError(f"{url} did not answer within {deadline_s} s")
+    return took
 
 
 def _payments(base: str, merchant: str) -> list[dict[str, Any]]:
@@ -253,16 +259,19 @@ def _payments(base: str, merchant: str) -> list[dict[str, Any]]:
 
 def _until_all_credited(base: str, merchant: str, count: int, deadline_s: float
                         ) -> list[dict[str, Any]]:
-    end = monotonic() + deadline_s
-    while True:
+    found: list[dict[str, Any]] = []
+
+    def all_credited() -> list[dict[str, Any]] | None:
+        nonlocal found
         found = _payments(base, merchant)
+        credited = sorted({p["status"] for p in found}) == ["CREDITED"]
+        return found if len(found) == count and credited else None
+
+    if poll_until(all_credited, timeout_s=deadline_s, interval_s=0.1) is None:
         statuses = sorted({p["status"] for p in found})
-        if len(found) == count and statuses == ["CREDITED"]:
-            return found
-        if monotonic() > end:
-            raise AssertionError(f"{merchant}: {len(found)} payments, statuses {statuses} "
-                                 f"after {deadline_s} s")
-        threading.Event().wait(0.1)  # poll interval of a deadline-bound wait
+        raise AssertionError(f"{merchant}: {len(found)} payments, statuses {statuses} "
+                             f"after {deadline_s} s")
+    return found
 
 
 def _assert_applied_once(cms: Flask, paid: list[dict[str, Any]]) -> None:

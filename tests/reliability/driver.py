@@ -41,9 +41,11 @@ from typing import Any
 import httpx
 
 from simkit.clock import format_instant, monotonic
+from simkit.wait import poll_until
 from tests.conftest import DatabaseFactory
 from tests.e2e.pay_stack import (
     DEFINITE,
+    POLL_S,
     TPAS_CLIENT,
     PayStack,
     Server,
@@ -179,9 +181,10 @@ class ReliabilityStack:
         """The CMS acquires a QR from Trustly and shows it on `egm` (retried while a sim is
         down: the driver is the casino floor, which asks again)."""
         cms, _ = self._clients()
-        end = monotonic() + 60
         renew = False
-        while True:
+
+        def shown() -> str | None:
+            nonlocal renew
             try:
                 bearer = self._bearer(cms, renew=renew)
                 response = cms.post(f"/cws/v1/egms/{egm}/qr",
@@ -191,9 +194,12 @@ class ReliabilityStack:
                 renew = response.status_code == 401
             except httpx.TransportError:
                 pass
-            if monotonic() > end:
-                raise AssertionError(f"no QR for {egm} within 60s: {self.stack.logs()}")
-            poll_pause(0.2)
+            return None
+
+        code = poll_until(shown, timeout_s=60, interval_s=0.2)
+        if code is None:
+            raise AssertionError(f"no QR for {egm} within 60s: {self.stack.logs()}")
+        return code
 
     def pay(self, code: str, amount: int) -> str:
         """The phone's approve button; what came back (`HTTP 201`, or the transport error)."""
@@ -230,19 +236,23 @@ class ReliabilityStack:
                ) -> tuple[list[dict[str, Any]], float]:
         """Wait until every payment on `egms` is definite; (payments, seconds waited)."""
         started = monotonic()
-        end = started + deadline_s
-        while True:
+        payments: list[dict[str, Any]] = []
+
+        def definite() -> list[dict[str, Any]] | None:
+            nonlocal payments
             payments = self._ours(egms, since)
             if all(p["status"] in DEFINITE for p in payments):
-                return payments, monotonic() - started
-            if monotonic() > end:
-                open_ = [(p["paymentId"], p["status"]) for p in payments
-                         if p["status"] not in DEFINITE]
-                raise AssertionError(f"{len(open_)} payments still open after {deadline_s}s: "
-                                     f"{open_[:10]}\n{self.stack.logs()}")
+                return payments
             with contextlib.suppress(AssertionError, httpx.TransportError):
                 self.stack.trustly_admin("POST", "/_sim/payments/recover", json={})
-            poll_pause(0.3)
+            return None
+
+        if poll_until(definite, timeout_s=deadline_s, interval_s=0.3) is None:
+            open_ = [(p["paymentId"], p["status"]) for p in payments
+                     if p["status"] not in DEFINITE]
+            raise AssertionError(f"{len(open_)} payments still open after {deadline_s}s: "
+                                 f"{open_[:10]}\n{self.stack.logs()}")
+        return payments, monotonic() - started
 
     def check(self, egms: set[str], figures: Figures, ledger_before: dict[str, Any],
               mark: tuple[str, str]) -> None:
@@ -386,16 +396,23 @@ def crash_cycle(driver: ReliabilityStack, rng: random.Random, cycle: int, in_fli
         paying = [pool.submit(driver.pay, code, amount)
                   for code, amount in zip(codes, amounts, strict=True)]
         end = monotonic() + 60
-        while not any(p["status"] == "CREDITED" for p in driver._ours(set(egms), mark[0])) \
-                and not all(future.done() for future in paying) and monotonic() < end:
-            poll_pause()
+        poll_until(lambda: any(p["status"] == "CREDITED" for p in driver._ours(set(egms), mark[0]))
+                   or all(future.done() for future in paying) or None,
+                   timeout_s=end - monotonic(), interval_s=POLL_S)
         _declare_crash(admin, rule)
-        while not _crash_fired(driver, sim, server):  # the fault killed the worker serving it ...
-            assert monotonic() < end, f"cycle {cycle}: the crash at {sim} {point} never fired"
+
+        def fired() -> bool | None:
+            """Whether the fault has fired; another funding whenever none is under way."""
+            if _crash_fired(driver, sim, server):
+                return True
             if all(future.done() for future in paying):
-                egms += driver.add_egms(1, f"C{cycle}")
+                egms.extend(driver.add_egms(1, f"C{cycle}"))
                 paying.append(pool.submit(driver.fund, egms[-1], rng.randrange(100, 10_000)))
-            poll_pause()
+            return None
+
+        # The fault killed the worker serving it ...
+        assert poll_until(fired, timeout_s=end - monotonic(), interval_s=POLL_S), \
+            f"cycle {cycle}: the crash at {sim} {point} never fired"
         _restart(server, figures)  # ... and now the whole server goes, mid-flight
         outcomes = [future.result() for future in paying]
     driver.reconnect()

@@ -8,7 +8,6 @@ the tokens sim_trustly issued for the EGM).
 from __future__ import annotations
 
 import io
-import threading
 from datetime import timedelta
 
 import pytest
@@ -33,6 +32,7 @@ from sim_cms.settings import TrustlyLink
 from sim_trustly.auth_service.issuance import flush_issued
 from sim_trustly.models import QrTokenRow
 from simkit.clock import ManualClock
+from simkit.wait import poll_until
 from tests.conftest import ADMIN_TOKEN, START, CmsFactory, cms_bearer
 
 pytestmark = pytest.mark.db
@@ -192,13 +192,9 @@ def test_retry_after_is_honoured_even_beyond_the_cap() -> None:
 def test_worker_rotates_in_the_background_and_stops_when_asked(app: Flask) -> None:
     worker = start_rotation_worker(app, interval_s=0.01)
     try:
-        done = threading.Event()
-        for _ in range(500):  # deadline-bound poll (5 s) for the first pass to finish
-            if all(shown_on(app, egm) == 1 for egm in ALL_EGMS):
-                done.set()
-                break
-            done.wait(0.01)
-        assert done.is_set()
+        # The first pass has finished once every EGM shows one QR.
+        assert poll_until(lambda: all(shown_on(app, egm) == 1 for egm in ALL_EGMS) or None,
+                          timeout_s=5, interval_s=0.01)
     finally:
         worker.stop()
     assert not worker.thread.is_alive()
