@@ -31,8 +31,11 @@ serve: $(STAMP)
 ## test: install, then lint, type-check and run the whole test suite
 test: $(STAMP) lint typecheck unit
 
+## lint: ruff, then the dead-code check (vulture: [tool.vulture] in pyproject.toml, and
+## vulture_whitelist.py for the names only a framework, a template or a test uses)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/vulture
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
