@@ -63,6 +63,8 @@ from tests.e2e.compose_local import (
 from tests.e2e.pay_stack import PayStack, code_of, unique
 from tests.e2e.processes import SCANPAY, running
 
+# Not marked `db`: the live services always run on the machine's PostgreSQL (ScratchPostgres), so
+# the suite's PostgreSQL pass would only run them a second time.
 pytestmark = pytest.mark.slow
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -309,7 +311,6 @@ def services(tmp_path_factory: pytest.TempPathFactory,
         cms.stop()
 
 
-@pytest.mark.db
 def test_trustly_service_issues_a_token_with_the_demo_credentials(services: Running) -> None:
     assert run_healthcheck(services.local.service("trustly")) == 0
     response = httpx.post(
@@ -321,7 +322,6 @@ def test_trustly_service_issues_a_token_with_the_demo_credentials(services: Runn
     assert response.json()["url"].startswith(f"{services.local.trustly_url}/scan/")
 
 
-@pytest.mark.db
 def test_cms_service_shows_a_qr_issued_by_the_trustly_service(services: Running) -> None:
     assert run_healthcheck(services.local.service("cms")) == 0
     status = httpx.get(f"{services.local.cms_url}/egm/EGM-001/status.json", timeout=30)
@@ -329,7 +329,6 @@ def test_cms_service_shows_a_qr_issued_by_the_trustly_service(services: Running)
     assert status.json()["url"].startswith(f"{services.local.trustly_url}/scan/")
 
 
-@pytest.mark.db
 def test_a_player_pays_the_qr_an_egm_shows_and_the_meter_rises(services: Running) -> None:
     stack, local, egm = services.stack, services.local, "EGM-003"
     screen = httpx.get(f"{local.cms_url}/egm/{egm}/status.json", timeout=30).json()
@@ -349,7 +348,6 @@ def test_a_player_pays_the_qr_an_egm_shows_and_the_meter_rises(services: Running
     stack.assert_reconciled()
 
 
-@pytest.mark.db
 def test_a_payment_whose_cms_call_failed_is_finished_by_the_workers_recovery_sweep(
         services: Running) -> None:
     stack, egm, amount = services.stack, "EGM-004", 1500
@@ -385,7 +383,6 @@ def _egms_without_qr(url: str, admin_token: str) -> list[str]:
     return [egm["id"] for egm in dump["egms"] if egm["qr"]["url"] is None]
 
 
-@pytest.mark.db
 def test_rotator_service_gives_every_egm_a_qr_and_stops_on_ctrl_c(services: Running) -> None:
     local = services.local
     rotator = local.service("cms-rotator")
