@@ -109,7 +109,7 @@ def _granian(workers: int) -> Callable[[App, int], list[str]]:
 
 
 def _granian_wsgi(workers: int, threads: int) -> Callable[[App, int], list[str]]:
-    """granian's WSGI interface (the serving before the ASGI front: a client that sends its
+    """granian's WSGI interface (the serving before the RSGI front: a client that sends its
     headers and never its body holds a blocking thread)."""
     def argv(app: App, port: int) -> list[str]:
         return [
