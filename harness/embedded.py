@@ -2,9 +2,9 @@
 
 `embedded_sims()` builds sim_trustly and sim_cms on SQLite files in a temporary directory,
 with the control API and the journal on (a generated admin token), and connects them through
-`httpx.WSGITransport` both ways: TPAS pays into this CMS, the CMS gets its QR codes from this
-Trustly. The harness then drives them over HTTP exactly as it drives running sims, only
-through the transports instead of base URLs.
+WSGI transports (`harness.clients.http.LateWSGITransport`) both ways: TPAS pays into this CMS,
+the CMS gets its QR codes from this Trustly. The harness then drives them over HTTP exactly as
+it drives running sims, only through the transports instead of base URLs.
 
 Where the harness imports sim code, it is to run a sim (here, `cli.serve`, `cli.rotate`, and
 the partner target's own Trustly in `targets`) or to share a definition both sides must agree on
@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import httpx
 from flask import Flask
 
+from harness.clients.http import LateWSGITransport, Transport
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
@@ -40,47 +38,9 @@ from simkit.db import sqlite_url
 # say plainly that the sims run in-process.
 TRUSTLY_URL = "http://trustly.embedded"
 CMS_URL = "http://cms.embedded"
-
-
-class LateWSGITransport(httpx.BaseTransport):
-    """An httpx transport to a WSGI app that is bound after the transport is handed out.
-
-    The two sims need each other at build time (TPAS calls the CMS, the CMS asks Trustly for
-    QR codes), so one of them gets its transport before the other app exists. Until `bind`,
-    a request fails as a refused connection would (`httpx.ConnectError`), which is what a
-    sim that is not up yet looks like over a network, and what every client already handles.
-    """
-
-    def __init__(self, app: Any = None, *, raise_app_exceptions: bool = True) -> None:
-        self._raise = raise_app_exceptions
-        self._lock = threading.Lock()
-        self._inner: httpx.WSGITransport | None = None
-        if app is not None:
-            self.bind(app)
-
-    @property
-    def bound(self) -> bool:
-        """Whether requests reach an app yet."""
-        return self._inner is not None
-
-    def bind(self, app: Any) -> None:
-        """Route every later request to `app` (a WSGI callable); binding twice is a bug."""
-        with self._lock:
-            if self._inner is not None:
-                raise RuntimeError("this transport is already bound to an app")
-            self._inner = httpx.WSGITransport(app=app, raise_app_exceptions=self._raise)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Serve `request` through the bound app (a ConnectError before `bind`)."""
-        inner = self._inner
-        if inner is None:
-            raise httpx.ConnectError("the in-process app is not bound yet", request=request)
-        return inner.handle_request(request)
-
-    def close(self) -> None:
-        """Close the inner transport, if bound (WSGI transports hold no connections)."""
-        if self._inner is not None:
-            self._inner.close()
+# LateWSGITransport lives with the clients; in-process targets built elsewhere take it here.
+__all__ = ["CMS_URL", "TRUSTLY_URL", "EmbeddedSims", "LateWSGITransport", "build_pair",
+           "close_pair", "embedded_sims"]
 
 
 @dataclass(frozen=True)
@@ -90,8 +50,8 @@ class EmbeddedSims:
     trustly: Flask
     cms: Flask
     admin_token: str
-    trustly_transport: httpx.BaseTransport
-    cms_transport: httpx.BaseTransport
+    trustly_transport: Transport
+    cms_transport: Transport
     data_dir: Path
     trustly_url: str = TRUSTLY_URL
     cms_url: str = CMS_URL

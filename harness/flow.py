@@ -4,7 +4,8 @@ The harness plays two parts: the EGM, which asks its CMS for a QR (`POST /cws/v1
 with the CMS's OAuth2 client credentials) and reads its meter, and the player's phone, which
 opens the QR's url (`GET /api/v1/scan/<code>`) and pays (`POST /api/v1/scan/<code>/payments`).
 The EGM's calls go through the harness's CMS client (`harness.clients.cms`), the phone's
-through `harness.clients.phone`'s rules.
+through `harness.clients.phone`'s rules, the journals' reads through the control API's client
+(`harness.clients.control`).
 Every request carries one `X-Correlation-Id` for the run. Before each request the harness
 notes how far both journals go (`Marks`), so the sequence can be rebuilt step by step from
 the journals afterwards (`harness.sequence.messages`), which needs the control API's admin token.
@@ -21,15 +22,23 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from rich.console import Console
 from rich.markup import escape
 
 from harness.clients import phone as phone_api
 from harness.clients.cms import CmsApi, ReferenceCms
+from harness.clients.control import ControlApi, JournalUnavailable
+from harness.clients.http import (
+    Client,
+    ConnectError,
+    HTTPError,
+    HTTPStatusError,
+    Response,
+    Transport,
+    open_client,
+)
 from harness.sequence.messages import (
     Journals,
-    JournalUnavailable,
     Marks,
     Message,
     build_sequence,
@@ -50,7 +59,7 @@ class Endpoint:
     """How to reach one sim: its base URL, and a transport when it runs in this process."""
 
     base_url: str
-    transport: httpx.BaseTransport | None = None
+    transport: Transport | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class FlowTarget:
         return cls(Endpoint(sims.trustly_url, sims.trustly_transport),
                    Endpoint(sims.cms_url, sims.cms_transport), sims.admin_token)
 
-    def phone_transport(self) -> httpx.BaseTransport | None:
+    def phone_transport(self) -> Transport | None:
         """What a phone opening a QR url uses: the network, or in-process Trustly."""
         return self.trustly.transport
 
@@ -139,7 +148,7 @@ class FlowResult:
         }
 
 
-def _describe(response: httpx.Response) -> str:
+def _describe(response: Response) -> str:
     """`HTTP 409 QR_CODE_USED: ...` from a problem+json or Trustly-dialect error body."""
     try:
         body = response.json()
@@ -161,16 +170,16 @@ def _failing_as(step: str, where: str) -> Iterator[None]:
     """A request that raised fails `step`; `unreachable` when `where` could not be reached."""
     try:
         yield
-    except httpx.ConnectError as exc:
+    except ConnectError as exc:
         raise FlowError(step, f"cannot reach {where.rstrip('/')} ({exc})",
                         unreachable=True) from exc
-    except httpx.HTTPStatusError as exc:
+    except HTTPStatusError as exc:
         raise FlowError(step, _describe(exc.response)) from exc
-    except httpx.HTTPError as exc:
+    except HTTPError as exc:
         raise FlowError(step, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _answer(step: str, where: str, send: Callable[[], httpx.Response], *,
+def _answer(step: str, where: str, send: Callable[[], Response], *,
             expect: tuple[int, ...]) -> dict[str, Any]:
     """One request of a step; anything but an `expect`ed status with a JSON object fails it."""
     with _failing_as(step, where):
@@ -220,13 +229,13 @@ def scan_api_url(qr_url: str) -> str:
         raise FlowError("scan", str(exc)) from exc
 
 
-def scan(phone: httpx.Client, qr_url: str) -> dict[str, Any]:
+def scan(phone: Client, qr_url: str) -> dict[str, Any]:
     """What the phone learns by opening the QR: state, EGM, casino, suggested amounts."""
     return _answer("scan", scan_api_url(qr_url), lambda: phone_api.open_qr(phone, qr_url),
                    expect=(200,))
 
 
-def pay(phone: httpx.Client, qr_url: str, options: FlowOptions) -> dict[str, Any]:
+def pay(phone: Client, qr_url: str, options: FlowOptions) -> dict[str, Any]:
     """Pay with the scanned QR at the demo bank: the payment (201 definite, 202 on its way)."""
     where = f"{scan_api_url(qr_url)}/payments"
     return _answer("pay", where, lambda: phone_api.approve(
@@ -237,24 +246,30 @@ def pay(phone: httpx.Client, qr_url: str, options: FlowOptions) -> dict[str, Any
 @dataclass
 class _Clients:
     cms: CmsApi  # speaks as the EGM
-    phone: httpx.Client
+    phone: Client
     journals: Journals | None
 
 
 @contextmanager
 def _clients(target: FlowTarget, correlation_id: str, options: FlowOptions) -> Iterator[_Clients]:
-    def client(endpoint: Endpoint | None, headers: dict[str, str]) -> httpx.Client:
-        kwargs: dict[str, Any] = {"base_url": endpoint.base_url} if endpoint else {}
+    def client(endpoint: Endpoint | None, headers: dict[str, str]) -> Client:
+        base_url = endpoint.base_url if endpoint else None
         transport = endpoint.transport if endpoint else target.phone_transport()
-        return stack.enter_context(httpx.Client(transport=transport, headers=headers,
-                                                timeout=options.timeout_s, **kwargs))
+        return stack.enter_context(open_client(base_url, transport=transport, headers=headers,
+                                               timeout=options.timeout_s))
+
+    def control(endpoint: Endpoint, admin_token: str) -> ControlApi:
+        opened = ControlApi(endpoint.base_url, admin_token, endpoint.transport,
+                            user_agent=USER_AGENT, timeout_s=options.timeout_s).kept_open()
+        stack.callback(opened.close)
+        return opened
 
     own = {CORRELATION_HEADER: correlation_id}
     with ExitStack() as stack:
         journals = None
         if target.admin_token:
-            admin = {"Authorization": f"Bearer {target.admin_token}", "User-Agent": USER_AGENT}
-            journals = Journals(client(target.trustly, admin), client(target.cms, admin))
+            journals = Journals(control(target.trustly, target.admin_token),
+                                control(target.cms, target.admin_token))
         egm = client(target.cms, {**own, "User-Agent": f"{USER_AGENT} (egm)"})
         cms = ReferenceCms.with_client(options.client_id, options.client_secret)
         yield _Clients(cms=CmsApi(cms, egm),

@@ -25,16 +25,17 @@ from __future__ import annotations
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from werkzeug.serving import make_server
 
+from harness.clients.control import USER_AGENT, ControlApi
+from harness.clients.http import Client, HTTPError, Request, open_client
 from harness.flow import Endpoint
 from harness.target_config import (
     DEMO_LIMITS_AUTH,
@@ -53,34 +54,15 @@ from simkit.settings import ConfigError
 
 __all__ = ["HOOKS", "ControlApi", "Target", "TargetError", "TargetSpec", "embedded_spec",
            "load_target", "local_spec", "open_target"]
-USER_AGENT = "scanpay-certify/0.1"
 TIMEOUT_S = 30.0
 ALIGN_TOLERANCE_S = 5.0
 
 
+OnRequest = Callable[[Request], None] | None
+
+
 class TargetError(Exception):
     """The target cannot be used: unreachable, refuses the admin token, or will not start."""
-
-
-@dataclass(frozen=True)
-class ControlApi:
-    """One sim's `/_sim` control API: base URL, admin token, and the in-process transport."""
-
-    base_url: str
-    admin_token: str
-    transport: httpx.BaseTransport | None = None
-
-    def client(self, timeout_s: float = TIMEOUT_S) -> httpx.Client:
-        """An httpx client that sends the admin token (the caller closes it)."""
-        return httpx.Client(base_url=self.base_url, transport=self.transport,
-                            timeout=timeout_s,
-                            headers={"Authorization": f"Bearer {self.admin_token}",
-                                     "User-Agent": USER_AGENT})
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One control call (a short-lived client)."""
-        with self.client() as client:
-            return client.request(method, path, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -128,20 +110,25 @@ class Target:
         """The hooks of `needs` this target does not offer, in order."""
         return [need for need in needs if need not in self.hooks]
 
-    def cms_client(self, **headers: str) -> httpx.Client:
-        """A client to the CMS's API, as TPAS or the EGM (no credentials attached)."""
-        return httpx.Client(base_url=self.cms.base_url, transport=self.cms.transport,
-                            timeout=TIMEOUT_S, headers={"User-Agent": USER_AGENT, **headers})
+    def cms_client(self, on_request: OnRequest = None, /, **headers: str) -> Client:
+        """A client to the CMS's API, as TPAS or the EGM (no credentials attached), for a
+        `CmsApi`; `on_request` sees each request first (journal marks)."""
+        return open_client(self.cms.base_url, transport=self.cms.transport, timeout=TIMEOUT_S,
+                           headers={"User-Agent": USER_AGENT, **headers}, on_request=on_request)
 
-    def trustly_client(self, **headers: str) -> httpx.Client:
-        """A client to Trustly (the QR Code API, the microsite's JSON API)."""
-        return httpx.Client(base_url=self.trustly.base_url, transport=self.trustly.transport,
-                            timeout=TIMEOUT_S, headers={"User-Agent": USER_AGENT, **headers})
+    def trustly_client(self, on_request: OnRequest = None, /, **headers: str) -> Client:
+        """A client to Trustly (the QR Code API, the microsite's JSON API), for a
+        `TrustlyApi` or a partner's tests."""
+        return open_client(self.trustly.base_url, transport=self.trustly.transport,
+                           timeout=TIMEOUT_S, headers={"User-Agent": USER_AGENT, **headers},
+                           on_request=on_request)
 
-    def phone_client(self, **headers: str) -> httpx.Client:
-        """What a phone opening a QR url uses: absolute urls, in-process Trustly if embedded."""
-        return httpx.Client(transport=self.trustly.transport, timeout=TIMEOUT_S,
-                            headers={"User-Agent": f"{USER_AGENT} (phone)", **headers})
+    def phone_client(self, on_request: OnRequest = None, /, **headers: str) -> Client:
+        """What a phone opening a QR url uses (`harness.clients.phone`): absolute urls,
+        in-process Trustly if embedded."""
+        return open_client(transport=self.trustly.transport, timeout=TIMEOUT_S,
+                           headers={"User-Agent": f"{USER_AGENT} (phone)", **headers},
+                           on_request=on_request)
 
     def now(self) -> datetime:
         """The CMS's now (with the clock hook), else Trustly's: the run's reference time."""
@@ -179,14 +166,14 @@ def _read_clock(control: ControlApi) -> datetime:
         if response.status_code != 200:
             raise TargetError(f"{control.base_url}/_sim/clock answered {response.status_code}")
         return parse_instant(str(response.json()["now"]))
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+    except (HTTPError, ValueError, KeyError, TypeError) as exc:
         raise TargetError(f"{control.base_url}/_sim/clock cannot be read ({exc})") from exc
 
 
 def _move_clock(control: ControlApi, body: dict[str, Any]) -> None:
     try:
         response = control.call("POST", "/_sim/clock", json=body)
-    except httpx.HTTPError as exc:
+    except HTTPError as exc:
         raise TargetError(f"{control.base_url}/_sim/clock cannot be moved ({exc})") from exc
     if response.status_code != 200:
         raise TargetError(f"{control.base_url}/_sim/clock refused {body}: "
@@ -242,7 +229,7 @@ def _probe(control: ControlApi, who: str) -> dict[str, Any]:
     """The control API's clock, or a TargetError that says why it cannot be used."""
     try:
         response = control.call("GET", "/_sim/clock")
-    except httpx.HTTPError as exc:
+    except HTTPError as exc:
         raise TargetError(f"cannot reach {who} at {control.base_url} ({exc})") from exc
     if response.status_code in (401, 403):
         raise TargetError(f"{who} at {control.base_url} refused the admin token")

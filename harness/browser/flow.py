@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from harness.browser.chromium import as_phone, decode_qr, open_window, save_screenshot, wait_until
+from harness.clients.cms import CmsApi
+from harness.clients.http import HTTPError
 from harness.clients.phone import DEFINITE
 from harness.flow import format_money
 from simkit.money import MINOR_DIGITS
@@ -335,8 +336,8 @@ def check_screen_reachable(cms_url: str, egm_id: str, timeout_s: float) -> None:
     """Fail fast, before starting a browser, when the EGM screen cannot be fetched."""
     url = f"{cms_url.rstrip('/')}/egm/{egm_id}"
     try:
-        response = httpx.get(url, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        response = CmsApi.egm_screen_at(cms_url, egm_id, timeout_s)
+    except HTTPError as exc:
         raise BrowserFlowError("EGM screen", f"cannot reach {url} ({exc})",
                                unreachable=True) from exc
     if response.status_code == 404:

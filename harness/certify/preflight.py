@@ -32,15 +32,17 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from werkzeug.serving import get_sockaddr, select_address_family
 
+from harness.clients import phone as phone_api
 from harness.clients.cms import CmsApi, decode_qr_png, token_id_of
-from harness.targets import ControlApi, Target, TargetError
+from harness.clients.control import ControlApi
+from harness.clients.http import Client, HTTPError, Response, Timeout, TimeoutException
+from harness.targets import Target, TargetError
 from simkit.clock import format_instant, parse_instant, system_now
 
 READ_S, CONNECT_S = 10.0, 5.0
-TIMEOUT = httpx.Timeout(READ_S, connect=CONNECT_S)
+TIMEOUT = Timeout(READ_S, connect=CONNECT_S)
 EXCERPT = 200
 _WHERE_CMS = {"partner": "cms.base_url in the target file",
               "local": "--cms-url (cms_url in a local target file)",
@@ -75,19 +77,19 @@ def claim_port(host: str, port: int, who: str) -> socket.socket:
     return sock
 
 
-def _why(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+def _why(exc: HTTPError) -> str:
+    if isinstance(exc, TimeoutException):
         return f"no answer within {READ_S:.0f} s"
     text = str(exc) or type(exc).__name__
     return "connection refused" if "refused" in text.lower() else text
 
 
-def _excerpt(response: httpx.Response) -> str:
+def _excerpt(response: Response) -> str:
     text = " ".join(response.text.split())
     return f"HTTP {response.status_code}" + (f" {text[:EXCERPT]}" if text else "")
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: Response) -> dict[str, Any] | None:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -98,9 +100,8 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 class _Preflight:
     """The checks of one target (see the module docstring), each raising a PreflightError."""
 
-    def __init__(self, target: Target, client: httpx.Client) -> None:
+    def __init__(self, target: Target, client: Client) -> None:
         self.target = target
-        self.client = client
         self.cms = CmsApi(target, client)
         self.notes: list[str] = []
 
@@ -108,11 +109,11 @@ class _Preflight:
         """The error for one problem, worded as a diagnosis."""
         return PreflightError(f"Preflight failed: {text}")
 
-    def send(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
+    def send(self, call: Callable[[], Response], what: str) -> Response:
         """One call to the CMS; an unreachable CMS is diagnosed here."""
         try:
             return call()
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             base = self.target.cms.base_url
             raise self.fail(
                 f"the harness cannot reach the CMS at {base} ({_why(exc)}) when it {what}. "
@@ -121,9 +122,7 @@ class _Preflight:
 
     def reachable(self) -> None:
         """The CMS answers at all (any status: no credentials are sent yet)."""
-        paths = self.target.egm_paths
-        self.send(lambda: self.client.get(paths.of(paths.read, self.target.egm_ids[0])),
-                  "reads an EGM")
+        self.send(partial(self.cms.read_egm_raw, self.target.egm_ids[0]), "reads an EGM")
         self.notes.append(f"CMS reachable at {self.target.cms.base_url}")
 
     def auth(self) -> None:
@@ -181,9 +180,8 @@ class _Preflight:
         """One hook's probe: reachable, the admin token taken, the documented shape."""
         method, path, kwargs, member = HOOK_PROBES[hook](self)
         try:
-            with control.client(timeout_s=READ_S) as client:
-                response = client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+            response = control.call(method, path, timeout_s=READ_S, **kwargs)
+        except HTTPError as exc:
             raise self.fail(f"the CMS's control API at {control.base_url} cannot be reached "
                             f"({_why(exc)}), and the target declares the {hook} hook there. "
                             "Check control.base_url in the target file.") from None
@@ -259,8 +257,11 @@ class _Preflight:
         try:
             with self.target.trustly_client() as trustly:
                 trustly.timeout = TIMEOUT
-                response = trustly.get(f"/api/v1/scan/{token_id_of(url)}")
-        except httpx.HTTPError as exc:
+                response = phone_api.open_qr(
+                    trustly, f"{base.rstrip('/')}/scan/{token_id_of(url)}")
+        except phone_api.NotAQrUrl:  # no code in the url: no Trustly issued it
+            return False
+        except HTTPError as exc:
             raise self.fail(f"the harness's own Trustly at {base} does not answer ({_why(exc)})"
                             "; is something else holding its port?") from None
         return response.status_code == 200
@@ -270,7 +271,7 @@ ANY_ANSWER, ANY_OBJECT = "*", ""  # what a probe's 200 must hold, besides a name
 LISTS = frozenset({"entries", "fundings", "faults"})
 
 
-def _shaped(response: httpx.Response, member: str) -> bool:
+def _shaped(response: Response, member: str) -> bool:
     """Whether a probe's 200 answer holds what the hook's documentation says."""
     if member == ANY_ANSWER:
         return True

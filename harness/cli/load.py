@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import httpx
+
+from harness.clients.cms import CmsApi
+from harness.clients.http import ConnectError, HTTPError
+from harness.clients.trustly import TrustlyApi
 
 # The user classes of the locustfile, by the names the CLI offers.
 JOURNEYS: dict[str, tuple[str, ...]] = {
@@ -124,12 +127,13 @@ class LoadOptions:
 def unreachable_targets(options: LoadOptions) -> list[str]:
     """One line per target that gives no HTTP answer at all (any status counts as up)."""
     problems = []
-    for what, url in (("Trustly", options.trustly_url), ("the CMS", options.cms_url)):
+    for what, url, answers_at in (("Trustly", options.trustly_url, TrustlyApi.answers_at),
+                                  ("the CMS", options.cms_url, CmsApi.answers_at)):
         try:
-            httpx.get(url.rstrip("/") + "/openapi.json", timeout=REACH_TIMEOUT_S)
-        except httpx.ConnectError:
+            answers_at(url, REACH_TIMEOUT_S)
+        except ConnectError:
             problems.append(f"cannot reach {what} at {url}: connection refused")
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             problems.append(f"cannot reach {what} at {url}: {type(exc).__name__} {exc}")
     return problems
 

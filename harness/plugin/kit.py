@@ -18,9 +18,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
-
 from harness.clients.cms import CmsApi
+from harness.clients.http import Client, HTTPError, Response
 from harness.clients.phone import approve, settle_payment
 from harness.flow import (
     FlowError,
@@ -181,7 +180,7 @@ class FlowDriver:
         self.runs.append(run)
         return run
 
-    def pay_again(self, run: FlowRun, *, username: str | None = None) -> httpx.Response:
+    def pay_again(self, run: FlowRun, *, username: str | None = None) -> Response:
         """Pay once more with the QR `run` already paid with (a replayed QR): the answer."""
         if run.qr_url is None:
             raise FlowError("replay", "that run never got a QR to replay")
@@ -216,7 +215,7 @@ class FlowDriver:
             self._partner_steps(options, result, recorder)
         except FlowError as exc:
             result.error = exc
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             result.error = FlowError("request", f"{type(exc).__name__}: {exc}")
         finally:
             result.sequence = recorder.messages(result.correlation_id)
@@ -251,7 +250,7 @@ class FlowDriver:
         result.meter_after = self.egm(options.egm_id).get("creditMeter")
 
     @staticmethod
-    def _settle(phone: httpx.Client, url: str, payment: dict[str, Any],
+    def _settle(phone: Client, url: str, payment: dict[str, Any],
                 options: FlowOptions, recorder: SequenceRecorder) -> dict[str, Any]:
         """Wait, bounded, for a payment answered 202 to reach a definite outcome."""
         return settle_payment(phone, url, payment, timeout_s=options.settle_s,

@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the harness is imported only when a fixture is used
-    import httpx
-
     from harness.clients.cms import CmsApi
+    from harness.clients.http import Client
     from harness.plugin.kit import CleanState, FlowDriver, FlowRun
     from harness.targets import Target, TargetSpec
 
@@ -160,13 +159,13 @@ def scanpay_sims(scanpay_target: Target) -> Target:
 
 
 @pytest.fixture(scope="session")
-def _scanpay_cms_http(scanpay_target: Target) -> Iterator[httpx.Client]:
+def _scanpay_cms_http(scanpay_target: Target) -> Iterator[Client]:
     with scanpay_target.cms_client() as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client) -> CmsApi:
+def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: Client) -> CmsApi:
     """The CMS's Funding and Daily Limits APIs with TPAS's credentials, limits changed with
     the target's limits credentials (session-wide, so Hypothesis tests may use it)."""
     from harness.clients.cms import CmsApi
@@ -175,7 +174,7 @@ def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: httpx.Client) -> CmsA
 
 
 @pytest.fixture(scope="session")
-def scanpay_trustly(scanpay_target: Target) -> Iterator[httpx.Client]:
+def scanpay_trustly(scanpay_target: Target) -> Iterator[Client]:
     """Trustly's APIs (QR Code API, microsite JSON) with the merchant's Basic credentials."""
     merchant = scanpay_target.merchant
     with scanpay_target.trustly_client() as client:

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import httpx
 from rich.console import Console
 from rich.text import Text
 
+from harness.clients.control import ControlApi
 from harness.sequence.faults import caller_saw_no_answer, outcome_text
 from simkit.clock import format_instant, parse_instant
 
@@ -341,60 +341,22 @@ def build_sequence(
     return messages
 
 
-JOURNAL_PAGE = 1000
-MAX_JOURNAL_PAGES = 20
-
-
-class JournalUnavailable(Exception):
-    """A journal could not be read: unreachable, no control API, or the admin token refused."""
-
-
-def _status(response: httpx.Response) -> str:
-    try:
-        code = response.json().get("code")
-    except (ValueError, AttributeError):
-        code = None
-    return f"HTTP {response.status_code}" + (f" {code}" if isinstance(code, str) else "")
-
-
 class Journals:
-    """Both sims' journals through their control APIs (`GET /_sim/journal`)."""
+    """Both sims' journals through their control APIs (`GET /_sim/journal`), read strictly:
+    a journal that cannot be read raises `JournalUnavailable` with the reason."""
 
-    def __init__(self, trustly: httpx.Client, cms: httpx.Client) -> None:
-        self._clients = {"trustly": trustly, "cms": cms}
-
-    def _get(self, source: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        client = self._clients[source]
-        try:
-            response = client.get("/_sim/journal", params=params)
-        except httpx.HTTPError as exc:
-            raise JournalUnavailable(f"cannot read {source}'s journal ({exc})") from exc
-        if response.status_code in (401, 403):
-            raise JournalUnavailable(f"{source} refused the admin token ({_status(response)})")
-        if response.status_code == 404:
-            raise JournalUnavailable(
-                f"{source} serves no control API (started without --admin-token?)")
-        if response.status_code != 200:
-            raise JournalUnavailable(f"{source}: {_status(response)}")
-        entries: list[dict[str, Any]] = response.json().get("entries", [])
-        return entries
+    def __init__(self, trustly: ControlApi, cms: ControlApi) -> None:
+        self._controls = {"trustly": trustly, "cms": cms}
 
     def mark(self) -> Marks:
         """How far both journals go now."""
-        last = {source: self._get(source, {"limit": 1}) for source in self._clients}
+        last = {source: control.checked_journal(source, limit=1)
+                for source, control in self._controls.items()}
         return Marks(*(int(last[s][-1]["id"]) if last[s] else 0 for s in ("trustly", "cms")))
 
     def since(self, source: str, mark: int) -> list[dict[str, Any]]:
         """Every entry after `mark` (paged, bounded)."""
-        entries: list[dict[str, Any]] = []
-        for _ in range(MAX_JOURNAL_PAGES):
-            page = self._get(source, {"since": mark, "limit": JOURNAL_PAGE})
-            entries += page
-            if len(page) < JOURNAL_PAGE:
-                break
-            mark = int(page[-1]["id"])
-        return entries
-
+        return self._controls[source].journal_since(mark, source)
 
 
 _PARTIES_WIDTH = 20

@@ -17,15 +17,13 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
-
 from harness.certify.results import Exchange
+from harness.clients.control import ControlApi
+from harness.clients.http import HTTPError, Request
 from harness.sequence.messages import Marks, Message, build_sequence
-from harness.targets import ControlApi, Target
+from harness.targets import Target
 
 EXCERPT_CHARS = 400
-PAGE = 1000
-MAX_PAGES = 20
 MASK = "***"
 
 
@@ -50,9 +48,9 @@ class SequenceRecorder:
     """Journal marks of one scenario and, at the end, its sequence."""
 
     def __init__(self, target: Target) -> None:
-        self._trustly = target.trustly_control.client()
+        self._trustly = target.trustly_control.kept_open()
         cms: ControlApi | None = target.cms_control if target.has("journal") else None
-        self._cms = cms.client() if cms is not None else None
+        self._cms = cms.kept_open() if cms is not None else None
         self._lock = threading.Lock()
         self.marks: list[Marks] = []
         self.note = "" if self._cms is not None else \
@@ -64,17 +62,15 @@ class SequenceRecorder:
         if self._cms is not None:
             self._cms.close()
 
-    def _last(self, client: httpx.Client | None) -> int:
-        if client is None:
-            return 0
-        entries = client.get("/_sim/journal", params={"limit": 1}).json().get("entries", [])
-        return int(entries[-1]["id"]) if entries else 0
+    @staticmethod
+    def _last(control: ControlApi | None) -> int:
+        return 0 if control is None else control.last_journal_id()
 
-    def mark(self, _request: httpx.Request | None = None) -> None:
+    def mark(self, _request: Request | None = None) -> None:
         """Note both journals' ends (before one of the scenario's requests)."""
         try:
             marks = Marks(self._last(self._trustly), self._last(self._cms))
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except (HTTPError, ValueError, KeyError) as exc:
             self.note = f"a journal could not be read ({exc})"
             return
         with self._lock:
@@ -82,18 +78,9 @@ class SequenceRecorder:
                                   and marks.cms >= self.marks[-1].cms):
                 self.marks.append(marks)
 
-    def _since(self, client: httpx.Client | None, mark: int) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        if client is None:
-            return entries
-        for _ in range(MAX_PAGES):
-            page = client.get("/_sim/journal", params={"since": mark, "limit": PAGE}
-                              ).json().get("entries", [])
-            entries += page
-            if len(page) < PAGE:
-                break
-            mark = int(page[-1]["id"])
-        return entries
+    @staticmethod
+    def _since(control: ControlApi | None, mark: int) -> list[dict[str, Any]]:
+        return [] if control is None else control.journal_since(mark)
 
     def messages(self, correlation_id: str) -> list[Message]:
         """The messages since the first mark that belong to `correlation_id`, numbered."""
@@ -104,7 +91,7 @@ class SequenceRecorder:
         try:
             trustly = self._since(self._trustly, first.trustly)
             cms = self._since(self._cms, first.cms)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (HTTPError, ValueError) as exc:
             self.note = f"a journal could not be read ({exc})"
             return []
         return build_sequence(trustly, cms, boundaries=self.marks,
