@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
-import httpx
-
 from harness import flow
 from harness.certify.results import Check
 from harness.certify.scenarios.model import CheckFailed, ScenarioSkipped
 from harness.clients import phone as phone_api
 from harness.clients.cms import CmsApi, ShownQr, token_id_of
+from harness.clients.http import Client, Request, Response
 from harness.clients.phone import settle_payment
+from harness.clients.trustly import TrustlyApi
 from harness.sequence.messages import HARNESS_AGENT
 from harness.targets import Target
 from simkit.clock import parse_instant
@@ -102,7 +102,7 @@ class Context:
     """One scenario's run against one target (see the module docstring)."""
 
     def __init__(self, target: Target, run: RunState, scenario_id: str,
-                 on_request: Callable[[httpx.Request], None] | None = None) -> None:
+                 on_request: Callable[[Request], None] | None = None) -> None:
         self.target = target
         self.run = run
         run_id = run.run_id
@@ -117,7 +117,7 @@ class Context:
         self._stack = ExitStack()
         self.cms = CmsApi(target, self._client(target.cms_client, "tpas"),
                           self._client(target.cms_client, "egm"))
-        self.trustly = self._client(target.trustly_client, "merchant")
+        self.trustly = TrustlyApi(self._client(target.trustly_client, "merchant"))
         run.note_start_meters(lambda: self.meters(target.egm_ids))
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -126,23 +126,20 @@ class Context:
         """Close every client the scenario opened."""
         self._stack.close()
 
-    def _hooks(self) -> dict[str, list[Callable[[httpx.Request], None]]]:
-        def note(request: httpx.Request) -> None:
-            if self._on_request is not None and not getattr(self._quiet, "on", False):
-                self._on_request(request)
-        return {"request": [note]}
+    def _note(self, request: Request) -> None:
+        """Hand a request of the scenario to `on_request` (unless this thread is quiet)."""
+        if self._on_request is not None and not getattr(self._quiet, "on", False):
+            self._on_request(request)
 
-    def _client(self, factory: Callable[..., httpx.Client], role: str) -> httpx.Client:
-        client = factory(**{"User-Agent": f"{AGENT} ({role})",
-                            CORRELATION_HEADER: self.correlation_id})
-        client.event_hooks = self._hooks()
+    def _client(self, factory: Callable[..., Client], role: str) -> Client:
+        client = factory(self._note, **{"User-Agent": f"{AGENT} ({role})",
+                                        CORRELATION_HEADER: self.correlation_id})
         return self._stack.enter_context(client)
 
-    def phone(self) -> httpx.Client:
+    def phone(self) -> Client:
         """A new phone (its own client, usable from one thread)."""
-        client = self.target.phone_client(**{"User-Agent": f"{AGENT} (phone)",
-                                             CORRELATION_HEADER: self.correlation_id})
-        client.event_hooks = self._hooks()
+        client = self.target.phone_client(self._note, **{
+            "User-Agent": f"{AGENT} (phone)", CORRELATION_HEADER: self.correlation_id})
         return self._stack.enter_context(client)
 
     # --- checks ---------------------------------------------------------------------------
@@ -194,7 +191,7 @@ class Context:
         """Move both systems' clocks (the scenario declared the clock hook)."""
         self.target.advance(seconds)
 
-    def cms_control(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def cms_control(self, method: str, path: str, **kwargs: Any) -> Response:
         """A call to the CMS's control API (the scenario declared the hook it uses)."""
         control = self.target.cms_control
         if control is None:
@@ -284,7 +281,7 @@ class Context:
                 "used, and the target names no acquire_qr path to get another")
         return found
 
-    def scan(self, url: str, phone: httpx.Client | None = None) -> dict[str, Any]:
+    def scan(self, url: str, phone: Client | None = None) -> dict[str, Any]:
         """What a phone sees when it opens the QR's url."""
         return flow.scan(phone or self.phone(), url)
 
@@ -293,7 +290,7 @@ class Context:
         return self.unique("player")
 
     def pay_response(self, url: str, amount: int, *, username: str, password: str = DEMO_PASSWORD,
-                     phone: httpx.Client | None = None) -> httpx.Response:
+                     phone: Client | None = None) -> Response:
         """The phone's approve, answered as it came (for refusals)."""
         self.secrets.add(password)
         self.run.spend_qr(token_id_of(url))
@@ -303,7 +300,7 @@ class Context:
         self._note_payment(answer)
         return answer
 
-    def _note_payment(self, answer: httpx.Response) -> None:
+    def _note_payment(self, answer: Response) -> None:
         """Keep the id of a payment Trustly started (the whole-run reconciliation's scope)."""
         if answer.status_code in (200, 201, 202):
             try:
@@ -314,7 +311,7 @@ class Context:
                 self.run.paid(str(payment_id))
 
     def pay(self, url: str, amount: int, *, username: str, password: str = DEMO_PASSWORD,
-            phone: httpx.Client | None = None) -> dict[str, Any]:
+            phone: Client | None = None) -> dict[str, Any]:
         """Scan-then-pay's pay step (harness.flow.pay), settled to a definite outcome."""
         phone = phone or self.phone()
         options = flow.FlowOptions(amount=amount, currency=self.currency(), username=username,
@@ -326,7 +323,7 @@ class Context:
         return self.settle(url, payment, phone)
 
     def settle(self, url: str, payment: dict[str, Any],
-               phone: httpx.Client | None = None) -> dict[str, Any]:
+               phone: Client | None = None) -> dict[str, Any]:
         """Wait, bounded, for a payment answered 202 (asking Trustly to recover it)."""
         def recover() -> None:
             self.target.trustly_control.call("POST", "/_sim/payments/recover", json={})
@@ -388,7 +385,7 @@ def money_rise(rise: int, amount: int) -> str:
     return f"{rise:+d} ({times:g}x the amount)"
 
 
-def problem_code(response: httpx.Response) -> str | None:
+def problem_code(response: Response) -> str | None:
     """The `code` of a CMS problem+json answer (None when it has none)."""
     try:
         body = response.json()
@@ -398,7 +395,7 @@ def problem_code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def trustly_error(response: httpx.Response) -> dict[str, Any]:
+def trustly_error(response: Response) -> dict[str, Any]:
     """The first error of a Trustly-dialect answer (`{"errors": [{code, reason, ...}]}`)."""
     try:
         errors = response.json().get("errors") or [{}]

@@ -15,10 +15,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-import httpx
-
 from harness.certify.scenarios.context import POLL_S, Context, problem_code
 from harness.certify.scenarios.model import scenario
+from harness.clients.http import Response
 from simkit.clock import monotonic
 from simkit.wait import poll_until
 
@@ -36,21 +35,21 @@ TIMED = 3  # fundings FUND-013 times (it stops at the first late one)
 TIMED_AMOUNT = 300
 
 
-def _applied(answer: httpx.Response) -> bool:
+def _applied(answer: Response) -> bool:
     """A first application: 201 without the replay mark."""
     return answer.status_code == 201 and answer.headers.get(REPLAYED) != "true"
 
 
-def _replay(answer: httpx.Response) -> bool:
+def _replay(answer: Response) -> bool:
     """A replay of a stored outcome: 201 with `Idempotent-Replayed: true`."""
     return answer.status_code == 201 and answer.headers.get(REPLAYED) == "true"
 
 
-def _in_progress(answer: httpx.Response) -> bool:
+def _in_progress(answer: Response) -> bool:
     return answer.status_code == 409 and problem_code(answer) == "FUNDING_IN_PROGRESS"
 
 
-def _summary(answers: list[httpx.Response]) -> str:
+def _summary(answers: list[Response]) -> str:
     """`201 x1, 201 replayed x7` style counts, for the observed side of a check."""
     kinds = ["201" if _applied(a) else "201 replayed" if _replay(a)
              else f"{a.status_code} {problem_code(a) or ''}".strip() for a in answers]
@@ -133,11 +132,11 @@ def fund_010(ctx: Context) -> None:
                and sum(a.status_code in (409, 422) for a in answers) == 1)
 
 
-def _resend_until_definite(ctx: Context, body: dict[str, Any]) -> httpx.Response:
+def _resend_until_definite(ctx: Context, body: dict[str, Any]) -> Response:
     """TPAS's retry: the identical request again, again while the CMS says it is in progress."""
-    answers: list[httpx.Response] = []
+    answers: list[Response] = []
 
-    def resend() -> httpx.Response | None:
+    def resend() -> Response | None:
         answers.append(ctx.cms.post_funding(body))
         return None if _in_progress(answers[-1]) else answers[-1]
 
@@ -191,7 +190,7 @@ def fund_011(ctx: Context) -> None:
                (found.get("status"), found.get("amount")))
 
 
-def _quiet_post(ctx: Context, body: dict[str, Any]) -> httpx.Response:
+def _quiet_post(ctx: Context, body: dict[str, Any]) -> Response:
     with ctx.quietly():
         return ctx.cms.post_funding(body)
 

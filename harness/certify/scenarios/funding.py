@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from harness.certify.scenarios.context import Context, problem_code
@@ -120,19 +121,19 @@ def fund_004(ctx: Context) -> None:
            "Get a new token: the same call answers 200."))
 def fund_005(ctx: Context) -> None:
     ctx.need(ctx.cms.uses_oauth, "the CMS does not use OAuth2 access tokens")
-    egm_path = ctx.target.egm_paths.of(ctx.target.egm_paths.read, ctx.egm())
+    egm_id = ctx.egm()
     issued = ctx.cms.fetch_token()
     ctx.require("the token endpoint answers 200", 200, issued.status_code)
     grant = issued.json()
     ctx.expect("a Bearer token with a lifetime", ("Bearer", True),
                (grant.get("token_type"), isinstance(grant.get("expires_in"), int)))
-    old = {"Authorization": f"Bearer {grant['access_token']}"}
+    old = f"Bearer {grant['access_token']}"
     ctx.advance(float(grant.get("expires_in", 300)) + 1)
-    stale = ctx.cms.client.get(egm_path, headers=old)
+    stale = ctx.cms.read_egm_raw(egm_id, auth_header=old)
     ctx.expect("the expired token: 401 TOKEN_EXPIRED", (401, "TOKEN_EXPIRED"),
                (stale.status_code, problem_code(stale)))
     ctx.expect("with a WWW-Authenticate challenge", True, "www-authenticate" in stale.headers)
-    fresh = ctx.cms.client.get(egm_path, headers=ctx.cms.auth_headers(fresh=True))
+    fresh = ctx.cms.read_egm_raw(egm_id, auth_header=f"Bearer {ctx.cms.token(fresh=True)}")
     ctx.expect("a new token works", 200, fresh.status_code)
 
 
@@ -148,16 +149,14 @@ def fund_006(ctx: Context) -> None:
     egm_id = ctx.egm()
     before = ctx.meters([egm_id])
     body = ctx.funding(egm_id, 300, ubai=ctx.unique("ubai"))
-    paths = ctx.cms.paths
-    bare = ctx.cms.client.post(paths.fundings, json=body)
+    bare = ctx.cms.post_funding_raw(body)
     ctx.expect("no credentials: 401", 401, bare.status_code)
     ctx.expect("with WWW-Authenticate", True, "www-authenticate" in bare.headers)
-    made_up = ctx.cms.client.post(paths.fundings, json=body,
-                                  headers={"Authorization": "Bearer not-a-token"})
+    made_up = ctx.cms.post_funding_raw(body, auth_header="Bearer not-a-token")
     ctx.expect("a made-up Bearer token: 401", 401, made_up.status_code)
     if ctx.cms.uses_oauth:
-        wrong = ctx.cms.client.post(paths.token, data={"grant_type": "client_credentials"},
-                                    auth=(ctx.cms.profile.auth.client_id, "wrong-secret"))
+        wrong_secret = replace(ctx.cms.profile.auth, client_secret="wrong-secret")  # noqa: S106
+        wrong = ctx.cms.fetch_token(wrong_secret)
         ctx.expect("a wrong client secret: 401", 401, wrong.status_code)
     ctx.expect_rise("nothing was applied", before, 300, 0)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from harness.certify.scenarios.context import Context, problem_code
 from harness.certify.scenarios.model import scenario
+from harness.clients.http import Response
 
 LIMITS_DUTY = ("Trustly Scan and Pay CMS duty: create, modify, enforce and delete daily limits "
                "per UBAI; Nevada Technical Standard 3.150; docs/architecture.md §17 "
@@ -16,7 +15,7 @@ MALFORMED = ("INVALID_REQUEST", "VALIDATION_ERROR")
 RACERS = 16
 
 
-def _view(response: httpx.Response) -> dict[str, Any]:
+def _view(response: Response) -> dict[str, Any]:
     body = response.json() if response.headers.get("content-type", "").find("json") >= 0 else {}
     return body if isinstance(body, dict) else {}
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from harness.certify.scenarios.context import Context, trustly_error
 from harness.certify.scenarios.model import scenario
+from harness.clients.http import Client, Response
 
 FUNDINGS_PATH = "/cws/v1/fundings"
 
@@ -73,7 +72,7 @@ def pay_003(ctx: Context) -> None:
     phones = [ctx.phone() for _ in range(6)]
     player = ctx.player()
 
-    def one(phone: httpx.Client) -> httpx.Response:
+    def one(phone: Client) -> Response:
         return ctx.pay_response(shown.url, 1000, username=player, phone=phone)
 
     answers = ctx.concurrently([lambda p=p: one(p) for p in phones])  # type: ignore[misc]

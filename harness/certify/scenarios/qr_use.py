@@ -8,11 +8,10 @@ EGM's screen at once so the next player never scans a spent code.
 
 from __future__ import annotations
 
-import httpx
-
 from harness.certify.scenarios.context import Context, expires_in_s, problem_code
 from harness.certify.scenarios.model import scenario
 from harness.certify.scenarios.scan import LEEWAY_S, NO_QR, wait_for_new_qr
+from harness.clients.http import Response
 
 QR_DUTY = ("Trustly Scan and Pay CMS duty: QR display and the Funding API; "
            "docs/architecture.md §15 (Funding API: one funding per qrTokenId: a second "
@@ -22,7 +21,7 @@ QR_DUTY = ("Trustly Scan and Pay CMS duty: QR display and the Funding API; "
 LONG_AFTER_S = 3600  # "long after it expired": an hour past expiry and leeway
 
 
-def _refused(ctx: Context, description: str, answer: httpx.Response) -> None:
+def _refused(ctx: Context, description: str, answer: Response) -> None:
     """Record that `answer` is a refusal (any 4xx: the codes are the CMS's to name)."""
     ctx.expect(description, "4xx", f"{answer.status_code} {problem_code(answer) or ''}".strip(),
                ok=400 <= answer.status_code < 500)

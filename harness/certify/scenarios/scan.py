@@ -9,10 +9,10 @@ from typing import Any
 from harness.certify.scenarios.context import POLL_S, Context, expires_in_s, trustly_error
 from harness.certify.scenarios.model import scenario
 from harness.clients.cms import decode_qr_png
+from harness.clients.trustly import QR_TOKEN_PATH
 from simkit.clock import parse_instant
 from simkit.wait import poll_until
 
-TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path
 LEEWAY_S = 30  # Trustly's verification leeway: docs/architecture.md §10 (QR Code API)
 ROTATION_MARGIN_S = 10  # a rotation must happen at least this long before expiry
 ROTATION_WAIT_S = 5.0  # how long a partner's own rotator may take once due
@@ -34,7 +34,7 @@ def scan_001(ctx: Context) -> None:
     egm_id = ctx.egm()
     mark = ctx.trustly_journal_mark()
     shown = ctx.qr(egm_id)
-    calls = ctx.trustly_journal_since(mark, TOKEN_PATH)
+    calls = ctx.trustly_journal_since(mark, QR_TOKEN_PATH)
     mine = [c for c in calls if f'"{egm_id}"' in str(c.get("requestBody"))]
     ctx.expect("the CMS asked Trustly's QR Code API for this EGM", ">= 1 call",
                f"{len(mine)} call(s)", ok=bool(mine))
@@ -71,22 +71,22 @@ def scan_002(ctx: Context) -> None:
     merchant = ctx.target.merchant
     good = (merchant.access_id, merchant.access_key)
     body = {"merchantId": merchant.merchant_id, "egmId": ctx.egm()}
-    ok = ctx.trustly.post(TOKEN_PATH, json=body, auth=good)
+    ok = ctx.trustly.request_qr_token(body, auth=good)
     issued = ok.json() if ok.status_code == 200 else {}
     ctx.expect("valid credentials get a token", 200, ok.status_code)
     ctx.expect("with url, token and expiresAt", {"url", "token", "expiresAt"},
                set(issued) & {"url", "token", "expiresAt"})
     stranger = (f"unknown-{secrets.token_hex(6)}", "not-the-key")
-    bad = ctx.trustly.post(TOKEN_PATH, json=body, auth=stranger)
+    bad = ctx.trustly.request_qr_token(body, auth=stranger)
     ctx.expect("unknown credentials: 401", 401, bad.status_code)
     ctx.expect("with numeric code 300", 300, trustly_error(bad).get("code"))
     ctx.expect("and a WWW-Authenticate challenge", True, "www-authenticate" in bad.headers)
-    missing = ctx.trustly.post(TOKEN_PATH, json={"merchantId": merchant.merchant_id},
-                               auth=good)
+    missing = ctx.trustly.request_qr_token({"merchantId": merchant.merchant_id},
+                                           auth=good)
     ctx.expect("a missing egmId: 400", 400, missing.status_code)
     ctx.expect("with numeric code 200", 200, trustly_error(missing).get("code"))
-    foreign = ctx.trustly.post(TOKEN_PATH, auth=good,
-                               json={**body, "merchantId": f"{merchant.merchant_id}-other"})
+    foreign = ctx.trustly.request_qr_token(
+        {**body, "merchantId": f"{merchant.merchant_id}-other"}, auth=good)
     ctx.expect("another merchant's id: 403", 403, foreign.status_code)
 
 
