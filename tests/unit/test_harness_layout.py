@@ -4,8 +4,11 @@ docs/architecture.md §19 (Harness) lays `harness/` out by job. A certify scenar
 the reports and the message sequence judge a target only through the harness's clients and
 the control API, so they import nothing from `sim_trustly` or `sim_cms` (a scenario that read
 a sim's internals would pass against our sims and mean nothing against a partner's CMS). The
-sims, in turn, never import the harness. And the top of `harness/` holds only the modules
-every package shares: a new module goes into the package of its job.
+sims, in turn, never import the harness. Only `harness/clients/` speaks HTTP: one client per
+service (the CMS, the phone's Trustly, Trustly's QR Code API, a sim's control API), so no
+two modules of the harness talk to the same service and every other module names the HTTP
+library's types through `harness.clients.http`. And the top of `harness/` holds only the
+modules every package shares: a new module goes into the package of its job.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ HARNESS = REPO / "harness"
 SIMS = ("sim_trustly", "sim_cms")
 # What judges a target: it may reach a system only over HTTP.
 JUDGING = ("certify", "report", "sequence")
+CLIENTS = HARNESS / "clients"
+# Every way Python code can send an HTTP request (the harness uses httpx).
+HTTP_LIBRARIES = ("httpx", "requests", "urllib.request", "urllib3", "http.client", "aiohttp")
 SHARED_MODULES = {"__init__.py", "embedded.py", "flow.py", "server_logs.py",
                   "target_config.py", "targets.py"}
 
@@ -37,6 +43,24 @@ def imports_of(paths: Iterator[Path], roots: tuple[str, ...]) -> dict[str, list[
     found: dict[str, list[str]] = {}
     for path in paths:
         hits = [name for name in imported(path) if name.split(".")[0] in roots]
+        if hits:
+            found[str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)] = hits
+    return found
+
+
+def http_imports(paths: Iterator[Path]) -> dict[str, list[str]]:
+    """The files among `paths` that import an HTTP library (`HTTP_LIBRARIES`) or part of one
+    (`from urllib import request` too), and what."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        names: list[str] = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        hits = sorted({name for name in names for library in HTTP_LIBRARIES
+                       if name == library or name.startswith(f"{library}.")})
         if hits:
             found[str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)] = hits
     return found
@@ -67,3 +91,18 @@ def test_the_import_scan_sees_imports_inside_functions(tmp_path: Path) -> None:
                        "    from sim_trustly.tpas.reconciliation import reconcile_service\n",
                        encoding="utf-8")
     assert imports_of(iter([planted]), SIMS) == {str(planted): ["sim_trustly.tpas.reconciliation"]}
+
+
+def test_only_the_clients_speak_http() -> None:
+    outside = (path for path in HARNESS.rglob("*.py") if CLIENTS not in path.parents)
+    assert http_imports(outside) == {}, (
+        "call a system through its client in harness/clients/ (add a method there)")
+
+
+def test_the_http_scan_sees_every_way_to_import_a_library(tmp_path: Path) -> None:
+    planted = tmp_path / "scenario.py"
+    planted.write_text("from urllib.parse import urlsplit\nfrom urllib import request\n\n"
+                       "def run():\n    import httpx\n", encoding="utf-8")
+    assert http_imports(iter([planted])) == {
+        str(planted): ["httpx", "urllib.request"]}
+    assert http_imports(iter([CLIENTS / "http.py"])) != {}, "the clients' own imports are seen"
