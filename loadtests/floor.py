@@ -10,8 +10,10 @@ The EGM's screen polls its status feed at the page's own cadence (a greenlet per
 shows the current QR; after each payment the EGM asks its CMS for a fresh QR (a QR pays once),
 as a CMS does after a funding. The player scans what the screen shows and pays an amount drawn
 from `--amounts` with a bank outcome drawn from `--bank-outcomes`, and sometimes tries to pay
-the spent QR again, which must be refused. A player who has spent `--player-budget` leaves and
-a new one (a new bank account) sits down, so the daily limit per account never decides a run.
+a spent QR (one whose payment was credited) again, which must be refused; a QR whose payment
+the bank refused is handed back, so it is not spent. A player who has spent `--player-budget`
+leaves and a new one (a new bank account) sits down, so the daily limit per account never
+decides a run.
 
 What each process did is tallied in `TALLY`, which the hooks send to the master at stop.
 """
@@ -178,7 +180,10 @@ class PlayerUser(ScanPayUser):
         self.spent.add(str(shown["qrTokenId"]))
         self.shown = None
         self.record(payment, outcome, started)
-        if payment is not None and self.rng.random() < self.settings.replay_share:
+        # Only a credited payment spends its QR: one the bank refused hands the QR back
+        # (sim_trustly's tpas_release_qr_on_bank_refusal), so paying it again is a new payment.
+        if (payment is not None and payment["status"] == "CREDITED"
+                and self.rng.random() < self.settings.replay_share):
             self.replay(code, amount, headers)
         self.refresh_qr()
 

@@ -66,6 +66,18 @@ def test_clean_floor_run_exits_zero_and_prints_the_reconciliation(
     assert "req/s" in done.stderr and "\r" not in done.stderr  # the live line, plain off a TTY
 
 
+def test_replays_after_bank_refusals_are_not_counted_as_double_credits(
+        sims: tuple[str, str], tmp_path: Path) -> None:
+    """A payment the bank refused hands its QR back, so only a credited QR is replayed (and
+    refused); paying a handed-back QR again is a new payment, not a double credit."""
+    done = _load(sims, tmp_path, "--users", "3", "--spawn-rate", "3", "--run-time", "5",
+                 "--bank-outcomes", "ok:1,NotEnoughFunds:1", "--replay-share", "1")
+    assert done.returncode == 0, _said(done)
+    assert "result: PASS" in done.stdout
+    assert re.search(r"verdict\s+EXACT", done.stdout), done.stdout
+    assert "FAILED_VOIDED" in done.stdout  # the bank really refused some
+
+
 def test_a_gate_no_run_can_meet_fails_the_run(sims: tuple[str, str], tmp_path: Path) -> None:
     done = _load(sims, tmp_path, "--users", "2", "--spawn-rate", "2", "--run-time", "3",
                  "--max-p95-ms", "0.001")
