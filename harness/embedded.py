@@ -38,9 +38,7 @@ from simkit.db import sqlite_url
 # say plainly that the sims run in-process.
 TRUSTLY_URL = "http://trustly.embedded"
 CMS_URL = "http://cms.embedded"
-# LateWSGITransport lives with the clients; in-process targets built elsewhere take it here.
-__all__ = ["CMS_URL", "TRUSTLY_URL", "EmbeddedSims", "LateWSGITransport", "build_pair",
-           "close_pair", "embedded_sims"]
+__all__ = ["CMS_URL", "TRUSTLY_URL", "EmbeddedSims", "build_pair", "close_pair", "embedded_sims"]
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,8 @@ from sim_trustly.cms_client.partner_profiles import AuthConfig, CmsProfile
 from simkit.clock import format_instant, parse_instant
 from simkit.settings import ConfigError
 
-__all__ = ["HOOKS", "ControlApi", "Target", "TargetError", "TargetSpec", "embedded_spec",
-           "load_target", "local_spec", "open_target"]
+__all__ = ["HOOKS", "Target", "TargetError", "TargetSpec", "embedded_spec", "load_target",
+           "local_spec", "open_target"]
 TIMEOUT_S = 30.0
 ALIGN_TOLERANCE_S = 5.0
 

@@ -14,10 +14,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from harness.embedded import CMS_URL, TRUSTLY_URL, LateWSGITransport
+from harness.clients.control import ControlApi
+from harness.clients.http import LateWSGITransport
+from harness.embedded import CMS_URL, TRUSTLY_URL
 from harness.flow import Endpoint
 from harness.target_config import DEMO_LIMITS_AUTH, HOOKS, embedded_spec
-from harness.targets import ControlApi, Target
+from harness.targets import Target
 from sim_cms.settings import CmsSettings, TrustlyLink
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE, CmsProfile

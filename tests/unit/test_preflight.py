@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from harness.certify.preflight import PreflightError, run_preflight
+from harness.clients.control import ControlApi
 from harness.flow import Endpoint
 from harness.target_config import EgmPaths, MerchantCredentials
-from harness.targets import ControlApi, Target
+from harness.targets import Target
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 
 CMS = "http://cms.test"
