@@ -98,7 +98,8 @@ class TokenFastPath:
         self._inline = isinstance(ctx.clock, SystemClock)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        answered = self._answer(environ)
+        answered = self._answer(environ, parse_basic_auth(environ.get("HTTP_AUTHORIZATION"))) \
+            if _is_token_request(environ) else None
         if answered is None:
             return self._app(environ, start_response)
         headers, answer = answered
@@ -115,24 +116,22 @@ class TokenFastPath:
         clock is read from the database), a fresh copy of the fault rules and a credential
         this process holds.
         """
-        if (not self._inline or environ.get("PATH_INFO") != TOKEN_PATH
-                or environ.get("REQUEST_METHOD") != "POST"):
+        if not self._inline or not _is_token_request(environ):
             return None
         basic = parse_basic_auth(environ.get("HTTP_AUTHORIZATION"))
         if basic is None or self._cache.peek(basic[0]) is None:
             return None
         if self._faults is not None and not self._faults.copy_is_fresh():
             return None
-        answered = self._answer(environ)
+        answered = self._answer(environ, basic)
         return None if answered is None else (200, *answered)
 
-    def _answer(self, environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] | None:
+    def _answer(self, environ: dict[str, Any], basic: tuple[str, str] | None,
+                ) -> tuple[list[tuple[str, str]], bytes] | None:
         """(headers, body) of a token issued here, the exchange journaled; None for Flask."""
-        if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
-            return None
         started = monotonic()
         body = read_json_body(environ, self._ctx.settings.max_body_bytes)
-        answer = None if body is None else self._issue(environ, body)
+        answer = None if body is None or basic is None else self._issue(body, basic)
         if answer is None:
             return None
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
@@ -142,11 +141,8 @@ class TokenFastPath:
                 answer=answer, headers=headers, started=started)))
         return headers, answer
 
-    def _issue(self, environ: dict[str, Any], body: bytes) -> bytes | None:
+    def _issue(self, body: bytes, basic: tuple[str, str]) -> bytes | None:
         """The response body of a token issued here, or None to let Flask answer."""
-        basic = parse_basic_auth(environ.get("HTTP_AUTHORIZATION"))
-        if basic is None:
-            return None
         ctx = self._ctx
         if self._faults is not None and self._faults.may_fire("POST", TOKEN_PATH):
             return None
@@ -165,3 +161,7 @@ class TokenFastPath:
         except (SimError, ValueError):
             return None  # the Flask view answers this request with its error
         return orjson.dumps(issued.to_json(), option=orjson.OPT_SORT_KEYS)
+
+
+def _is_token_request(environ: dict[str, Any]) -> bool:
+    return environ.get("PATH_INFO") == TOKEN_PATH and environ.get("REQUEST_METHOD") == "POST"
