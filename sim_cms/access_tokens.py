@@ -6,7 +6,7 @@ are kept a day before they are pruned, so a client that comes back late is told
 TOKEN_EXPIRED (refresh) rather than INVALID_TOKEN (something is wrong). A token carries the
 scopes granted when it was issued (`sim_cms.scopes`). Tokens found valid are remembered in a
 `TokenCache`, so the Bearer check of a hot API call reads no database. This module knows
-nothing of Flask; `oauth` is its HTTP face.
+nothing of Flask; `oauth_api` is its HTTP face.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from sim_cms import scopes
+from sim_cms import client_lockout, scopes
 from sim_cms.errors import BEARER_CHALLENGE
 from sim_cms.models import AccessToken, OAuthClient
 from sim_cms.reads import single_read
@@ -106,6 +107,43 @@ def client_matches(db: Database, client_id: str, client_secret: str) -> bool:
     salt, expected = (client.salt, client.secret_hash) if client else (_DUMMY_SALT, _DUMMY_HASH)
     matches = hmac.compare_digest(hash_secret(client_secret, salt), expected)
     return client is not None and matches
+
+
+def authenticate_client(
+    db: Database, candidates: Sequence[tuple[str, str]], source: str | None, now: datetime,
+    settings: CmsSettings,
+) -> str:
+    """The client id that one of `candidates` (client id and secret, as sent and then
+    form-decoded) authenticates, calling from the address `source`.
+
+    A locked-out caller gets 429 before any secret is looked at; a failure is counted once
+    per request, under the id last tried (its own transaction, so the count commits even
+    though the request is refused); a success forgets the client's ended failures.
+    """
+    policy = client_lockout.LockoutPolicy.of(settings)
+    source_key = policy.source_key(source)
+    with db.read() as session:
+        for candidate, _ in candidates:
+            client_lockout.raise_if_locked(session, candidate, source_key, now)
+    for candidate, candidate_secret in candidates:
+        if client_matches(db, candidate, candidate_secret):
+            _forget_ended_failures(db, candidate, now, policy)
+            return candidate
+    with db.write() as session:
+        locked = client_lockout.record_failure(session, candidates[-1][0], source_key, now,
+                                               policy)
+    if locked is not None:  # this very failure was past the threshold
+        raise locked
+    raise invalid_client("client authentication failed")
+
+
+def _forget_ended_failures(db: Database, client_id: str, now: datetime,
+                           policy: client_lockout.LockoutPolicy) -> None:
+    with db.read() as session:
+        if not client_lockout.has_counts(session, client_id):
+            return
+    with db.write() as session:
+        client_lockout.forget_ended(session, client_id, now, policy)
 
 
 def granted_scopes(client_id: str, requested: str | None, settings: CmsSettings) -> frozenset[str]:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from sim_cms import (
-    admin,
+    admin_api,
     control_openapi,
+    control_state,
     egms_api,
     limits_api,
-    oauth,
+    oauth_api,
     openapi,
-    screen,
+    screen_api,
 )
 from sim_cms.context import EXTENSION, CmsContext
 from sim_cms.errors import render_problem
@@ -49,9 +51,9 @@ def _install_control(app: Flask, ctx: CmsContext, journal: Journal) -> FaultPlan
     bp = make_control_blueprint(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,
         journal=journal, faults=faults,
-        hooks=ControlHooks(reset=reset_all, state=admin.state_dump),
+        hooks=ControlHooks(reset=reset_all, state=partial(control_state.state_dump, ctx)),
     )
-    admin.add_admin_routes(bp)
+    admin_api.add_admin_routes(bp)
     control_openapi.add_route(bp)
     enable_control(app, bp)
     return faults
@@ -84,7 +86,7 @@ def create_app(
     if settings.journal_enabled:
         install_journal(app, journal)
     faults = _install_control(app, ctx, journal) if settings.control_enabled else None
-    for blueprint in (oauth.bp, funding_api.bp, limits_api.bp, egms_api.bp, screen.bp,
+    for blueprint in (oauth_api.bp, funding_api.bp, limits_api.bp, egms_api.bp, screen_api.bp,
                       openapi.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = FundingFastPath(  # type: ignore[method-assign]

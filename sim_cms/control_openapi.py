@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of sim_cms's control API (`/_sim/*`).
 
-The kernel's routes (`simkit.control_openapi`) plus sim_cms's own (`sim_cms.admin`): decided
+The kernel's routes (`simkit.control_openapi`) plus sim_cms's own (`sim_cms.admin_api`): decided
 fundings, the EGM registry and states, the QR display and forced rotation, with errors as
 RFC 9457 problems (the CWS API's `Problem`). Served at `GET /_sim/openapi.json` behind the
 admin token like every control route, and written to docs/api/cms-control.openapi.json

@@ -1,41 +1,38 @@
 """The CWS EGM endpoints: read EGMs, and force a QR acquisition for one (Bearer-protected,
 scope `egms`).
 
-Thin views: parse, call one service function (`egms`, `qr_display`), serialise. A Trustly
-failure is a decided answer of this API (502, or 503 with Retry-After when Trustly said when
-to come back), never a 500.
+Thin views: parse, call one service function with plain values (`egm_registry`,
+`qr_display`), which owns its transaction, serialise. A Trustly failure is a decided answer
+of this API (502, or 503 with Retry-After when Trustly said when to come back), never a 500.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from sim_cms import oauth
+from sim_cms import egm_registry, oauth_api
 from sim_cms.context import cms
-from sim_cms.egms import egm_json, get_egm, list_egms
-from sim_cms.qr_display import acquire, display_json, qr_status
+from sim_cms.qr_display import acquire, display_json, read_qr_status
 from sim_cms.scopes import EGMS, requires
 from sim_cms.trustly_client import TrustlyUnavailable
 from simkit.errors import SimError
 
 bp = Blueprint("cms_egms_api", __name__, url_prefix="/cws/v1/egms")
-bp.before_request(oauth.require_access_token)
+bp.before_request(oauth_api.require_access_token)
 
 
 @bp.get("")
 @requires(bp.name, EGMS)
 def list_all() -> Response:
     """Every EGM of the casino with its state and meter."""
-    with cms().db.read() as session:
-        return jsonify({"egms": [egm_json(egm) for egm in list_egms(session)]})
+    return jsonify({"egms": egm_registry.list_all(cms().db)})
 
 
 @bp.get("/<egm_id>")
 @requires(bp.name, EGMS)
 def read_one(egm_id: str) -> Response:
     """One EGM: state, credit meter and cap (404 EGM_NOT_FOUND)."""
-    with cms().db.read() as session:
-        return jsonify(egm_json(get_egm(session, egm_id)))
+    return jsonify(egm_registry.read_one(cms().db, egm_id))
 
 
 @bp.post("/<egm_id>/qr")
@@ -57,8 +54,7 @@ def trustly_problem(egm_id: str, exc: TrustlyUnavailable) -> SimError:
     screen knows when a new QR can appear.
     """
     ctx = cms()
-    with ctx.db.read() as session:
-        status = qr_status(session, egm_id, ctx.clock.now())
+    status = read_qr_status(ctx.db, egm_id, ctx.clock.now())
     retry = status.retry_in_s if status.retry_in_s is not None else 1
     if exc.retry_after is not None:
         retry = max(retry, exc.retry_after)

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from sim_cms import limits
 from sim_cms.context import cms
-from sim_cms.oauth import require_access_token
+from sim_cms.oauth_api import require_access_token
 from sim_cms.scopes import LIMITS_READ, LIMITS_WRITE, requires
 from simkit.http import read_json_body
 

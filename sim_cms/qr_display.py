@@ -42,6 +42,7 @@ from sim_cms.trustly_client import (
     token_id,
 )
 from simkit.clock import format_instant, parse_instant
+from simkit.db import Database
 from simkit.errors import BadRequest, SimError
 
 if TYPE_CHECKING:
@@ -136,6 +137,12 @@ def qr_status(session: Session, egm_id: str, now: datetime) -> QrStatus:
         retry_at=state.next_acquire_at if failing and state else None,
         spent=display is not None and session.get(QrFunding, display.qr_token_id) is not None,
     )
+
+
+def read_qr_status(db: Database, egm_id: str, now: datetime) -> QrStatus:
+    """`qr_status` in a read transaction of its own, for callers that hold no session."""
+    with db.read() as session:
+        return qr_status(session, egm_id, now)
 
 
 def rotates_at_for(now: datetime, expires_at: datetime, buffer_s: int) -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sim_trustly import admin, control_openapi
+from sim_trustly import admin_api, control_openapi
 from sim_trustly.auth_service import api as auth_service_api
 from sim_trustly.auth_service import openapi
 from sim_trustly.auth_service.fast_path import CredentialCache, TokenFastPath
@@ -18,9 +18,9 @@ from sim_trustly.context import EXTENSION, TrustlyContext
 from sim_trustly.errors import render_trustly_error
 from sim_trustly.microsite import api as microsite_api
 from sim_trustly.microsite import openapi as microsite_openapi
-from sim_trustly.microsite import views as microsite_views
+from sim_trustly.microsite import pages_api as microsite_pages
 from sim_trustly.settings import TrustlySettings
-from sim_trustly.tpas import admin as tpas_admin
+from sim_trustly.tpas import admin_api as tpas_admin_api
 from simkit.clock import Clock, ManualClock, SystemClock
 from simkit.clock_store import DatabaseClockStore
 from simkit.control import ControlHooks, make_control_blueprint
@@ -71,8 +71,8 @@ def _install_control(
         admin_token=ctx.settings.admin_token, clock=ctx.clock,
         journal=journal, faults=faults, hooks=ControlHooks(reset=reset),
     )
-    admin.add_admin_routes(bp)
-    tpas_admin.add_tpas_admin_routes(bp)
+    admin_api.add_admin_routes(bp)
+    tpas_admin_api.add_tpas_admin_routes(bp)
     control_openapi.add_route(bp)
     bp.after_request(forget_cached_state)
     app.register_blueprint(bp)
@@ -111,7 +111,7 @@ def create_app(
     )
     app.register_blueprint(auth_service_api.bp)
     app.register_blueprint(openapi.bp)
-    app.register_blueprint(microsite_views.bp)
+    app.register_blueprint(microsite_pages.bp)
     app.register_blueprint(microsite_api.bp)
     app.register_blueprint(microsite_openapi.bp)
     ctx.close()  # no pooled connection may cross a fork into gunicorn workers

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of sim_trustly's control API (`/_sim/*`).
 
 The kernel's routes (`simkit.control_openapi`) plus sim_trustly's own: merchants and signing
-keys (`sim_trustly.admin`), TPAS's payments, recovery and reconciliation
-(`sim_trustly.tpas.admin`), with errors in Trustly's dialect. Served at
+keys (`sim_trustly.admin_api`), TPAS's payments, recovery and reconciliation
+(`sim_trustly.tpas.admin_api`), with errors in Trustly's dialect. Served at
 `GET /_sim/openapi.json` behind the admin token like every control route, and written to
 docs/api/trustly-control.openapi.json (`python -m sim_trustly.control_openapi`); a test keeps
 the two equal and validates real answers against it.
@@ -14,12 +14,12 @@ from typing import Any
 
 from flask import Blueprint
 
-from sim_trustly.admin import KID_LIMIT, MERCHANT_LIMITS
+from sim_trustly.admin_api import KID_LIMIT, MERCHANT_LIMITS
 from sim_trustly.auth_service import openapi as auth_openapi
 from sim_trustly.microsite.openapi import build_document as microsite_document
 from sim_trustly.settings import DEFAULT_PORT
 from sim_trustly.tpas import payments
-from sim_trustly.tpas.admin import MAX_LIMIT
+from sim_trustly.tpas.admin_api import MAX_LIMIT
 from simkit import control_openapi as kernel
 from simkit.control_openapi import INSTANT, json_body, json_ok, ref
 

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from sim_cms import ledger
 from sim_cms.context import cms
 from sim_cms.funding import decide
-from sim_cms.funding.requests import parse_funding_request, status_document, validate_transaction_id
-from sim_cms.oauth import require_access_token
+from sim_cms.funding.requests import parse_funding_request, validate_transaction_id
+from sim_cms.funding.status import funding_status
+from sim_cms.oauth_api import require_access_token
 from sim_cms.scopes import FUNDINGS, requires
-from simkit.errors import NotFound
 from simkit.http import read_json_body
 
 bp = Blueprint("cms_funding_api", __name__, url_prefix="/cws/v1")
@@ -63,9 +62,4 @@ def post_funding() -> Response:
 def get_funding(transaction_id: str) -> Response:
     """Tell a caller whether a transactionId was applied, rejected, or never decided."""
     validate_transaction_id(transaction_id)
-    with cms().db.read() as session:
-        record = ledger.get_funding(session, transaction_id)
-        if record is None:
-            raise NotFound(f"no funding was decided under {transaction_id}; it is safe to retry",
-                           code="FUNDING_NOT_FOUND", transactionId=transaction_id)
-        return jsonify(status_document(record))
+    return jsonify(funding_status(cms().db, transaction_id))

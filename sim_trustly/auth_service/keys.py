@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sim_trustly.auth_service.tokens import Keyring, SigningKey
 from sim_trustly.models import SigningKeyRow
 from sim_trustly.settings import SigningKeyConfig
+from simkit.db import Database
 from simkit.errors import SimError
 
 Alg = Literal["HS256", "ES256"]
@@ -75,39 +76,47 @@ def load_keyring(session: Session) -> Keyring:
 
 
 def rotate_signing_key(
-    session: Session, *, kid: str, alg: Alg, secret: bytes | None, now: datetime,
+    db: Database, *, kid: str, alg: Alg, secret: bytes | None, now: datetime,
     keep_for: timedelta,
 ) -> SigningKey:
-    """Add a key and make it the active one; retired keys older than `keep_for` are pruned."""
-    if session.get(SigningKeyRow, kid) is not None:
-        raise SigningKeyError("SIGNING_KEY_EXISTS", 409, f"signing key {kid} already exists")
-    key = SigningKey(kid=kid, alg=alg, secret=secret) if secret else SigningKey.generate(kid, alg)
-    session.add(SigningKeyRow(kid=key.kid, alg=key.alg, secret=key.secret, created_at=now))
-    session.flush()
-    _activate(session, kid, now)
-    session.execute(
-        delete(SigningKeyRow).where(
-            SigningKeyRow.active.is_(False), SigningKeyRow.retired_at < now - keep_for
+    """Add a key and make it the active one; retired keys older than `keep_for` are pruned.
+
+    One transaction: the new key, its activation and the pruning commit together. A weak or
+    malformed `secret` raises ValueError, and nothing is written.
+    """
+    with db.write() as session:
+        if session.get(SigningKeyRow, kid) is not None:
+            raise SigningKeyError("SIGNING_KEY_EXISTS", 409, f"signing key {kid} already exists")
+        key = SigningKey(kid=kid, alg=alg, secret=secret) if secret \
+            else SigningKey.generate(kid, alg)
+        session.add(SigningKeyRow(kid=key.kid, alg=key.alg, secret=key.secret, created_at=now))
+        session.flush()
+        _activate(session, kid, now)
+        session.execute(
+            delete(SigningKeyRow).where(
+                SigningKeyRow.active.is_(False), SigningKeyRow.retired_at < now - keep_for
+            )
         )
-    )
     return key
 
 
-def remove_signing_key(session: Session, kid: str) -> None:
+def remove_signing_key(db: Database, kid: str) -> None:
     """Delete a retired key: tokens it signed stop verifying at once."""
-    row = session.get(SigningKeyRow, kid)
-    if row is None:
-        raise SigningKeyError("SIGNING_KEY_NOT_FOUND", 404, f"no signing key {kid}")
-    if row.active:
-        raise SigningKeyError("SIGNING_KEY_ACTIVE", 409, "rotate to a new key before removing")
-    session.delete(row)
+    with db.write() as session:
+        row = session.get(SigningKeyRow, kid)
+        if row is None:
+            raise SigningKeyError("SIGNING_KEY_NOT_FOUND", 404, f"no signing key {kid}")
+        if row.active:
+            raise SigningKeyError("SIGNING_KEY_ACTIVE", 409, "rotate to a new key before removing")
+        session.delete(row)
 
 
-def describe_keys(session: Session) -> list[dict[str, object]]:
+def describe_keys(db: Database) -> list[dict[str, object]]:
     """Public facts about the kept keys (never the secrets), for the control API."""
-    rows = session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
-    return [
-        {"kid": r.kid, "alg": r.alg, "active": r.active,
-         "retiredAt": r.retired_at.isoformat() if r.retired_at else None}
-        for r in rows
-    ]
+    with db.read() as session:
+        rows = session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
+        return [
+            {"kid": r.kid, "alg": r.alg, "active": r.active,
+             "retiredAt": r.retired_at.isoformat() if r.retired_at else None}
+            for r in rows
+        ]

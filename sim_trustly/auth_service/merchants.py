@@ -19,6 +19,7 @@ from sim_trustly.models import (
     QrTokenRow,
 )
 from sim_trustly.settings import MerchantConfig
+from simkit.db import Database
 from simkit.errors import BadRequest
 from simkit.settings import ConfigError
 
@@ -32,6 +33,13 @@ def upsert_merchant(session: Session, config: MerchantConfig, now: datetime) -> 
     ))
     session.flush()
     add_credential(session, config.merchant_id, config.access_id, config.access_key, now)
+
+
+def add_merchant(db: Database, config: MerchantConfig, now: datetime) -> None:
+    """The control API's entry: create or replace one merchant and its credential, in a
+    transaction of its own."""
+    with db.write() as session:
+        upsert_merchant(session, config, now)
 
 
 def seed_merchants(session: Session, merchants: Iterable[MerchantConfig], now: datetime) -> None:

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from sim_cms.screen import format_meter
+from sim_cms.screen_api import format_meter
 from tests.conftest import ADMIN_TOKEN, CmsFactory, cms_bearer
 from tests.unit.test_qr import rasterise_svg
 

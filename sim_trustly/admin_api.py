@@ -1,4 +1,8 @@
-"""sim_trustly's own control routes, added to the kernel's guarded `/_sim` blueprint."""
+"""sim_trustly's own control routes, added to the kernel's guarded `/_sim` blueprint.
+
+Views only: each parses the request and calls one service function with plain values
+(`merchants`, `keys`), which owns its transaction.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any, cast
 from flask import Blueprint, Response, jsonify, request
 
 from sim_trustly.auth_service.keys import Alg, describe_keys, remove_signing_key, rotate_signing_key
-from sim_trustly.auth_service.merchants import merchant_from_json, upsert_merchant
+from sim_trustly.auth_service.merchants import add_merchant, merchant_from_json
 from sim_trustly.context import trustly
 from sim_trustly.models import Credential, Merchant, SigningKeyRow
 from simkit.errors import BadRequest
@@ -54,15 +58,13 @@ def merchants_add() -> tuple[Response, int]:
     body = _body()
     _check_lengths(body, MERCHANT_LIMITS)
     config = merchant_from_json(body)
-    with ctx.db.write() as session:
-        upsert_merchant(session, config, ctx.clock.now())
+    add_merchant(ctx.db, config, ctx.clock.now())
     return jsonify({"merchantId": config.merchant_id, "accessId": config.access_id}), 201
 
 
 def signing_keys_list() -> Response:
     """`GET /_sim/signing-keys`: kids, algorithms and which one signs (never secrets)."""
-    with trustly().db.read() as session:
-        return jsonify({"keys": describe_keys(session)})
+    return jsonify({"keys": describe_keys(trustly().db)})
 
 
 def signing_keys_rotate() -> tuple[Response, int]:
@@ -78,12 +80,10 @@ def signing_keys_rotate() -> tuple[Response, int]:
         raise BadRequest("alg must be HS256 or ES256 and secret a string")
     keep_for = timedelta(seconds=86_400 + ctx.settings.leeway_s)
     try:
-        with ctx.db.write() as session:
-            key = rotate_signing_key(
-                session, kid=body["kid"], alg=cast(Alg, alg),
-                secret=secret.encode() if secret else None, now=ctx.clock.now(),
-                keep_for=keep_for,
-            )
+        key = rotate_signing_key(
+            ctx.db, kid=body["kid"], alg=cast(Alg, alg),
+            secret=secret.encode() if secret else None, now=ctx.clock.now(), keep_for=keep_for,
+        )
     except ValueError as exc:  # a weak or malformed key
         raise BadRequest(str(exc), field="secret") from exc
     return jsonify({"kid": key.kid, "alg": key.alg, "active": True}), 201
@@ -91,8 +91,7 @@ def signing_keys_rotate() -> tuple[Response, int]:
 
 def signing_keys_remove(kid: str) -> Response:
     """`DELETE /_sim/signing-keys/<kid>`: drop a retired key; its tokens stop verifying."""
-    with trustly().db.write() as session:
-        remove_signing_key(session, kid)
+    remove_signing_key(trustly().db, kid)
     return jsonify({"removed": kid})
 
 

@@ -18,16 +18,15 @@ token, granted the scope the view declares with `scopes.requires`.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, request
 
-from sim_cms import client_lockout, scopes
+from sim_cms import scopes
 from sim_cms.access_tokens import (
+    authenticate_client,
     bearer_error,
     check_token,
-    client_matches,
     granted_scopes,
     invalid_client,
     issue_token,
@@ -86,42 +85,16 @@ def _token_params() -> dict[str, str]:
 
 
 def _authenticate(params: dict[str, str]) -> str:
-    """The authenticated client id; Basic values are tried as sent, then form-decoded.
-
-    A locked-out caller gets 429 before its secret is looked at; a failure is counted once
-    per request, under the id last tried.
-    """
+    """The authenticated client id; Basic values are tried as sent, then form-decoded
+    (`access_tokens.authenticate_client` counts failures and locks out)."""
     ctx = cms()
     client_id, secret = _client_credentials(params)
     candidates = [(client_id, secret)]
     decoded = (unquote_plus(client_id), unquote_plus(secret))
     if "Authorization" in request.headers and decoded != (client_id, secret):
         candidates.append(decoded)
-    policy = client_lockout.LockoutPolicy.of(ctx.settings)
-    source = policy.source_key(request.remote_addr)
-    now = ctx.clock.now()
-    with ctx.db.read() as session:
-        for candidate, _ in candidates:
-            client_lockout.raise_if_locked(session, candidate, source, now)
-    for candidate, candidate_secret in candidates:
-        if client_matches(ctx.db, candidate, candidate_secret):
-            _forget_ended_failures(candidate, now, policy)
-            return candidate
-    with ctx.db.write() as session:
-        locked = client_lockout.record_failure(session, candidates[-1][0], source, now, policy)
-    if locked is not None:  # this very failure was past the threshold
-        raise locked
-    raise invalid_client("client authentication failed")
-
-
-def _forget_ended_failures(client_id: str, now: datetime,
-                           policy: client_lockout.LockoutPolicy) -> None:
-    db = cms().db
-    with db.read() as session:
-        if not client_lockout.has_counts(session, client_id):
-            return
-    with db.write() as session:
-        client_lockout.forget_ended(session, client_id, now, policy)
+    return authenticate_client(ctx.db, candidates, request.remote_addr, ctx.clock.now(),
+                               ctx.settings)
 
 
 def _client_credentials(params: dict[str, str]) -> tuple[str, str]:
