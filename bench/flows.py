@@ -42,12 +42,13 @@ from bench.run import RunOptions, measure
 from bench.servers import Ready, serve
 from bench.sims import Sims, applied_fundings, cms_access_token, meter_total, payments_by_status
 from bench.sims import sims as running_sims
+from simkit.wait import poll_until_async
 
 TARGET_FLOWS_PER_S = 150.0
 AMOUNT = 100
 CALLS_BETWEEN_SIMS = 2  # the CMS's QR token request to Trustly, TPAS's funding call to the CMS
 POLL_INTERVAL_S = 0.01
-MAX_POLLS = 1000
+POLL_TIMEOUT_S = 10.0  # a payment still open after this is a failed flow
 STEPS = ("cms qr", "scan", "pay", "poll")
 DEFINITE = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
 
@@ -106,12 +107,18 @@ async def _flow(cms: Client, trustly: Client, token: str, egm: str, run: FlowRun
     payment = await _step(trustly, run, "pay", "POST", f"/api/v1/scan/{code}/payments",
                           json.dumps(body).encode(), {"Content-Type": "application/json"},
                           ok=(201, 202))
-    for _ in range(MAX_POLLS):
-        if payment.get("status") in DEFINITE:
-            break
-        await asyncio.sleep(POLL_INTERVAL_S)
-        payment = await _step(trustly, run, "poll", "GET",
-                              f"/api/v1/payments/{payment['paymentId']}")
+    looks = 0
+
+    async def definite() -> dict[str, object] | None:
+        """The first look is the pay step's answer; each later one asks Trustly again."""
+        nonlocal payment, looks
+        looks += 1
+        if looks > 1:
+            payment = await _step(trustly, run, "poll", "GET",
+                                  f"/api/v1/payments/{payment['paymentId']}")
+        return payment if payment.get("status") in DEFINITE else None
+
+    await poll_until_async(definite, timeout_s=POLL_TIMEOUT_S, interval_s=POLL_INTERVAL_S)
     if payment.get("status") != "CREDITED":
         raise FlowFailed(f"payment ended {payment.get('status')}")
     run.credited += AMOUNT

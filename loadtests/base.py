@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import gevent
 from locust import FastHttpUser, between
+from waiting import poll_until
 
 CORRELATION_HEADER = "X-Correlation-Id"  # what the sims journal a request under
 DEMO_EGMS = ",".join(f"EGM-{n:03d}" for n in range(1, 11))
@@ -179,7 +179,7 @@ def problem(response: Any) -> str:
 
 
 SETTLED = frozenset({"CREDITED", "REJECTED_VOIDED", "FAILED_VOIDED"})
-SETTLE_POLLS, SETTLE_POLL_S = 40, 0.25  # a payment answered 202 is polled for ~10 s at most
+SETTLE_TIMEOUT_S, SETTLE_POLL_S = 10.0, 0.25  # a payment answered 202 is polled for 10 s at most
 
 
 class ScanPayUser(FastHttpUser):
@@ -269,12 +269,19 @@ class ScanPayUser(FastHttpUser):
                               name="Phone->Trustly POST /api/v1/scan/[code]/payments",
                               catch_response=True) as response:
             payment = self.expect(response, 201, 202, keys=("status", "paymentId"))
-        for _ in range(SETTLE_POLLS):
-            if payment is None or payment["status"] in SETTLED:
-                break
-            gevent.sleep(SETTLE_POLL_S)  # Locust's cooperative wait between polls
-            with self.client.get(f"{api}/payments/{payment['paymentId']}", headers=headers,
-                                 name="Phone->Trustly GET /api/v1/payments/[id]",
-                                 catch_response=True) as response:
-                payment = self.expect(response, 200, keys=("status", "paymentId"))
+        looks = 0
+
+        def settled() -> bool | None:
+            """The first look is the pay's answer; each later one asks Trustly again. A
+            failed request (no payment) ends the wait as settling would."""
+            nonlocal payment, looks
+            looks += 1
+            if looks > 1 and payment is not None:
+                with self.client.get(f"{api}/payments/{payment['paymentId']}", headers=headers,
+                                     name="Phone->Trustly GET /api/v1/payments/[id]",
+                                     catch_response=True) as response:
+                    payment = self.expect(response, 200, keys=("status", "paymentId"))
+            return True if payment is None or payment["status"] in SETTLED else None
+
+        poll_until(settled, timeout_s=SETTLE_TIMEOUT_S, interval_s=SETTLE_POLL_S)
         return payment

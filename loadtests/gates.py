@@ -13,15 +13,18 @@ without Locust; `fetch_run_records` is the only part that talks HTTP.
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from waiting import poll_until
 
 OPEN = frozenset({"CREATED", "AUTHORIZED", "FUNDING"})
+SETTLE_POLL_S = 0.5  # how often the stop's reconciliation looks for payments still open
+# (payments, fundings, EGMs) of one run, as the control APIs list them
+RunRecords = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 PAGE_LIMIT = 100_000
 TIMEOUT_S = 30.0
 
@@ -211,8 +214,7 @@ class ControlApi:
         return (str(self.get(f"{self.trustly_url}/_sim/clock")["now"]),
                 str(self.get(f"{self.cms_url}/_sim/clock")["now"]))
 
-    def run_records(self, prefix: str, since: tuple[str, str]) -> tuple[
-            list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def run_records(self, prefix: str, since: tuple[str, str]) -> RunRecords:
         """(payments, fundings, EGMs) of the run's EGMs (ids starting with `prefix`)."""
         def ours(item: dict[str, Any], key: str = "egmId") -> bool:
             return str(item.get(key, "")).startswith(prefix)
@@ -224,13 +226,15 @@ class ControlApi:
         return ([p for p in payments if ours(p)], [f for f in fundings if ours(f)],
                 [e for e in egms if ours(e, "id")])
 
-    def settled_records(self, prefix: str, since: tuple[str, str], timeout_s: float) -> tuple[
-            list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def settled_records(self, prefix: str, since: tuple[str, str],
+                        timeout_s: float) -> RunRecords:
         """The run's records once no payment is open, or as they are when `timeout_s` ends
         (TPAS's recovery sweep finishes a payment whose CMS call was cut by the stop)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            records = self.run_records(prefix, since)
-            if not any(p["status"] in OPEN for p in records[0]) or time.monotonic() > deadline:
-                return records
-            time.sleep(0.5)  # deadline-bound poll; cooperative under Locust's gevent
+        last: list[RunRecords] = []
+
+        def settled() -> RunRecords | None:
+            last[:] = [self.run_records(prefix, since)]
+            return None if any(p["status"] in OPEN for p in last[0][0]) else last[0]
+
+        found = poll_until(settled, timeout_s=timeout_s, interval_s=SETTLE_POLL_S)
+        return found if found is not None else last[0]

@@ -10,12 +10,10 @@ otherwise, 2 when the run could not start.
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import gevent
 import requests
 from base import LoadSettings, add_options, parse_shares
 from floor import TALLY, worker_index
@@ -24,10 +22,12 @@ from live import start_live_line
 from locust import events
 from locust import stats as locust_stats
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
+from waiting import poll_until
 
 REPORT = "scanpay_floor_report"
 DRAIN = "scanpay_drain"
 DRAIN_MARGIN_S = 30.0  # beyond --stop-timeout, for the workers' last journeys and reports
+DRAIN_POLL_S = 0.2  # how often the master counts the reports in
 REACH_TIMEOUT_S = 5.0
 
 
@@ -127,9 +127,9 @@ def _on_test_stopping(environment: Any, **_: Any) -> None:
         return
     expected = len(runner.clients.all)
     runner.send_message(DRAIN)
-    deadline = time.monotonic() + float(environment.stop_timeout or 0) + DRAIN_MARGIN_S
-    while len(STATE.reports) < expected and time.monotonic() < deadline:
-        gevent.sleep(0.2)
+    poll_until(lambda: True if len(STATE.reports) >= expected else None,
+               timeout_s=float(environment.stop_timeout or 0) + DRAIN_MARGIN_S,
+               interval_s=DRAIN_POLL_S)
 
 
 @events.test_start.add_listener  # type: ignore[untyped-decorator]
