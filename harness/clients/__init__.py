@@ -9,7 +9,8 @@ the harness speaks HTTP (tests/unit/test_harness_layout.py holds that).
 - `phone`: what a phone does with a QR's url on the Trustly that issued it (open it, pay, wait
   for the payment's outcome); every part of the harness that pays waits through
   `phone.settle_payment`.
-- `trustly`: Trustly's QR Code API as a CMS calls it (certify's scan scenarios).
+- `trustly`: Trustly's QR Code API as a CMS calls it (certify's scan scenarios; the plugin
+  hands it, with the target's merchant, to partners' tests as `scanpay_trustly`).
 - `control`: a sim's `/_sim` control API (clock, journal, hooks), one class for the CMS's and
   the harness's Trustly's alike.
 - `http`: the HTTP library's types as the other packages name them, `open_client`, and the

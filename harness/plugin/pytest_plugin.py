@@ -21,7 +21,8 @@ Fixtures (all prefixed `scanpay_`):
     scanpay_flow     per test: `run(egm_id=, amount=, username=)` one scan-then-pay, with
                      the meter before and after and the payment's status (`FlowDriver`).
     scanpay_cms      session: the CMS's Funding and Daily Limits APIs as TPAS calls them.
-    scanpay_trustly  session: an httpx client to Trustly with the merchant's Basic auth.
+    scanpay_trustly  session: Trustly's QR Code API as the merchant calls it (`TrustlyApi`):
+                     `request_qr_token(body)`, `get`/`post`/`request`, with its Basic auth.
 
 Marker: `@pytest.mark.sim_only(reason=...)` skips a test on a partner target, with the reason.
 When a test that ran flows fails, its report gets a "scanpay flows" section with each flow's
@@ -44,6 +45,7 @@ import pytest
 if TYPE_CHECKING:  # the harness is imported only when a fixture is used
     from harness.clients.cms import CmsApi
     from harness.clients.http import Client
+    from harness.clients.trustly import TrustlyApi
     from harness.plugin.kit import CleanState, FlowDriver, FlowRun
     from harness.targets import Target, TargetSpec
 
@@ -174,12 +176,14 @@ def scanpay_cms(scanpay_target: Target, _scanpay_cms_http: Client) -> CmsApi:
 
 
 @pytest.fixture(scope="session")
-def scanpay_trustly(scanpay_target: Target) -> Iterator[Client]:
-    """Trustly's APIs (QR Code API, microsite JSON) with the merchant's Basic credentials."""
-    merchant = scanpay_target.merchant
+def scanpay_trustly(scanpay_target: Target) -> Iterator[TrustlyApi]:
+    """Trustly's QR Code API as the target's merchant calls it (`request_qr_token(body)`),
+    and any other call to that Trustly with the merchant's Basic credentials (`get`, `post`,
+    `request`): the harness's own Trustly client, the one certify's scan scenarios use."""
+    from harness.clients.trustly import TrustlyApi
+
     with scanpay_target.trustly_client() as client:
-        client.auth = (merchant.access_id, merchant.access_key)
-        yield client
+        yield TrustlyApi(client, merchant=scanpay_target.merchant)
 
 
 @pytest.fixture

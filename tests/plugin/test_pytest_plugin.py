@@ -110,3 +110,42 @@ def test_failed_flow_test_reports_the_flow_and_writes_it_to_the_report_dir(
     assert written["credited"] is True
     assert written["meter"]["after"] - written["meter"]["before"] == 1234
     assert written["sequence"], "the embedded sims' journals give the message sequence"
+
+
+def test_scanpay_trustly_is_the_harness_client_and_keeps_the_raw_clients_calls(
+    pytester: pytest.Pytester,
+) -> None:
+    """A partner asks Trustly for QR tokens as its merchant, the new way and the way the
+    fixture's former raw client was used; the merchant's credentials go with both."""
+    pytester.makepyfile("""
+        from harness.clients.trustly import TrustlyApi
+
+        QR = "/auth-service/api/oauth2/qrcode/token"
+
+        def test_a_token_the_new_way(scanpay_trustly, scanpay_target):
+            assert isinstance(scanpay_trustly, TrustlyApi)
+            answer = scanpay_trustly.request_qr_token(
+                {"merchantId": scanpay_target.merchant.merchant_id,
+                 "egmId": scanpay_target.egm_ids[0]})
+            assert answer.status_code == 200, answer.text
+            assert {"url", "token", "expiresAt"} <= set(answer.json())
+
+        def test_a_token_as_the_raw_client_was_asked(scanpay_trustly, scanpay_target):
+            body = {"merchantId": scanpay_target.merchant.merchant_id,
+                    "egmId": scanpay_target.egm_ids[0]}
+            answer = scanpay_trustly.post(QR, json=body)
+            assert answer.status_code == 200, answer.text
+            assert scanpay_trustly.get("/openapi.json").status_code == 200
+
+        def test_other_credentials_when_asked_for(scanpay_trustly, scanpay_target):
+            body = {"merchantId": scanpay_target.merchant.merchant_id,
+                    "egmId": scanpay_target.egm_ids[0]}
+            assert scanpay_trustly.post(QR, json=body, auth=("nobody", "x")).status_code == 401
+            stranger = scanpay_trustly.request_qr_token(body, auth=("nobody", "x"))
+            assert stranger.status_code == 401
+            assert scanpay_trustly.request("POST", QR, json=body, auth=None).status_code == 401
+    """)
+
+    result = pytester.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=3)

@@ -7,8 +7,13 @@ a sim's internals would pass against our sims and mean nothing against a partner
 sims, in turn, never import the harness. Only `harness/clients/` speaks HTTP: one client per
 service (the CMS, the phone's Trustly, Trustly's QR Code API, a sim's control API), so no
 two modules of the harness talk to the same service and every other module names the HTTP
-library's types through `harness.clients.http`. And the top of `harness/` holds only the
-modules every package shares: a new module goes into the package of its job.
+library's types through `harness.clients.http`. Nor does another module build a client of its
+own through that module: it neither makes the library's `Client` nor sends a one-off request
+(`get_once`), nor changes whom a client it was handed speaks to or as whom (its credentials,
+headers, cookies, base URL, request hooks); a client comes from `open_client` (the targets'
+`cms_client`, `trustly_client`, `phone_client`) and goes to the client of its service. And the
+top of `harness/` holds only the modules every package shares: a new module goes into the
+package of its job.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ JUDGING = ("certify", "report", "sequence")
 CLIENTS = HARNESS / "clients"
 # Every way Python code can send an HTTP request (the harness uses httpx).
 HTTP_LIBRARIES = ("httpx", "requests", "urllib.request", "urllib3", "http.client", "aiohttp")
+HTTP_MODULE = "harness.clients.http"
+# What builds a client, or speaks HTTP without one, if called outside harness/clients/.
+CLIENT_BUILDERS = frozenset({"Client", "get_once"})
+# What a client's owner sets to make it speak to another system, or as someone else.
+CLIENT_IDENTITY = frozenset({"auth", "base_url", "cookies", "event_hooks", "headers"})
 SHARED_MODULES = {"__init__.py", "embedded.py", "flow.py", "server_logs.py",
                   "target_config.py", "targets.py"}
 
@@ -61,6 +71,51 @@ def http_imports(paths: Iterator[Path]) -> dict[str, list[str]]:
                 names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
         hits = sorted({name for name in names for library in HTTP_LIBRARIES
                        if name == library or name.startswith(f"{library}.")})
+        if hits:
+            found[str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)] = hits
+    return found
+
+
+def client_builds(paths: Iterator[Path]) -> dict[str, list[str]]:
+    """The files among `paths` that call `CLIENT_BUILDERS` of `harness.clients.http` (by name,
+    alias or through the module) or set a client's `CLIENT_IDENTITY`, and where."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names: dict[str, str] = {}  # local name -> what it is in harness.clients.http
+        modules: set[str] = set()  # local names of harness.clients.http itself
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == HTTP_MODULE:
+                names.update({alias.asname or alias.name: alias.name for alias in node.names})
+            elif isinstance(node, ast.ImportFrom) and node.module == "harness.clients":
+                modules.update(alias.asname or alias.name for alias in node.names
+                               if alias.name == "http")
+            elif isinstance(node, ast.Import):
+                modules.update(alias.asname or alias.name for alias in node.names
+                               if alias.name == HTTP_MODULE)
+        hits: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and names.get(func.id) in CLIENT_BUILDERS:
+                    hits.append(f"line {node.lineno}: calls {names[func.id]}")
+                elif (isinstance(func, ast.Attribute) and func.attr in CLIENT_BUILDERS
+                      and ast.unparse(func.value) in modules):
+                    hits.append(f"line {node.lineno}: calls {func.attr}")
+                elif (isinstance(func, ast.Attribute) and func.attr == "update"
+                      and isinstance(func.value, ast.Attribute)
+                      and func.value.attr in CLIENT_IDENTITY):
+                    hits.append(f"line {node.lineno}: sets .{func.value.attr}")
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                # client.headers["X"] = ... sets the headers as much as client.headers = ...
+                set_ = target.value if isinstance(target, ast.Subscript) else target
+                if isinstance(set_, ast.Attribute) and set_.attr in CLIENT_IDENTITY:
+                    hits.append(f"line {target.lineno}: sets .{set_.attr}")
         if hits:
             found[str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)] = hits
     return found
@@ -106,3 +161,33 @@ def test_the_http_scan_sees_every_way_to_import_a_library(tmp_path: Path) -> Non
     assert http_imports(iter([planted])) == {
         str(planted): ["httpx", "urllib.request"]}
     assert http_imports(iter([CLIENTS / "http.py"])) != {}, "the clients' own imports are seen"
+
+
+def test_no_module_outside_the_clients_builds_a_client_of_its_own() -> None:
+    outside = (path for path in HARNESS.rglob("*.py") if CLIENTS not in path.parents)
+    assert client_builds(outside) == {}, (
+        "open a client with open_client and hand it to its service's client in "
+        "harness/clients/ (add a method there)")
+
+
+def test_the_client_scan_sees_every_way_to_build_or_redirect_a_client(tmp_path: Path) -> None:
+    planted = tmp_path / "scenario.py"
+    planted.write_text(
+        "from harness.clients import http as web\n"
+        "import harness.clients.http\n"
+        "from harness.clients.http import Client as C, get_once, open_client\n\n"
+        "def run(target):\n"
+        "    C(base_url='http://cms')\n"
+        "    web.Client()\n"
+        "    harness.clients.http.get_once('http://cms/openapi.json', 1)\n"
+        "    get_once('http://cms/openapi.json', 1)\n"
+        "    with target.trustly_client() as client:\n"
+        "        client.auth = ('id', 'key')\n"
+        "        client.headers['X'] = 'y'\n"
+        "        client.cookies.update({'session': 'theirs'})\n"
+        "    return open_client('http://cms', headers={'User-Agent': 'fine'})\n",
+        encoding="utf-8")
+    assert sorted(client_builds(iter([planted]))[str(planted)]) == [
+        "line 11: sets .auth", "line 12: sets .headers", "line 13: sets .cookies",
+        "line 6: calls Client", "line 7: calls Client", "line 8: calls get_once",
+        "line 9: calls get_once"]
