@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from simkit.models import NAMING
+from simkit.money import MinorUnits
 from simkit.sqltypes import UtcDateTime
 
 
@@ -115,14 +116,14 @@ class Payment(Base):
     qr_code: Mapped[str] = mapped_column(ForeignKey("qr_tokens.code"))
     merchant_id: Mapped[str] = mapped_column(String(64), index=True)
     egm_id: Mapped[str] = mapped_column(String(64), index=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     ubai: Mapped[str | None] = mapped_column(String(128))
     bank_account: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(24), index=True)
     transaction_id: Mapped[str] = mapped_column(String(128), unique=True)
     reason: Mapped[str | None] = mapped_column(String(64))
-    credit_meter: Mapped[int | None] = mapped_column(BigInteger)
+    credit_meter: Mapped[MinorUnits | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -2,15 +2,25 @@
 
 Floats never carry money here: a JSON `20.00` or `1e3` is refused rather than rounded,
 because a rounding that differs between two systems is how ledgers drift apart.
+
+Through the domain an amount is a `MinorUnits`, with its currency travelling beside it: a
+type only mypy sees (at run time it is the int itself, so the hot paths pay nothing for it),
+which keeps a count, a status or any other bare int from being passed where an amount is
+meant. `Money` pairs the two for display and arithmetic between amounts.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NewType
 
 from simkit.errors import SimError
+
+MinorUnits = NewType("MinorUnits", int)
+"""An amount in integer minor units (cents for USD) of the currency that travels beside it.
+Signed: a ledger leg or a difference can be negative; what the wire accepts is checked by
+the parsers below."""
 
 # Currencies the sims accept, with their number of minor-unit digits (ISO 4217).
 MINOR_DIGITS: dict[str, int] = {
@@ -52,7 +62,7 @@ class InvalidCurrency(SimError):
         super().__init__("INVALID_CURRENCY", 400, message, field=field)
 
 
-def parse_minor(value: Any, field: str = "amount") -> int:
+def parse_minor(value: Any, field: str = "amount") -> MinorUnits:
     """Return `value` as a positive integer of minor units, or raise `InvalidAmount`.
 
     Accepts a JSON integer or a string of digits. Refuses booleans, floats (even `20.0`),
@@ -67,10 +77,10 @@ def parse_minor(value: Any, field: str = "amount") -> int:
         raise InvalidAmount(f"{field} must be greater than zero", field)
     if minor > MAX_MINOR:
         raise InvalidAmount(f"{field} must be at most {MAX_MINOR}", field)
-    return minor
+    return MinorUnits(minor)
 
 
-def parse_typed_amount(text: str, currency: str, field: str = "amount") -> int:
+def parse_typed_amount(text: str, currency: str, field: str = "amount") -> MinorUnits:
     """Minor units of an amount a person typed in major units, or raise `InvalidAmount`.
 
     Accepted only when it can mean one thing: `20`, `20.5`, `20.50`, `1,234`, `1,234.56`
@@ -99,7 +109,7 @@ def parse_typed_amount(text: str, currency: str, field: str = "amount") -> int:
         raise InvalidAmount("The amount must be more than zero.", field)
     if minor > MAX_MINOR:
         raise InvalidAmount(f"The amount must be at most {_major(MAX_MINOR, digits)}.", field)
-    return minor
+    return MinorUnits(minor)
 
 
 def _why_refused(typed: str, digits: int, example: str) -> str:

@@ -34,7 +34,7 @@ from sim_cms.limits import UBAI_PATTERN
 from sim_cms.models import FundingRecord
 from simkit.clock import format_instant
 from simkit.errors import BadRequest, SimError
-from simkit.money import MAX_MINOR
+from simkit.money import MAX_MINOR, MinorUnits
 
 FIELDS = ("transactionId", "egmId", "amount", "currency", "ubai", "qrTokenId")
 _SHAPES: dict[str, tuple[re.Pattern[str], str]] = {
@@ -56,7 +56,7 @@ class FundingRequest:
 
     transaction_id: str
     egm_id: str
-    amount: int
+    amount: MinorUnits
     currency: str
     ubai: str
     qr_token_id: str
@@ -103,7 +103,7 @@ def validate_transaction_id(value: str) -> str:
     return _identifier({"transactionId": value}, "transactionId")
 
 
-def _amount(body: dict[str, Any]) -> int:
+def _amount(body: dict[str, Any]) -> MinorUnits:
     value = body.get("amount")
     if value is None:
         raise _invalid("amount", "amount is required")
@@ -111,7 +111,7 @@ def _amount(body: dict[str, Any]) -> int:
         raise _invalid("amount", "amount must be a JSON integer number of minor units")
     if abs(value) > MAX_MINOR:
         raise _invalid("amount", f"amount must be at most {MAX_MINOR} minor units")
-    return value
+    return MinorUnits(value)
 
 
 def _currency(body: dict[str, Any]) -> str:

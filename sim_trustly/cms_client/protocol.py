@@ -21,17 +21,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from simkit.money import MinorUnits
+
 FundingOutcome = Literal["APPLIED", "REJECTED", "NOT_FOUND", "UNKNOWN"]
 LimitOutcome = Literal["OK", "UNKNOWN"]
 
 
 @dataclass(frozen=True)
 class FundingCall:
-    """One funding TPAS wants applied; `transaction_id` is the idempotency key."""
+    """One funding TPAS wants applied; `transaction_id` is the idempotency key.
+
+    `amount` is typed `MinorUnits` (minor units of `currency`), as everywhere in TPAS. The
+    amounts an adapter reads from its CMS's answers (`FundingResult.credit_meter`,
+    `LimitResult.remaining`) stay plain ints, so a partner's adapter needs no type of ours.
+    """
 
     transaction_id: str
     egm_id: str
-    amount: int
+    amount: MinorUnits
     currency: str
     ubai: str
     qr_token_id: str

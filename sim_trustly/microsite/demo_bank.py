@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simkit.clock import Clock, wait
+from simkit.money import MinorUnits
 
 KEYPHRASES: tuple[tuple[str, str], ...] = (
     ("notenoughfunds", "BANK_NOT_ENOUGH_FUNDS"),
@@ -81,7 +82,7 @@ def _sleep_seconds(password: str) -> int | None:
     return int(text)
 
 
-def authorize(username: str, password: str, amount: int, clock: Clock) -> BankResult:
+def authorize(username: str, password: str, amount: MinorUnits, clock: Clock) -> BankResult:
     """Log in and approve a payment of `amount`, or refuse it as the keyphrase asks.
 
     Delays go through `simkit.clock.wait`: on a running clock the login really waits, and on a

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from simkit.errors import BadRequest
-from simkit.money import parse_minor, parse_typed_amount
+from simkit.money import MinorUnits, parse_minor, parse_typed_amount
 
 CUSTOM = "custom"  # the value of the amount choice that means "use the typed amount"
 MAX_FIELD_CHARS = 200
@@ -27,7 +27,7 @@ def check_lengths(form: Mapping[str, str]) -> None:
             raise BadRequest(f"The {name.replace('_', ' ')} is too long.", field=name)
 
 
-def amount_from_form(form: Mapping[str, str], currency: str) -> int:
+def amount_from_form(form: Mapping[str, str], currency: str) -> MinorUnits:
     """The chosen amount in minor units: the typed one when filled in, else the chosen button.
 
     A typed amount wins because typing is the more deliberate act (the page's script clears

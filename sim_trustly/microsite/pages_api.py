@@ -28,7 +28,7 @@ from sim_trustly.microsite.wording import money_text, outcome_headline, reason_t
 from sim_trustly.tpas import state_machine
 from sim_trustly.tpas.state_machine import PaymentView, ScanView
 from simkit.errors import SimError
-from simkit.money import parse_minor
+from simkit.money import MinorUnits, parse_minor
 
 bp = Blueprint("microsite", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets/microsite")
@@ -167,7 +167,7 @@ def _form_page(scan: ScanView, form: Mapping[str, str], error: SimError | None) 
 
 
 def _confirm_page(
-    scan: ScanView, minor: int, form: Mapping[str, str], error: SimError | None
+    scan: ScanView, minor: MinorUnits, form: Mapping[str, str], error: SimError | None
 ) -> Page:
     """The amount to confirm and the bank login (the username kept, never the password)."""
     page = render_template(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simkit.money import Money
+from simkit.money import MinorUnits, Money
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
@@ -30,7 +30,7 @@ REASONS: dict[str, str] = {
 }
 
 
-def money_text(minor: int, currency: str) -> str:
+def money_text(minor: MinorUnits, currency: str) -> str:
     """Money as a player reads it: `$20.00`, or `SEK 100.00` for a currency without a symbol."""
     text = Money(minor, currency).display()
     symbol = SYMBOLS.get(currency)

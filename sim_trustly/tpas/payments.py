@@ -33,6 +33,7 @@ from sim_trustly.models import Payment, PaymentEvent
 from sim_trustly.tpas import payment_statements
 from simkit.clock import format_instant, utc
 from simkit.db import Database
+from simkit.money import MinorUnits
 
 CREATED = "CREATED"
 AUTHORIZED = "AUTHORIZED"
@@ -63,14 +64,14 @@ class PaymentRecord:
     qr_code: str
     merchant_id: str
     egm_id: str
-    amount: int
+    amount: MinorUnits
     currency: str
     ubai: str | None
     bank_account: str | None
     status: str
     transaction_id: str
     reason: str | None
-    credit_meter: int | None
+    credit_meter: MinorUnits | None
     attempts: int
     created_at: datetime
     updated_at: datetime
@@ -123,10 +124,10 @@ class PaymentView:
     status: str
     transaction_id: str
     egm_id: str
-    amount: int
+    amount: MinorUnits
     currency: str
     reason: str | None = None
-    credit_meter: int | None = None
+    credit_meter: MinorUnits | None = None
     # Not on the wire: the code this payment was made with, and whether its claim was handed
     # back (the bank refused and the code may be paid again); the receipt page offers a retry.
     qr_code: str | None = None

@@ -28,6 +28,7 @@ from sim_trustly.cms_client.adapters import profile_for
 from sim_trustly.context import TrustlyContext
 from sim_trustly.tpas import payments
 from simkit.clock import format_instant
+from simkit.money import MinorUnits
 
 CREDITED = "CREDITED"
 APPLIED = "APPLIED"
@@ -42,8 +43,8 @@ class Difference:
     kind: str
     transaction_id: str
     egm_id: str
-    trustly_amount: int | None = None
-    cms_amount: int | None = None
+    trustly_amount: MinorUnits | None = None
+    cms_amount: MinorUnits | None = None
     trustly_status: str | None = None
     cms_outcome: str | None = None
 

@@ -71,7 +71,7 @@ from sim_trustly.tpas.redemption import (
 )
 from simkit.clock import format_instant, wait
 from simkit.errors import BadRequest, NotFound, SimError
-from simkit.money import parse_currency, parse_minor
+from simkit.money import MinorUnits, parse_currency, parse_minor
 
 __all__ = [
     "PaymentNotFound", "PaymentRequest", "PaymentView", "QrCodeExpired", "QrCodeInvalid",
@@ -82,7 +82,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUGGESTED_AMOUNTS = (2000, 5000, 10000, 20000)
+SUGGESTED_AMOUNTS: tuple[MinorUnits, ...] = tuple(map(MinorUnits, (2000, 5000, 10000, 20000)))
 MAX_CREDENTIAL_CHARS = 128
 _PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
 _SCAN_STATES = {"QR_CODE_UNKNOWN": "UNKNOWN", "QR_CODE_WRONG_MERCHANT": "WRONG_MERCHANT",
@@ -101,7 +101,7 @@ class PaymentNotFound(NotFound):
 class PaymentRequest:
     """A validated payment body: amount, currency and the demo-bank login."""
 
-    amount: int
+    amount: MinorUnits
     currency: str
     username: str
     password: str
@@ -259,7 +259,7 @@ class ScanView:
     expires_at: datetime | None
     payment: PaymentView | None
     currency: str
-    suggested_amounts: tuple[int, ...] = SUGGESTED_AMOUNTS
+    suggested_amounts: tuple[MinorUnits, ...] = SUGGESTED_AMOUNTS
 
     def to_json(self) -> dict[str, Any]:
         """The JSON twin of the scan page."""

@@ -23,6 +23,7 @@ from sim_cms.funding.requests import FundingRequest
 from sim_cms.models import LedgerEntry, LedgerTransaction, LedgerWipe, QrDisplay
 from sim_cms.seed import meter_account_id, settlement_account_id
 from simkit.db import Database
+from simkit.money import MinorUnits
 from tests.conftest import ADMIN_TOKEN, CmsFactory
 
 pytestmark = pytest.mark.db
@@ -59,7 +60,7 @@ def fund(app: Flask, transaction_id: str, amount: int = 2500) -> Any:
         session.add(QrDisplay(qr_token_id=qr, egm_id="EGM-001", url="u", token="t",
                               expires_at=now_of(app), rotates_at=now_of(app),
                               displayed_at=now_of(app)))
-    request = FundingRequest(transaction_id, "EGM-001", amount, "USD", "ubai-1", qr)
+    request = FundingRequest(transaction_id, "EGM-001", MinorUnits(amount), "USD", "ubai-1", qr)
     return decide.post_transaction(ctx.db, request, ctx.settings, now_of(app))
 
 

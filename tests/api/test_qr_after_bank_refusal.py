@@ -22,6 +22,7 @@ from sim_trustly.microsite.demo_bank import BankResult
 from sim_trustly.tpas import payments
 from sim_trustly.tpas.payments import PaymentRecord
 from simkit.clock import Clock
+from simkit.money import MinorUnits
 from tests.api.tpas_support import ADMIN, Casino, CasinoFactory, make_casino, unique_user
 
 pytestmark = pytest.mark.db
@@ -120,7 +121,7 @@ def test_a_phone_paying_while_the_refused_payment_is_at_the_bank_is_told_used(
     at_bank, answer = threading.Event(), threading.Event()
     real = demo_bank.authorize
 
-    def slow_refusal(username: str, password: str, amount: int, clock: Clock) -> BankResult:
+    def slow_refusal(username: str, password: str, amount: MinorUnits, clock: Clock) -> BankResult:
         if password == REFUSING:
             at_bank.set()
             assert answer.wait(10)

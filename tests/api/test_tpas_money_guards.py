@@ -25,6 +25,7 @@ import pytest
 from sim_trustly.microsite import demo_bank
 from sim_trustly.tpas import payments, state_machine
 from simkit.faults import ConnectionDropped
+from simkit.money import MinorUnits
 from tests.api.tpas_support import Casino, CasinoFactory, make_casino, unique_user
 
 pytestmark = pytest.mark.db
@@ -205,7 +206,7 @@ def test_a_late_bank_approval_does_not_revive_a_payment_the_sweep_ended(
     approve = demo_bank.authorize
     settings = casino.ctx.settings
 
-    def bank_slower_than_the_lease(username: str, password: str, amount: int,
+    def bank_slower_than_the_lease(username: str, password: str, amount: MinorUnits,
                                    clock: Any) -> demo_bank.BankResult:
         # The bank step outlives its lease; the sweep declares it dead and ends the payment.
         casino.clock.advance(settings.tpas_stale_after_s + demo_bank.MAX_SLEEP_S)

@@ -19,8 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from sim_cms.app import MIGRATIONS as CMS_MIGRATIONS
 from sim_cms.app import create_app as create_cms
 from sim_cms.settings import CmsSettings
+from sim_trustly.app import MIGRATIONS as TRUSTLY_MIGRATIONS
 from sim_trustly.app import create_app as create_trustly
 from sim_trustly.cms_client.partner_profiles import DEFAULT_CMS_PROFILE
 from sim_trustly.context import TrustlyContext
@@ -29,6 +31,7 @@ from sim_trustly.settings import TrustlySettings
 from sim_trustly.tpas import payments, state_machine
 from sim_trustly.tpas.reconciliation import reconcile_service
 from simkit.clock import ManualClock
+from simkit.money import MinorUnits
 from tests.conftest import (
     ADMIN_TOKEN,
     START,
@@ -94,7 +97,7 @@ class Casino:
     def pay(self, code: str, amount: int = 2000, *, username: str = "alice",
             password: str = "pw", currency: str = "USD") -> payments.PaymentView:
         """What the phone's approve button does: pay with the scanned code."""
-        request = state_machine.PaymentRequest(amount, currency, username, password)
+        request = state_machine.PaymentRequest(MinorUnits(amount), currency, username, password)
         return state_machine.pay_with_qr(self.ctx, code, request)
 
     def meter(self, egm_id: str = EGM) -> int:
@@ -176,12 +179,13 @@ def make_casino(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Casi
             threading.Thread(target=server.serve_forever, daemon=True).start()
             base_url = f"http://127.0.0.1:{server.server_port}"
         profile = replace(DEFAULT_CMS_PROFILE, base_url=base_url, read_timeout_s=read_timeout_s)
-        settings = TrustlySettings(**{"database_url": databases.new("trustly"),
+        trustly_url = databases.migrated(TRUSTLY_MIGRATIONS, "trustly")
+        settings = TrustlySettings(**{"database_url": trustly_url,
                                       "admin_token": ADMIN_TOKEN, "cms": profile, **overrides})
         trustly_app = create_trustly(settings, clock=clock,
                                      cms_transport=None if over_http else transport)
-        cms_settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
-                                   clients=cms_test_clients())
+        cms_settings = CmsSettings(database_url=databases.migrated(CMS_MIGRATIONS, "cms"),
+                                   admin_token=ADMIN_TOKEN, clients=cms_test_clients())
         cms_app = create_cms(cms_settings, clock=cms_clock,
                              trustly_transport=httpx.WSGITransport(app=trustly_app))
         late.app = transport.app = cms_app

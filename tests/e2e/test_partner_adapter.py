@@ -27,6 +27,7 @@ from sim_trustly.microsite.demo_bank import ubai_for
 from sim_trustly.settings import load_trustly_settings
 from sim_trustly.tpas import state_machine
 from simkit.clock import ManualClock
+from simkit.money import MinorUnits
 from tests.conftest import DatabaseFactory
 from tests.e2e.partner_adapter import PartnerAdapter
 from tests.e2e.partner_cms_app import API_KEY, PartnerState, create_partner_app
@@ -102,8 +103,8 @@ def state(partner: Flask) -> PartnerState:
 
 def credit(ref: str = "ref-1", machine: str = "SLOT-1", cents: int = 2000,
            currency: str = "USD") -> FundingCall:
-    return FundingCall(transaction_id=ref, egm_id=machine, amount=cents, currency=currency,
-                       ubai="player-7", qr_token_id="qr-1")
+    return FundingCall(transaction_id=ref, egm_id=machine, amount=MinorUnits(cents),
+                       currency=currency, ubai="player-7", qr_token_id="qr-1")
 
 
 def test_the_merchants_profile_selects_the_partner_adapter(ctx: TrustlyContext,
@@ -170,8 +171,8 @@ def qr_code_for(trustly: Flask, egm_id: str) -> str:
 
 def test_a_scanned_payment_credits_the_partners_machine(trustly: Flask, ctx: TrustlyContext,
                                                         partner: Flask) -> None:
-    request = state_machine.PaymentRequest(amount=2000, currency="USD", username="alice",
-                                           password="pw")
+    request = state_machine.PaymentRequest(amount=MinorUnits(2000), currency="USD",
+                                           username="alice", password="pw")
     view = state_machine.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-1"), request)
     assert (view.status, view.credit_meter) == ("CREDITED", 2000)
     assert state(partner).machines["SLOT-1"] == 2000
@@ -180,8 +181,8 @@ def test_a_scanned_payment_credits_the_partners_machine(trustly: Flask, ctx: Tru
 
 def test_a_payment_to_a_machine_that_is_down_is_voided(trustly: Flask, ctx: TrustlyContext,
                                                        partner: Flask) -> None:
-    request = state_machine.PaymentRequest(amount=2000, currency="USD", username="bob",
-                                           password="pw")
+    request = state_machine.PaymentRequest(amount=MinorUnits(2000), currency="USD",
+                                           username="bob", password="pw")
     view = state_machine.pay_with_qr(ctx, qr_code_for(trustly, "SLOT-9"), request)
     assert (view.status, view.reason) == ("REJECTED_VOIDED", "EGM_OFFLINE")
     assert sum(state(partner).machines.values()) == 0

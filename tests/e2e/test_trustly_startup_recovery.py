@@ -46,6 +46,7 @@ from sim_trustly.settings import load_trustly_settings
 from sim_trustly.tpas import state_machine
 from simkit.clock import ManualClock, monotonic
 from simkit.db import sqlite_url
+from simkit.money import MinorUnits
 from simkit.wait import poll_until
 from tests.conftest import ADMIN_TOKEN, basic
 from tests.e2e.processes import SCANPAY, free_port
@@ -148,7 +149,7 @@ def _display(cms: Flask, bearer: dict[str, str], n: int) -> str:
 
 def _park(ctx: TrustlyContext, code: str, n: int) -> None:
     """A phone pays `code` while its CMS is unreachable: the payment stays FUNDING."""
-    request = state_machine.PaymentRequest(AMOUNT, "USD", f"player-{n:03d}", "pw")
+    request = state_machine.PaymentRequest(MinorUnits(AMOUNT), "USD", f"player-{n:03d}", "pw")
     assert state_machine.pay_with_qr(ctx, code, request).status == "FUNDING"
 
 

@@ -22,6 +22,7 @@ from sim_cms.models import AuditHead, AuditRecord, Egm, LedgerEntry, LedgerTrans
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
+from simkit.money import MinorUnits
 from tests.conftest import CmsFactory
 
 pytestmark = pytest.mark.db
@@ -48,7 +49,7 @@ def app(make_cms: CmsFactory) -> Flask:
 
 def request(transaction_id: str = "tx-1", egm_id: str = "EGM-001", amount: int = 2000,
             ubai: str = "ubai-1") -> FundingRequest:
-    return FundingRequest(transaction_id, egm_id, amount, "USD", ubai, qr(egm_id))
+    return FundingRequest(transaction_id, egm_id, MinorUnits(amount), "USD", ubai, qr(egm_id))
 
 
 def post(app: Flask, funding: FundingRequest) -> FundingOutcome:
@@ -193,7 +194,7 @@ def test_fingerprint_changes_with_every_field_and_only_with_fields() -> None:
     base = parse_funding_request(body)
     assert parse_funding_request({**body, "extra": 1}).fingerprint() == base.fingerprint()
     changed = [replace(base, transaction_id="tx-2"), replace(base, egm_id="EGM-002"),
-               replace(base, amount=2001), replace(base, currency="EUR"),
+               replace(base, amount=MinorUnits(2001)), replace(base, currency="EUR"),
                replace(base, ubai="v"), replace(base, qr_token_id="r")]
     assert len({base.fingerprint(), *(c.fingerprint() for c in changed)}) == 7
 
