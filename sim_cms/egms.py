@@ -140,7 +140,7 @@ def change_egm(session: Session, egm_id: str, change: EgmChange, now: datetime) 
         egm.credit_limit = change.credit_limit
     egm.updated_at = now
     after = {"state": egm.state, "creditLimit": egm.credit_limit}
-    audit.append(session, kind="EGM_CHANGED", subject=egm_id,
+    audit.append(session, chain=audit.egm_chain(egm_id), kind="EGM_CHANGED", subject=egm_id,
                  payload={"before": before, "after": after}, now=now)
     return egm
 
@@ -162,6 +162,7 @@ def define_egm(
     else:
         egm.name, egm.credit_limit, egm.updated_at = definition.name, definition.credit_limit, now
     payload = {"name": egm.name, "creditLimit": egm.credit_limit, "created": created}
-    audit.append(session, kind="EGM_DEFINED", subject=egm_id, payload=payload, now=now)
+    audit.append(session, chain=audit.egm_chain(egm_id), kind="EGM_DEFINED", subject=egm_id,
+                 payload=payload, now=now)
     return egm, created
 

@@ -236,8 +236,9 @@ def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
         "egm": request.egm_id, "ubai": request.ubai, "day": day,
         "fingerprint": request.fingerprint(), "status": outcome.http_status,
         "body": outcome.body, "qr": request.qr_token_id,
-        **audit.pg_chain_params(kind="FUNDING_APPLIED", subject=request.transaction_id,
-                                payload=audit_payload, now=now),
+        **audit.pg_chain_params(chain=audit.egm_chain(request.egm_id), kind="FUNDING_APPLIED",
+                                subject=request.transaction_id, payload=audit_payload,
+                                now=now),
     }
 
 
@@ -248,10 +249,10 @@ def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
 # come in the general path's order: EGM row, usage row), and returns the values from *before*
 # the move with what the decision reads beside them: the stored outcome of the transactionId,
 # the EGM the QR token was displayed on and its expiry, the funding it already paid (if any),
-# the UBAI's own daily limit, and whether the audit chain has its head (seeding makes it; the
-# general path makes a missing one). No row: the EGM does not exist. The second statement
-# writes the ledger rows, the stored answer, the QR token's claim and the audit record, and is
-# committed in the same round trip.
+# the UBAI's own daily limit, and whether the EGM's audit chain has its head (the EGM's first
+# audited decision makes it, on the general path). No row: the EGM does not exist. The second
+# statement writes the ledger rows, the stored answer, the QR token's claim and the audit
+# record, and is committed in the same round trip.
 PG_HOT_MOVE_TOTALS = """
     WITH egm AS (
         UPDATE egms SET credit_meter = credit_meter + CAST(:plus AS BIGINT) WHERE id = :egm
@@ -269,7 +270,7 @@ PG_HOT_MOVE_TOTALS = """
                AS qr_funded_by,
            (SELECT d.daily_limit FROM daily_limits d WHERE d.ubai = :ubai) AS daily_limit,
            usage.gaming_day, usage.used,
-           EXISTS (SELECT 1 FROM audit_head h WHERE h.id = :head) AS audit_head
+           EXISTS (SELECT 1 FROM audit_head h WHERE h.chain = :chain) AS audit_head
     FROM egm CROSS JOIN usage
     LEFT JOIN funding_records f ON f.transaction_id = :tid
     LEFT JOIN qr_displays q ON q.qr_token_id = :qr
@@ -293,13 +294,15 @@ def write_credit(connection: Connection, request: FundingRequest, outcome: Fundi
         connection.execute(_INSERT_QR_FUNDING, {
             "qr_token_id": request.qr_token_id, "transaction_id": request.transaction_id,
             "funded_at": now})
-        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+        audit.append_core(connection, chain=audit.egm_chain(request.egm_id),
+                          kind="FUNDING_APPLIED", subject=request.transaction_id,
                           payload=audit_payload, now=now)
         return
     values = pg_credit_values(request, outcome, legs=legs, day=day, now=now,
                                audit_payload=audit_payload)
-    if connection.execute(_PG_CREDIT, values).first() is None:  # the head row was missing
-        audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+    if connection.execute(_PG_CREDIT, values).first() is None:  # the EGM's first record
+        audit.append_core(connection, chain=audit.egm_chain(request.egm_id),
+                          kind="FUNDING_APPLIED", subject=request.transaction_id,
                           payload=audit_payload, now=now)  # makes the head, then appends
 
 

@@ -292,4 +292,5 @@ def _locked_limit(session: Session, ubai: str) -> DailyLimit | None:
 
 def _audit(session: Session, kind: str, ubai: str, now: datetime, payload: dict[str, Any]) -> None:
     """Record a limit decision in the hash-chained audit log, in the edit's transaction."""
-    audit.append(session, kind=kind, subject=ubai, payload=payload, now=now)
+    audit.append(session, chain=audit.CASINO_CHAIN, kind=kind, subject=ubai, payload=payload,
+                 now=now)

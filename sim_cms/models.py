@@ -150,11 +150,19 @@ class LimitUsage(Base):
 
 
 class AuditRecord(Base):
-    """One decision in the append-only audit log, chained to the previous one by hash."""
+    """One decision in the append-only audit log, chained by hash to the one before it in
+    its chain (each EGM's decisions form one chain, the rest of the casino's another).
+
+    `seq` numbers every record in the order the log received it; `chain_seq` numbers the
+    records of one chain, and it is what the record's hash covers.
+    """
 
     __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("chain", "chain_seq"),)
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(80))
+    chain_seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     kind: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(128), index=True)
@@ -164,11 +172,12 @@ class AuditRecord(Base):
 
 
 class AuditHead(Base):
-    """The chain's head (one row): locked by every append so the chain stays linear."""
+    """A chain's head (one row per chain): locked by every append to that chain so it stays
+    linear, and naming its last record so a truncated tail shows."""
 
     __tablename__ = "audit_head"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain: Mapped[str] = mapped_column(String(80), primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
 

@@ -52,8 +52,6 @@ def seed(session: Session, settings: CmsSettings, now: datetime) -> None:
         salt = secrets.token_bytes(16)
         session.merge(models.OAuthClient(client_id=client.client_id, salt=salt,
                                          secret_hash=hash_secret(client.client_secret, salt)))
-    if session.get(models.AuditHead, 1) is None:
-        session.add(models.AuditHead(id=1, last_seq=0, last_hash=GENESIS_HASH))
 
 
 RESET_ORDER = (

@@ -9,12 +9,12 @@ stores the answer and appends the audit record.
 
 One funding is one database transaction: lock the EGM row, look the transactionId up, decide,
 and then either store the rejection or write the credit. Locks are always taken in the
-order EGM row, usage row, audit head, so two fundings can wait on each other but never
-deadlock. On SQLite the writer's `BEGIN IMMEDIATE` serialises whole units of work; on
-PostgreSQL the row locks do, and the unique keys on `funding_records.transaction_id` and
-`ledger_transactions.reference` catch the one race the locks cannot: the same new
-transactionId sent for two different EGMs at once. The loser retries once and then sees the
-winner's record.
+order EGM row, usage row, audit chain head (the EGM's chain; the casino's for an unknown
+EGM), so two fundings can wait on each other but never deadlock. On SQLite the writer's
+`BEGIN IMMEDIATE` serialises whole units of work; on PostgreSQL the row locks do, and the
+unique keys on `funding_records.transaction_id` and `ledger_transactions.reference` catch the
+one race the locks cannot: the same new transactionId sent for two different EGMs at once.
+The loser retries once and then sees the winner's record.
 
 On the happy path one SELECT locks the EGM and reads the stored outcome, the displayed QR
 and the UBAI's limit with it, one locks the usage row, then come the writes and the audit
@@ -116,7 +116,7 @@ def apply_on_hot_path(
             row = tx.first(ledger.PG_HOT_MOVE_TOTALS, {
                 "egm": request.egm_id, "tid": request.transaction_id, "day": day,
                 "plus": request.amount, "qr": request.qr_token_id, "ubai": request.ubai,
-                "head": audit.HEAD_ID})
+                "chain": audit.egm_chain(request.egm_id)})
             if row is None or row.transaction_id is not None or not row.audit_head:
                 raise _NotTheCommonCase
             limit = settings.default_daily_limit if row.daily_limit is None \
@@ -135,7 +135,8 @@ def apply_on_hot_path(
         return None
     if written is None:  # the head was deleted by hand meanwhile: the credit is committed
         with db.core_write() as connection:  # and its record is appended after it
-            audit.append_core(connection, kind="FUNDING_APPLIED", subject=request.transaction_id,
+            audit.append_core(connection, chain=audit.egm_chain(request.egm_id),
+                              kind="FUNDING_APPLIED", subject=request.transaction_id,
                               payload=payload, now=now)
     return outcome
 
@@ -161,7 +162,8 @@ def _decide(
         known = egm if egm is not None else ledger.find_funding(
             connection, request.transaction_id)
         if known is not None and known.transaction_id is not None:
-            return _replay_or_refuse_reuse(session, known, request, now)
+            return _replay_or_refuse_reuse(session, known, request, now,
+                                           chain=_chain_of(egm, request))
         day = limits.gaming_day(now, settings)
         refusal = _refusal_before_limits(
             session, egm, request, displayed_on=egm.qr_egm_id if egm is not None else None)
@@ -170,17 +172,26 @@ def _decide(
                                          funded_by=egm.qr_funded_by, now=now,
                                          grace_s=settings.funding_grace_s)
         if refusal is not None or egm is None:
-            return _store_rejection(session, request, refusal, day, now)
+            return _store_rejection(session, request, refusal, day, now,
+                                    chain=_chain_of(egm, request))
         usage = limits.lock_usage(session, request.ubai, day)
         limit = settings.default_daily_limit if egm.daily_limit is None else egm.daily_limit
         refusal = _refusal_by_limits(session, egm, usage, request, settings, daily_limit=limit)
         if refusal is not None:
-            return _store_rejection(session, request, refusal, day, now)
+            return _store_rejection(session, request, refusal, day, now,
+                                    chain=_chain_of(egm, request))
         return _apply(session, egm, usage, request, day=day, now=now)
 
 
+def _chain_of(egm: EgmLike | None, request: FundingRequest) -> str:
+    """The audit chain a funding's decision goes to: its EGM's, or the casino's when the
+    request names no EGM this CMS has."""
+    return audit.CASINO_CHAIN if egm is None else audit.egm_chain(request.egm_id)
+
+
 def _replay_or_refuse_reuse(
-    session: Session, known: StoredOutcome, request: FundingRequest, now: datetime,
+    session: Session, known: StoredOutcome, request: FundingRequest, now: datetime, *,
+    chain: str,
 ) -> FundingOutcome:
     """The stored answer for an identical retry; 422 (audited, not stored) for a changed one."""
     fingerprint = request.fingerprint()
@@ -191,7 +202,7 @@ def _replay_or_refuse_reuse(
         "this transactionId was already used for a different request; use a new one",
         transactionId=request.transaction_id,
     )
-    audit.append_core(session.connection(), kind="FUNDING_KEY_REUSED",
+    audit.append_core(session.connection(), chain=chain, kind="FUNDING_KEY_REUSED",
                       subject=request.transaction_id, now=now,
                       payload={**request.wire(), "fingerprint": fingerprint,
                                "storedFingerprint": known.fingerprint})
@@ -290,7 +301,7 @@ def _refusal_by_limits(
 
 def _store_rejection(
     session: Session, request: FundingRequest, error: SimError | None, day: date,
-    now: datetime,
+    now: datetime, *, chain: str,
 ) -> FundingOutcome:
     """Store a decided rejection under the transactionId and audit it; nothing is applied."""
     assert error is not None
@@ -298,7 +309,8 @@ def _store_rejection(
     connection = session.connection()
     # A racing twin fails here, on the primary key, before the audit append.
     ledger.insert_funding(connection, request, outcome, day, now)
-    audit.append_core(connection, kind="FUNDING_REJECTED", subject=request.transaction_id,
+    audit.append_core(connection, chain=chain, kind="FUNDING_REJECTED",
+                      subject=request.transaction_id,
                       now=now, payload={**request.wire(), "code": error.code,
                                         "httpStatus": error.http_status,
                                         "gamingDay": day.isoformat()})

@@ -91,7 +91,9 @@ def post_transaction(db: Database, funding: FundingRequest, settings: CmsSetting
             return FundingOutcome.from_record(known, replayed=True)
         if known is not None and defects & _BLIND_UNDER_LOCK:
             with db.write() as session:  # another body under a known id: refused, as the product
-                return decide._replay_or_refuse_reuse(session, known, funding, now)
+                egm = egms.lock_egm(session, funding.egm_id)
+                return decide._replay_or_refuse_reuse(session, known, funding, now,
+                                                     chain=decide._chain_of(egm, funding))
         if Defect.REPLAY_OUTSIDE_LOCK in defects:
             threading.Event().wait(RACE_WINDOW_S)  # the window between lookup and lock
     if Defect.SLOW_ANSWER in defects:
@@ -113,7 +115,8 @@ def _decide(db: Database, funding: FundingRequest, settings: CmsSettings, now: d
         known = ledger.get_funding(session, funding.transaction_id)
         if known is not None:
             if not defects & _BLIND_UNDER_LOCK:
-                return decide._replay_or_refuse_reuse(session, known, funding, now)
+                return decide._replay_or_refuse_reuse(session, known, funding, now,
+                                                     chain=decide._chain_of(egm, funding))
             stored_as = replace(funding, transaction_id=_another_key(funding.transaction_id))
         outcome = _decide_locked(session, egm, stored_as, settings, day, now, defects, stale)
     return outcome if stored_as is funding else _answered_as(outcome, funding)
@@ -143,11 +146,13 @@ def _decide_locked(session: Session, egm: Egm | None, funding: FundingRequest,
     if refusal is None and egm is not None:
         refusal = _refusal_by_qr_use(session, egm, funding, settings, now, defects)
     if refusal is not None or egm is None:
-        return decide._store_rejection(session, funding, refusal, day, now)
+        return decide._store_rejection(session, funding, refusal, day, now,
+                                       chain=decide._chain_of(egm, funding))
     usage = limits.lock_usage(session, funding.ubai, day)
     refusal = decide._refusal_by_limits(session, egm, stale or usage, funding, settings)
     if refusal is not None:
-        return decide._store_rejection(session, funding, refusal, day, now)
+        return decide._store_rejection(session, funding, refusal, day, now,
+                                       chain=decide._chain_of(egm, funding))
     return decide._apply(session, egm, usage, _claimable(session, funding, defects), day=day,
                          now=now)
 

@@ -18,7 +18,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, String, inspect
 
+import sim_cms
 import sim_trustly
+from sim_cms.models import Base as CmsBase
 from sim_trustly.models import Base as TrustlyBase
 from simkit.db import Database
 from simkit.migrate import alembic_config, upgrade_to_head
@@ -36,7 +38,6 @@ class SimSchema:
     metadatas: tuple[MetaData, ...]
 
 
-# Add sim_cms here once it has migrations.
 SIMS = [
     pytest.param(
         SimSchema(
@@ -44,6 +45,13 @@ SIMS = [
             (KernelBase.metadata, TrustlyBase.metadata),
         ),
         id="sim_trustly",
+    ),
+    pytest.param(
+        SimSchema(
+            Path(sim_cms.__file__).parent / "migrations",
+            (KernelBase.metadata, CmsBase.metadata),
+        ),
+        id="sim_cms",
     ),
 ]
 
