@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sim_cms import qr_store
@@ -200,7 +199,7 @@ def _record_success(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay:
         raise TrustlyUnavailable("malformed", "expiresAt is not in the future", status=200)
     try:
         return _show(ctx, egm_id, got, now)
-    except IntegrityError as exc:  # the primary key: a token id recorded before
+    except qr_store.TokenIdTaken as exc:
         raise TrustlyUnavailable("malformed", "Trustly reused a token id", status=200) from exc
 
 
@@ -208,7 +207,7 @@ def _show(ctx: CmsContext, egm_id: str, got: AcquiredQr, now: datetime) -> QrDis
     """Record `got` as displayed on the EGM and make it the one on screen (clears failures).
 
     See `qr_store.record`; the returned display is a detached copy. EgmNotFound when the EGM
-    does not exist.
+    does not exist; `qr_store.TokenIdTaken` when the token id was recorded before.
     """
     buffer_s = ctx.settings.rotation_buffer_s
     display = QrDisplay(
@@ -285,7 +284,7 @@ def register_display(ctx: CmsContext, egm_id: str, got: AcquiredQr) -> QrDisplay
                      "displayed", qrTokenId=got.qr_token_id)
     try:
         return _show(ctx, egm_id, got, now)
-    except IntegrityError as exc:  # the primary key: the id was recorded before
+    except qr_store.TokenIdTaken as exc:
         raise taken from exc
 
 

@@ -2,10 +2,10 @@
 
 Recording a new QR reads nothing: the display row is inserted only if the EGM exists (INSERT
 ... SELECT from `egms`, so an EGM removed meanwhile shows nothing), and the EGM's `qr_state`
-is upserted to point at it. On PostgreSQL both are one statement sent in autocommit (one
-round trip, atomic on its own); SQLite, which has no data-modifying WITH, runs the two in a
-write transaction. The state row's own lock (taken by the
-upsert) serialises this against a rotation claim; nothing needs the EGM row's lock, so an
+is upserted to point at it. On PostgreSQL both are one statement sent in autocommit on the
+driver connection (one round trip, atomic on its own); SQLite, which has no data-modifying
+WITH, runs the two in a write transaction. The state row's own lock (taken by the upsert)
+serialises this against a rotation claim; nothing needs the EGM row's lock, so an
 acquisition never waits for a funding on the same machine.
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, literal, select, text
+from sqlalchemy import Connection, Table, bindparam, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from sim_cms.models import Egm, QrDisplay, QrFunding, QrState
 from sim_cms.reads import single_read
 from simkit.db import Database
+from simkit.pg_wire import PgIntegrityError
 
 _DISPLAYS = cast(Table, QrDisplay.__table__)
 _STATES = cast(Table, QrState.__table__)
@@ -64,7 +66,10 @@ def egm_exists(db: Database, egm_id: str) -> bool:
         return connection.execute(_EGM_EXISTS, {"egm": egm_id}).first() is not None
 
 
-_PG_RECORD = text("""
+# On PostgreSQL the whole recording is one statement on the driver connection of
+# `Database.hot_read`, in autocommit (atomic on its own): a pooled SQLAlchemy execution cost
+# several times what the statement does, on every QR an EGM shows.
+_PG_RECORD = """
     WITH shown AS (
         INSERT INTO qr_displays (egm_id, qr_token_id, url, token, expires_at, rotates_at,
                                  displayed_at)
@@ -77,22 +82,30 @@ _PG_RECORD = text("""
     ON CONFLICT (egm_id) DO UPDATE SET current_qr_token_id = excluded.current_qr_token_id,
         failures = 0, last_error = NULL, next_acquire_at = NULL
     RETURNING egm_id
-""").bindparams(*(bindparam(name, type_=_DISPLAYS.c[name].type) for name in _COLUMNS))
+"""
+
+
+class TokenIdTaken(Exception):
+    """The QR token id was recorded before (on any EGM): nothing was written."""
 
 
 def record(db: Database, display: QrDisplay) -> bool:
     """Record `display` and make it the EGM's current QR (clears failures and backoff).
 
     False, with nothing written, when the EGM does not exist. A token id already recorded
-    fails on the primary key (IntegrityError), also with nothing written.
+    raises `TokenIdTaken`, also with nothing written.
     """
     if db.is_sqlite:
-        with db.write() as session:
-            return show(session.connection(), display)
+        try:
+            with db.write() as session:
+                return show(session.connection(), display)
+        except IntegrityError as exc:
+            raise TokenIdTaken(display.qr_token_id) from exc
     values = {name: getattr(display, name) for name in _COLUMNS}
-    with single_read(db) as connection:
-        return connection.execute(_PG_RECORD, {"egm": display.egm_id, **values}).first() \
-            is not None
+    try:
+        return bool(db.hot_read(_PG_RECORD, {"egm": display.egm_id, **values}))
+    except PgIntegrityError as exc:
+        raise TokenIdTaken(display.qr_token_id) from exc
 
 
 def show(connection: Connection, display: QrDisplay) -> bool:

@@ -8,6 +8,7 @@ the views can record and show it instead of crashing.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import threading
@@ -24,6 +25,7 @@ from simkit.clock import parse_instant
 from simkit.correlation import propagate_correlation_id
 from simkit.http_transport import StdlibTransport
 
+USER_AGENT = "scanpay-sim-cms/0.1"
 TOKEN_PATH = "/auth-service/api/oauth2/qrcode/token"  # noqa: S105 - a path, not a secret
 MAX_URL_BYTES = 1024  # simkit.qr renders at most this much; a longer url is not a QR we can show
 MAX_TOKEN_ID_CHARS = 128  # QrDisplay.qr_token_id's column width
@@ -62,42 +64,68 @@ class TrustlyUnavailable(Exception):
         return f"{where}: {self.message}"
 
 
-class ClientPool:
-    """Pooled httpx clients to Trustly, one per (process, link, transport), made on first use.
+class _Channel:
+    """One way to Trustly's QR Code API: a transport, the link's URL, login and timeouts.
 
-    Building an `httpx.Client` for the network builds an SSL context, which parses the CA
-    bundle: about 20 ms of CPU, most of what a QR acquisition used to cost. A pooled client
-    also keeps its TCP connection alive between calls. Clients are keyed by process id so a
-    gunicorn worker never reuses a connection its parent opened, and by the transport object
-    itself (tests swap in scripted transports) so a swap is never served by a stale client.
+    A call goes straight through the transport, as `httpx.Client.post` would send it but
+    without what the client adds around it (URL and header merging, cookies, auth and
+    redirect machinery, event hooks), which cost as much CPU as the transport itself: the URL
+    is fixed, the login is one header made once, redirects are never followed and Trustly
+    sets no cookies. Failures are the same httpx exceptions.
+    """
+
+    def __init__(self, link: TrustlyLink, transport: httpx.BaseTransport) -> None:
+        self.transport = transport
+        self._url = link.base_url.rstrip("/") + TOKEN_PATH
+        login = base64.b64encode(f"{link.access_id}:{link.access_key}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {login}", "User-Agent": USER_AGENT}
+        self._timeout = httpx.Timeout(link.read_timeout_s,
+                                      connect=link.connect_timeout_s).as_dict()
+
+    def post(self, body: dict[str, str]) -> httpx.Response:
+        """POST `body` as JSON and read the whole answer."""
+        request = httpx.Request("POST", self._url, json=body, headers=self._headers,
+                                extensions={"timeout": self._timeout})
+        propagate_correlation_id(request)
+        response = self.transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
+
+
+class ClientPool:
+    """Pooled channels to Trustly, one per (process, link, transport), made on first use.
+
+    Building a network transport builds an SSL context, which parses the CA bundle: about
+    20 ms of CPU, most of what a QR acquisition used to cost. A pooled transport also keeps
+    its TCP connection alive between calls. Channels are keyed by process id so a gunicorn
+    worker never reuses a connection its parent opened, and by the transport object itself
+    (tests swap in scripted transports) so a swap is never served by a stale channel.
     """
 
     MAX_CLIENTS = 8  # links x transports in one process; more only happens in test suites
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[tuple[int, TrustlyLink, int], tuple[Any, httpx.Client]] = {}
+        self._channels: dict[tuple[int, TrustlyLink, int], tuple[Any, _Channel]] = {}
 
-    def client(self, link: TrustlyLink, transport: Any = None) -> httpx.Client:
-        """The pooled client for `link` over `transport` (None: the network)."""
+    def client(self, link: TrustlyLink, transport: Any = None) -> _Channel:
+        """The pooled channel for `link` over `transport` (None: the network)."""
         key = (os.getpid(), link, id(transport))
-        found = self._clients.get(key)
+        found = self._channels.get(key)
         if found is not None and found[0] is transport:
             return found[1]
         with self._lock:
-            found = self._clients.get(key)
+            found = self._channels.get(key)
             if found is not None and found[0] is transport:
                 return found[1]
-            if len(self._clients) >= self.MAX_CLIENTS:  # dropped, not closed: maybe in use
-                self._clients.pop(next(iter(self._clients)))
-            timeout = httpx.Timeout(link.read_timeout_s, connect=link.connect_timeout_s)
-            made = httpx.Client(
-                base_url=link.base_url, timeout=timeout,
-                transport=transport if transport is not None else StdlibTransport(),
-                auth=httpx.BasicAuth(link.access_id, link.access_key),
-                event_hooks={"request": [propagate_correlation_id]},
-            )
-            self._clients[key] = (transport, made)
+            if len(self._channels) >= self.MAX_CLIENTS:  # dropped, not closed: maybe in use
+                self._channels.pop(next(iter(self._channels)))
+            made = _Channel(link, transport if transport is not None else StdlibTransport())
+            self._channels[key] = (transport, made)
             return made
 
 
@@ -119,12 +147,12 @@ def request_qr_token(
     body: dict[str, str] = {"merchantId": link.merchant_id, "egmId": egm_id}
     if location_id:
         body["locationId"] = location_id
-    client = POOL.client(link, transport)
+    channel = POOL.client(link, transport)
     try:
         try:
-            response = client.post(TOKEN_PATH, json=body)
+            response = channel.post(body)
         except _STALE_CONNECTION:
-            response = client.post(TOKEN_PATH, json=body)
+            response = channel.post(body)
     except httpx.TimeoutException as exc:
         raise TrustlyUnavailable("timeout", f"no answer in time ({type(exc).__name__})") from exc
     except (httpx.HTTPError, ConnectionError) as exc:  # in-process drops raise ConnectionError
