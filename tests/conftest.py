@@ -18,17 +18,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from sim_trustly.app import MIGRATIONS as TRUSTLY_MIGRATIONS
 from sim_trustly.app import create_app
 from sim_trustly.settings import TrustlySettings
 from simkit.clock import ManualClock
-from simkit.db import normalise_url, sqlite_url
+from simkit.db import sqlite_url
+from tests.db_templates import TEMPLATES, database_url
 
 START = datetime(2026, 11, 25, 21, 0, 0, tzinfo=UTC)
 ADMIN_TOKEN = "test-admin-token"
 TEST_DB_ENV = "SCANPAY_TEST_DATABASE_URL"
+# sim_cms's migrations package by path: this module imports sim_cms only in the fixtures using it.
+CMS_MIGRATIONS = Path(__file__).resolve().parent.parent / "sim_cms" / "migrations"
 
 
 def basic(access_id: str, access_key: str) -> str:
@@ -40,7 +42,12 @@ DEMO_AUTH = basic("demo-access-id", "demo-access-key")
 
 
 class DatabaseFactory:
-    """Makes fresh, empty databases: SQLite files, or PostgreSQL databases on the test server."""
+    """Makes fresh databases: SQLite files, or PostgreSQL databases on the test server.
+
+    `new` gives an empty database; `migrated` gives one already at the head of a sim's
+    migrations, copied from a template migrated once per session (tests/db_templates.py).
+    Either way the database is the test's own and nothing has used it before.
+    """
 
     def __init__(self, tmp_path: Path) -> None:
         self._tmp = tmp_path
@@ -54,26 +61,39 @@ class DatabaseFactory:
 
     def new(self, label: str = "db") -> str:
         """The URL of a new empty database."""
-        if not self._server:
-            return sqlite_url(str(self._tmp / f"{label}-{uuid.uuid4().hex[:8]}.db"))
-        name = f"scanpay_t_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self._created.append(name)
-        return make_url(normalise_url(self._server)).set(database=name).render_as_string(
-            hide_password=False
-        )
+        return self._make(label, None)
 
-    def _admin(self, statement: str) -> None:
-        assert self._server is not None
-        engine = create_engine(normalise_url(self._server), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(statement))
-        engine.dispose()
+    def migrated(self, migrations_dir: Path, label: str = "db") -> str:
+        """The URL of a new database at the head of `migrations_dir`, never used before."""
+        return self._make(label, migrations_dir)
+
+    def _make(self, label: str, migrations_dir: Path | None) -> str:
+        if not self._server:
+            path = self._tmp / f"{label}-{uuid.uuid4().hex[:8]}.db"
+            if migrations_dir is not None:
+                TEMPLATES.sqlite.copy(migrations_dir, path)
+            return sqlite_url(str(path))
+        server = TEMPLATES.server(self._server)
+        template = server.template(migrations_dir) if migrations_dir is not None else None
+        name = f"scanpay_t_{uuid.uuid4().hex[:12]}"
+        server.create(name, template=template)
+        self._created.append(name)
+        return database_url(self._server, name)
 
     def drop_all(self) -> None:
-        """Drop every database this factory created."""
-        for name in self._created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        """Drop every database this factory created (in the background, see db_templates)."""
+        if self._server:
+            server = TEMPLATES.server(self._server)
+            for name in self._created:
+                server.drop_later(name)
+        self._created.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_templates() -> Iterator[None]:
+    """Drop the session's templates and wait for the queued drops when the session ends."""
+    yield
+    TEMPLATES.close()
 
 
 @pytest.fixture
@@ -99,9 +119,9 @@ def make_trustly(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Tru
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
-        values: dict[str, Any] = {"database_url": databases.new("trustly"),
-                                  "admin_token": ADMIN_TOKEN}
-        values.update(overrides)
+        values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, **overrides}
+        if "database_url" not in values:
+            values["database_url"] = databases.migrated(TRUSTLY_MIGRATIONS, "trustly")
         app = create_app(TrustlySettings(**values), clock=clock)
         app.testing = True
         apps.append(app)
@@ -159,10 +179,10 @@ def make_cms(
         transport = None
         if with_trustly:
             transport = httpx.WSGITransport(app=make_trustly())
-        values: dict[str, Any] = {"database_url": databases.new("cms"),
-                                  "admin_token": ADMIN_TOKEN,
-                                  "clients": cms_test_clients()}
-        values.update(overrides)
+        values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "clients": cms_test_clients(),
+                                  **overrides}
+        if "database_url" not in values:
+            values["database_url"] = databases.migrated(CMS_MIGRATIONS, "cms")
         app = create_cms(CmsSettings(**values), clock=clock, trustly_transport=transport)
         app.testing = True
         apps.append(app)
@@ -228,11 +248,11 @@ def pay_pair(databases: DatabaseFactory, clock: ManualClock) -> Iterator[tuple[F
     from sim_cms.settings import CmsSettings
 
     to_cms = LateWSGITransport()
-    trustly_app = create_app(TrustlySettings(database_url=databases.new("trustly"),
-                                             admin_token=ADMIN_TOKEN),
-                             clock=clock, cms_transport=to_cms)
-    cms_app = create_cms(CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
-                                     clients=cms_test_clients()),
+    trustly_settings = TrustlySettings(
+        database_url=databases.migrated(TRUSTLY_MIGRATIONS, "trustly"), admin_token=ADMIN_TOKEN)
+    trustly_app = create_app(trustly_settings, clock=clock, cms_transport=to_cms)
+    cms_app = create_cms(CmsSettings(database_url=databases.migrated(CMS_MIGRATIONS, "cms"),
+                                     admin_token=ADMIN_TOKEN, clients=cms_test_clients()),
                          clock=clock, trustly_transport=httpx.WSGITransport(app=trustly_app))
     to_cms.app = cms_app
     trustly_app.testing = cms_app.testing = True

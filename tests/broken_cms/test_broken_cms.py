@@ -24,7 +24,7 @@ from harness.certify.runner import run_scenario
 from harness.certify.scenarios import CATALOGUE, by_id
 from harness.certify.scenarios.context import RunState
 from harness.targets import Target
-from sim_cms.app import create_app
+from sim_cms.app import MIGRATIONS, create_app
 from sim_cms.funding import api as funding_api
 from sim_cms.settings import CmsSettings
 from simkit.clock import ManualClock, format_instant, parse_instant
@@ -128,8 +128,8 @@ def build(databases: DatabaseFactory, clock: ManualClock,
     apps: list[Flask] = []
 
     def make(*defects: str, with_trustly: bool = False, product: bool = False) -> Casino:
-        settings = CmsSettings(database_url=databases.new("cms"), admin_token=ADMIN_TOKEN,
-                               clients=cms_test_clients())
+        settings = CmsSettings(database_url=databases.migrated(MIGRATIONS, "cms"),
+                               admin_token=ADMIN_TOKEN, clients=cms_test_clients())
         transport = httpx.WSGITransport(app=make_trustly()) if with_trustly else None
         if product:
             app = create_app(settings, clock=clock, trustly_transport=transport)
