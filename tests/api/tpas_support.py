@@ -31,6 +31,7 @@ from sim_trustly.settings import TrustlySettings
 from sim_trustly.tpas import payments, state_machine
 from sim_trustly.tpas.reconciliation import reconcile_service
 from simkit.clock import ManualClock
+from simkit.money import MinorUnits
 from tests.conftest import (
     ADMIN_TOKEN,
     START,
@@ -96,7 +97,7 @@ class Casino:
     def pay(self, code: str, amount: int = 2000, *, username: str = "alice",
             password: str = "pw", currency: str = "USD") -> payments.PaymentView:
         """What the phone's approve button does: pay with the scanned code."""
-        request = state_machine.PaymentRequest(amount, currency, username, password)
+        request = state_machine.PaymentRequest(MinorUnits(amount), currency, username, password)
         return state_machine.pay_with_qr(self.ctx, code, request)
 
     def meter(self, egm_id: str = EGM) -> int:
