@@ -164,13 +164,14 @@ class Database:
             yield connection
 
     def hot_read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
-        """The rows of one read statement, on this thread's own driver connection.
+        """The rows of one statement, on this thread's own driver connection, in autocommit.
 
-        For the few reads made on every request (is a fault declared?): checking a pooled
-        connection out through SQLAlchemy costs several times what such a read does. `sql` is
-        plain SQL with `:name` parameters; values come back as the driver returns them (no
-        type conversion), and the connection runs in autocommit, so one statement is one
-        consistent snapshot.
+        For the few statements made on every request (is a fault declared? a payment's
+        compare-and-set, a QR's recording): checking a pooled connection out through
+        SQLAlchemy costs several times what such a statement does. `sql` is plain SQL with
+        `:name` parameters; values come back as the driver returns them (no type conversion).
+        The connection runs in autocommit, so one statement is one consistent snapshot, and a
+        data-modifying one (a single, possibly WITH, statement) commits on its own, atomically.
         """
         return self._hot.read(sql, params or {})
 

@@ -11,20 +11,23 @@ the status did not match), and the payment from the claim's RETURNING (nothing w
 was already used or has expired). The WITH's parts all run exactly once, in the order the
 events are listed, so event ids keep the order of the steps they record.
 
+The statements are built with SQLAlchemy (from the models' tables, once per shape) and sent
+as plain SQL on the driver connection of `Database.hot_read` (`driver_sql`): a pooled
+SQLAlchemy execution cost several times what the statement itself does, on every step of
+every payment.
+
 SQLite has no data-modifying WITH; `sim_trustly.tpas.payments` runs the same statements there in
 one write transaction (`Database.core_write`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
     CTE,
-    Connection,
     Select,
     Table,
     Update,
@@ -34,22 +37,34 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import SelectBase
 
 from sim_trustly.models import PaymentEvent, QrTokenRow
-from simkit.db import Database
 
 _EVENTS = cast(Table, PaymentEvent.__table__)
 _TOKENS = cast(Table, QrTokenRow.__table__)
 _EVENT_COLUMNS = ("payment_id", "at", "kind", "detail")
 
 
-@contextmanager
-def autocommit(db: Database) -> Iterator[Connection]:
-    """A pooled Core connection in autocommit: each statement commits (durably) as it ends."""
-    with db.core_read() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")  # this checkout only
-        yield connection
+_DIALECT = psycopg.dialect()  # type: ignore[no-untyped-call]
+_PYFORMAT_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=256)
+def driver_sql(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+    """`statement` as PostgreSQL SQL with `:name` parameters (for `Database.hot_read`), and the
+    values of the parameters the statement carries itself (the expected states, the `+ 1`).
+
+    Compiled once per statement; the casts SQLAlchemy renders for PostgreSQL stay in the SQL,
+    so the server knows every parameter's type. Values are sent as the driver adapts them:
+    instants must be aware (they are: the clock's), as `UtcDateTime` would require.
+    """
+    compiled = statement.compile(dialect=_DIALECT)
+    sql = _PYFORMAT_PARAM.sub(r":\1", compiled.string).replace("%%", "%")
+    carried = {name: value for name, value in compiled.params.items() if value is not None}
+    return sql, carried
 
 
 def event_params(events: list[tuple[str, str]]) -> dict[str, str]:

@@ -214,8 +214,8 @@ def claim_and_create(db: Database, code: str, record: PaymentRecord,
     params = {f"new_{key}": value for key, value in record.values().items()}
     params.update(payment_statements.event_params(pairs), claimed_code=code,
                   now=record.created_at, event_at=record.created_at)
-    with payment_statements.autocommit(db) as connection:
-        return connection.execute(statement, params).first() is not None
+    sql, carried = payment_statements.driver_sql(statement)
+    return bool(db.hot_read(sql, {**carried, **params}))
 
 
 def get(db: Database, payment_id: str) -> PaymentRecord | None:
@@ -257,16 +257,16 @@ def _compare_and_set(
 ) -> PaymentRecord | None:
     """One UPDATE ... RETURNING guarded by its condition, and the events, atomically.
 
-    On PostgreSQL one statement in autocommit (`payment_statements`); on SQLite the UPDATE
-    and the event inserts in one write transaction.
+    On PostgreSQL one statement in autocommit on the driver connection (`payment_statements`);
+    on SQLite the UPDATE and the event inserts in one write transaction.
     """
     if not db.is_sqlite:
         pairs = _event_pairs(events)
-        combined = payment_statements.moved_with_events(statement, len(pairs))
-        with payment_statements.autocommit(db) as connection:
-            row = connection.execute(combined, {
-                **params, **payment_statements.event_params(pairs), "event_at": now}).first()
-        return PaymentRecord.of(row) if row is not None else None
+        sql, carried = payment_statements.driver_sql(
+            payment_statements.moved_with_events(statement, len(pairs)))
+        rows = db.hot_read(sql, {**carried, **params, **payment_statements.event_params(pairs),
+                                 "event_at": now})
+        return PaymentRecord.from_driver(rows[0]) if rows else None
     with db.core_write() as connection:
         row = connection.execute(statement, params).first()
         if row is None:
