@@ -10,13 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from sim_cms import egm_registry
 from sim_cms.context import CmsContext
 from sim_cms.egms import egm_json, list_egms
-from sim_cms.ledger import ledger_summary
-from sim_cms.models import Egm, FundingRecord
+from sim_cms.ledger import ledger_summary, list_fundings
+from sim_cms.models import Egm
 from sim_cms.qr_display import read_qr_status
 from simkit.clock import format_instant
 from simkit.db import Database
@@ -51,12 +49,9 @@ def state_dump(ctx: CmsContext) -> dict[str, Any]:
 def fundings_dump(db: Database, since: datetime | None) -> list[dict[str, Any]]:
     """Every decided funding (oldest first, optionally from `since` on), for reconciliation
     against Trustly's payments: `{transactionId, egmId, amount, currency, outcome, ...}`."""
-    statement = select(FundingRecord).order_by(FundingRecord.created_at)
-    if since is not None:
-        statement = statement.where(FundingRecord.created_at >= since)
     with db.read() as session:
         return [{"transactionId": r.transaction_id, "egmId": r.egm_id, "amount": r.amount,
                  "currency": r.currency, "outcome": r.outcome, "httpStatus": r.http_status,
                  "code": r.error_code, "ubai": r.ubai, "qrTokenId": r.qr_token_id,
                  "decidedAt": format_instant(r.created_at)}
-                for r in session.scalars(statement)]
+                for r in list_fundings(session, since)]

@@ -1,8 +1,10 @@
 """The EGM registry: machines, their states, credit meters and caps.
 
-A service module (no Flask): the CWS blueprint (`egms_api`), the control API (`admin`) and the
-ledger call these functions inside the caller's database session. The credit meter itself is
-only ever changed by `decide.post_transaction`; this module changes states, caps and names.
+A service module (no Flask): `egm_registry` (for the CWS blueprint `egms_api` and the control
+API `admin_api`), `control_state` and `qr_display` call these functions inside the caller's
+database session. The credit meter itself is only ever changed by a funding
+(`funding.decide` decides, `ledger` writes); this module changes states, caps and names.
+Caps are `MinorUnits` from the parsed body to the row.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from sim_cms.models import Egm
 from sim_cms.seed import add_egm
 from sim_cms.settings import EgmConfig
 from simkit.errors import BadRequest, NotFound
+from simkit.money import MinorUnits
 
 STATES = ("IDLE", "IN_GAME", "DOOR_OPEN", "TILT", "OFFLINE")
-DEFAULT_CREDIT_LIMIT = EgmConfig(id="-", name="-").credit_limit
+DEFAULT_CREDIT_LIMIT = MinorUnits(EgmConfig(id="-", name="-").credit_limit)
 MAX_CREDIT_LIMIT = 2**53  # stays exact in every JSON parser a partner may use
 EGM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # what Trustly accepts as egmId
 
@@ -39,7 +42,7 @@ class EgmChange:
     """A validated control-API change of one EGM: a new state and/or a new credit cap."""
 
     state: str | None = None
-    credit_limit: int | None = None
+    credit_limit: MinorUnits | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class EgmDefinition:
     """A validated control-API definition of an EGM (create, or rename and re-cap)."""
 
     name: str
-    credit_limit: int
+    credit_limit: MinorUnits
 
 
 def lock_egm(session: Session, egm_id: str) -> Egm | None:
@@ -85,11 +88,11 @@ def egm_json(egm: Egm) -> dict[str, Any]:
             "currency": egm.currency}
 
 
-def _credit_limit(value: Any) -> int:
+def _credit_limit(value: Any) -> MinorUnits:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CREDIT_LIMIT:
         raise BadRequest("creditLimit must be a non-negative integer of minor units",
                          code="INVALID_CREDIT_LIMIT", field="creditLimit")
-    return value
+    return MinorUnits(value)
 
 
 def _object(body: Any, allowed: set[str]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The double-entry ledger's writer and its invariant checks: the only code that writes
 ledger rows, funding records and the running totals (the EGM's credit meter, a UBAI's daily
-usage). What to write is decided by `sim_cms.funding.decide`.
+usage), and the reader of funding records for the control API (`list_fundings`). What to
+write is decided by `sim_cms.funding.decide`. Amounts are `MinorUnits` throughout: a leg is
+`(account id, signed amount)`.
 
 Rows are only inserted; the two running totals are the only values ever updated (by relative
 UPDATEs under their locks), and the invariant checks at the end of this module
@@ -50,12 +52,15 @@ from sim_cms.models import (
     QrFunding,
 )
 from sim_cms.seed import meter_account_id
+from simkit.money import MinorUnits
 from simkit.sqltypes import UtcDateTime
 
 if TYPE_CHECKING:  # `funding.requests` imports `limits`, which locks usage through here
     from sim_cms.funding.requests import FundingOutcome, FundingRequest
 
 AnyRow = Row[*tuple[Any, ...]]
+Leg = tuple[str, MinorUnits]
+"""One leg of a ledger transaction: an account id and the signed amount it moves."""
 _EGMS = cast(Table, Egm.__table__)
 _FUNDINGS = cast(Table, FundingRecord.__table__)
 _USAGE = cast(Table, LimitUsage.__table__)
@@ -112,7 +117,7 @@ _INSERT_FUNDING = insert(_FUNDINGS)
 _INSERT_QR_FUNDING = insert(cast(Table, QrFunding.__table__))
 
 
-def check_balanced(reference: str, legs: Sequence[tuple[str, int]]) -> None:
+def check_balanced(reference: str, legs: Sequence[Leg]) -> None:
     """Refuse (as a bug) legs that do not sum to zero, before anything is written."""
     if sum(amount for _, amount in legs) != 0:
         raise ValueError(f"ledger transaction {reference} does not balance: {legs}")
@@ -145,7 +150,7 @@ def lock_usage(connection: Connection, ubai: str, day: date) -> AnyRow | None:
 
 
 def insert_transaction(connection: Connection, reference: str, kind: str, *, currency: str,
-                       now: datetime, legs: list[tuple[str, int]]) -> int:
+                       now: datetime, legs: Sequence[Leg]) -> int:
     """One ledger transaction and its legs; the unique reference fails for a racing twin.
 
     The legs are written first, in one statement, and the header last: the database's guards
@@ -224,7 +229,7 @@ _PG_CREDIT = text(_PG_CREDIT_WRITES + audit.pg_chain_sql(after="outcome")).bindp
 
 
 def pg_credit_values(request: FundingRequest, outcome: FundingOutcome, *,
-                      legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                      legs: tuple[Leg, Leg], day: date, now: datetime,
                       audit_payload: dict[str, Any]) -> dict[str, Any]:
     """The bound values of `_PG_CREDIT` (and of `PG_HOT_CREDIT`, the same statement)."""
     check_balanced(request.transaction_id, legs)
@@ -279,7 +284,7 @@ PG_HOT_CREDIT = _PG_LEDGER_ROWS + _PG_OUTCOME + audit.pg_chain_sql(after="outcom
 
 
 def write_credit(connection: Connection, request: FundingRequest, outcome: FundingOutcome, *,
-                 legs: tuple[tuple[str, int], tuple[str, int]], day: date, now: datetime,
+                 legs: tuple[Leg, Leg], day: date, now: datetime,
                  audit_payload: dict[str, Any]) -> None:
     """Write an applied funding: its ledger transaction with two legs (settlement, then the
     EGM's meter), the meter and the usage moved by the amount, the stored answer, and the
@@ -288,7 +293,7 @@ def write_credit(connection: Connection, request: FundingRequest, outcome: Fundi
     check_balanced(request.transaction_id, legs)
     if connection.dialect.name != "postgresql":
         insert_transaction(connection, request.transaction_id, "FUNDING",
-                           currency=request.currency, now=now, legs=list(legs))
+                           currency=request.currency, now=now, legs=legs)
         add_credit(connection, request, day)
         insert_funding(connection, request, outcome, day, now)
         connection.execute(_INSERT_QR_FUNDING, {
@@ -311,6 +316,15 @@ def get_funding(session: Session, transaction_id: str) -> FundingRecord | None:
     return session.get(FundingRecord, transaction_id, populate_existing=True)
 
 
+def list_fundings(session: Session, since: datetime | None = None) -> list[FundingRecord]:
+    """Every decided funding, oldest first, optionally only those decided from `since` on
+    (what reconciliation compares with Trustly's payments)."""
+    statement = select(FundingRecord).order_by(FundingRecord.created_at)
+    if since is not None:
+        statement = statement.where(FundingRecord.created_at >= since)
+    return list(session.scalars(statement))
+
+
 def ledger_sums_to_zero(session: Session) -> bool:
     """Whether every transaction's entries, and hence all entries together, sum to zero."""
     unbalanced = session.execute(
@@ -321,11 +335,11 @@ def ledger_sums_to_zero(session: Session) -> bool:
     return unbalanced is None and int(total or 0) == 0
 
 
-def account_balance(session: Session, account_id: str) -> int:
+def account_balance(session: Session, account_id: str) -> MinorUnits:
     """The sum of an account's entries (an EGM meter account's equals its credit meter)."""
     total = session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))
                            .where(LedgerEntry.account_id == account_id))
-    return int(total or 0)
+    return MinorUnits(int(total or 0))  # PostgreSQL's SUM of a BIGINT is a NUMERIC
 
 
 def meter_matches_entries(session: Session, egm_id: str) -> bool:
@@ -342,6 +356,6 @@ def ledger_summary(session: Session) -> dict[str, Any]:
     return {
         "transactions": session.scalar(select(func.count()).select_from(LedgerTransaction)),
         "entries": session.scalar(select(func.count()).select_from(LedgerEntry)),
-        "appliedTotal": int(applied or 0),
+        "appliedTotal": MinorUnits(int(applied or 0)),
         "balanced": ledger_sums_to_zero(session),
     }

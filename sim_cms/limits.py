@@ -24,6 +24,7 @@ from sim_cms.settings import CmsSettings
 from simkit.clock import format_instant, utc
 from simkit.db import Database
 from simkit.errors import BadRequest, NotFound, SimError
+from simkit.money import MinorUnits
 
 UBAI_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CURRENCY_SHAPE = re.compile(r"[A-Z]{3}")
@@ -49,7 +50,7 @@ class UsageLike(Protocol):
     @property
     def gaming_day(self) -> date: ...
     @property
-    def used(self) -> int: ...
+    def used(self) -> MinorUnits: ...
 
 
 def lock_usage(session: Session, ubai: str, day: date) -> UsageLike:
@@ -85,18 +86,23 @@ def _insert_if_missing(
     return session.execute(statement).first() is not None
 
 
-def effective_limit(session: Session, ubai: str, settings: CmsSettings) -> int:
+def default_limit(settings: CmsSettings) -> MinorUnits:
+    """The daily limit of a UBAI that has none set (the configured default)."""
+    return MinorUnits(settings.default_daily_limit)
+
+
+def effective_limit(session: Session, ubai: str, settings: CmsSettings) -> MinorUnits:
     """The daily limit that applies to `ubai`: the one set for it, else the default."""
     row = session.get(DailyLimit, ubai)
-    return settings.default_daily_limit if row is None else row.daily_limit
+    return default_limit(settings) if row is None else row.daily_limit
 
 
-def used_on(session: Session, ubai: str, day: date) -> int:
+def used_on(session: Session, ubai: str, day: date) -> MinorUnits:
     """How much `ubai` has been funded on gaming day `day` (without locking)."""
     used = session.scalars(
         select(LimitUsage.used).where(LimitUsage.ubai == ubai, LimitUsage.gaming_day == day)
     ).one_or_none()
-    return used or 0
+    return used or MinorUnits(0)
 
 
 @dataclass(frozen=True)
@@ -104,17 +110,17 @@ class LimitView:
     """A UBAI's limit as the API shows it: the limit, today's usage and what remains."""
 
     ubai: str
-    daily_limit: int
+    daily_limit: MinorUnits
     currency: str
-    used_today: int
+    used_today: MinorUnits
     gaming_day: date
     updated_at: datetime | None
     source: str  # DEFAULT | SET
 
     @property
-    def remaining_today(self) -> int:
+    def remaining_today(self) -> MinorUnits:
         """What may still be funded today; never negative, even after a limit was lowered."""
-        return max(0, self.daily_limit - self.used_today)
+        return MinorUnits(max(0, self.daily_limit - self.used_today))
 
     def to_json(self) -> dict[str, Any]:
         """The wire shape of the Daily Limits API."""
@@ -131,7 +137,7 @@ class LimitView:
 class LimitChange:
     """A validated limit edit: the new daily limit (currency already checked)."""
 
-    daily_limit: int
+    daily_limit: MinorUnits
 
 
 def validate_ubai(ubai: str) -> str:
@@ -165,7 +171,7 @@ def parse_limit_change(body: Any, settings: CmsSettings) -> LimitChange:
     return LimitChange(daily_limit=_parse_daily_limit(body.get("dailyLimit"), settings))
 
 
-def _parse_daily_limit(value: Any, settings: CmsSettings) -> int:
+def _parse_daily_limit(value: Any, settings: CmsSettings) -> MinorUnits:
     if value is None:
         raise BadRequest("dailyLimit is required", field="dailyLimit")
     if isinstance(value, bool) or not isinstance(value, int):
@@ -177,7 +183,7 @@ def _parse_daily_limit(value: Any, settings: CmsSettings) -> int:
         raise SimError("LIMIT_ABOVE_CAP", 422,
                        f"dailyLimit must be at most {settings.max_daily_limit}",
                        field="dailyLimit", cap=settings.max_daily_limit)
-    return value
+    return MinorUnits(value)
 
 
 def _check_currency(value: Any, settings: CmsSettings) -> None:
@@ -194,7 +200,7 @@ def _view(session: Session, ubai: str, settings: CmsSettings, now: datetime) -> 
     row = session.get(DailyLimit, ubai)
     used = used_on(session, ubai, day)
     if row is None:
-        return LimitView(ubai, settings.default_daily_limit, settings.currency, used, day,
+        return LimitView(ubai, default_limit(settings), settings.currency, used, day,
                          None, "DEFAULT")
     return LimitView(ubai, row.daily_limit, row.currency, used, day, row.updated_at, "SET")
 
@@ -216,12 +222,13 @@ def get_limit(db: Database, ubai: str, settings: CmsSettings, now: datetime) -> 
     day = gaming_day(now, settings)
     ((used, daily_limit, currency, updated_at),) = db.hot_read(
         _LIMIT_AND_USAGE, {"ubai": ubai, "day": day.isoformat() if db.is_sqlite else day})
+    used_today = MinorUnits(used or 0)  # the driver's int (or NULL: nothing funded today)
     if daily_limit is None:
-        return LimitView(ubai, settings.default_daily_limit, settings.currency, used or 0, day,
+        return LimitView(ubai, default_limit(settings), settings.currency, used_today, day,
                          None, "DEFAULT")
     dialect = db.engine.dialect
     to_instant = _UPDATED_AT.dialect_impl(dialect).result_processor(dialect, None)
-    return LimitView(ubai, daily_limit, currency, used or 0, day,
+    return LimitView(ubai, MinorUnits(daily_limit), currency, used_today, day,
                      to_instant(updated_at) if to_instant else updated_at, "SET")
 
 

@@ -6,6 +6,10 @@ database itself refuses anything else (migration 0003's triggers, see `LedgerWip
 `credit_meter` and a UBAI's `LimitUsage.used` are running totals kept in the same database
 transaction as the entries they summarise, so they can be locked and checked cheaply; the
 property tests check that they always equal the sums of the rows behind them.
+
+Every amount column (meter, cap, leg, funding, limit, usage) is a `MinorUnits` to mypy and
+a BIGINT to the database: the column type is given explicitly, so the typing changes no
+schema and SQLAlchemy hands back the int itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from simkit.models import NAMING
+from simkit.money import MinorUnits
 from simkit.sqltypes import UtcDateTime
 
 
@@ -43,8 +48,8 @@ class Egm(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default="IDLE")
-    credit_meter: Mapped[int] = mapped_column(BigInteger, default=0)
-    credit_limit: Mapped[int] = mapped_column(BigInteger)
+    credit_meter: Mapped[MinorUnits] = mapped_column(BigInteger, default=0)
+    credit_limit: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -84,7 +89,7 @@ class LedgerEntry(Base):
     transaction_id: Mapped[int] = mapped_column(
         ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
 
 
@@ -118,7 +123,7 @@ class FundingRecord(Base):
     response_body: Mapped[str] = mapped_column(Text)
     egm_id: Mapped[str] = mapped_column(String(64), index=True)
     ubai: Mapped[str] = mapped_column(String(128), index=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     qr_token_id: Mapped[str] = mapped_column(String(128))
     gaming_day: Mapped[date | None] = mapped_column(Date)
@@ -131,7 +136,7 @@ class DailyLimit(Base):
     __tablename__ = "daily_limits"
 
     ubai: Mapped[str] = mapped_column(String(128), primary_key=True)
-    daily_limit: Mapped[int] = mapped_column(BigInteger)
+    daily_limit: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -146,7 +151,7 @@ class LimitUsage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ubai: Mapped[str] = mapped_column(String(128))
     gaming_day: Mapped[date] = mapped_column(Date)
-    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    used: Mapped[MinorUnits] = mapped_column(BigInteger, default=0)
 
 
 class AuditRecord(Base):

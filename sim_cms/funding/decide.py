@@ -44,6 +44,7 @@ from simkit.clock import format_instant
 from simkit.db import Database
 from simkit.errors import SimError
 from simkit.hot_connections import HotIntegrityError
+from simkit.money import MinorUnits
 
 
 class EgmLike(Protocol):
@@ -54,9 +55,9 @@ class EgmLike(Protocol):
     @property
     def state(self) -> str: ...
     @property
-    def credit_meter(self) -> int: ...
+    def credit_meter(self) -> MinorUnits: ...
     @property
-    def credit_limit(self) -> int: ...
+    def credit_limit(self) -> MinorUnits: ...
     @property
     def currency(self) -> str: ...
 
@@ -119,7 +120,7 @@ def apply_on_hot_path(
                 "chain": audit.egm_chain(request.egm_id)})
             if row is None or row.transaction_id is not None or not row.audit_head:
                 raise _NotTheCommonCase
-            limit = settings.default_daily_limit if row.daily_limit is None \
+            limit = MinorUnits(settings.default_daily_limit) if row.daily_limit is None \
                 else row.daily_limit
             if (_refusal_before_limits(None, row, request, displayed_on=row.qr_egm_id)
                     or _refusal_by_qr_use(row, request, expires_at=row.qr_expires_at,
@@ -175,7 +176,8 @@ def _decide(
             return _store_rejection(session, request, refusal, day, now,
                                     chain=_chain_of(egm, request))
         usage = limits.lock_usage(session, request.ubai, day)
-        limit = settings.default_daily_limit if egm.daily_limit is None else egm.daily_limit
+        limit = MinorUnits(settings.default_daily_limit) if egm.daily_limit is None \
+            else egm.daily_limit
         refusal = _refusal_by_limits(session, egm, usage, request, settings, daily_limit=limit)
         if refusal is not None:
             return _store_rejection(session, request, refusal, day, now,
@@ -272,7 +274,7 @@ def _refusal_by_qr_use(
 
 def _refusal_by_limits(
     session: Session | None, egm: EgmLike, usage: limits.UsageLike, request: FundingRequest,
-    settings: CmsSettings, *, daily_limit: int | None = None,
+    settings: CmsSettings, *, daily_limit: MinorUnits | None = None,
 ) -> SimError | None:
     """The EGM's credit cap, then the UBAI's daily limit (its usage row is locked).
 
@@ -334,11 +336,16 @@ def _apply(
 
 def _credit(
     egm: EgmLike, usage: limits.UsageLike, request: FundingRequest, *, day: date, now: datetime,
-) -> tuple[FundingOutcome, tuple[tuple[str, int], tuple[str, int]], dict[str, Any]]:
-    """What applying writes: the 201 answer, the two legs and the audit payload."""
-    legs = ((settlement_account_id(request.currency), -request.amount),
+) -> tuple[FundingOutcome, tuple[ledger.Leg, ledger.Leg], dict[str, Any]]:
+    """What applying writes: the 201 answer, the two legs and the audit payload.
+
+    The sums are amounts again where they are kept (the settlement leg, the meter the answer
+    shows); the usage only goes into the audit payload's JSON.
+    """
+    legs = ((settlement_account_id(request.currency), MinorUnits(-request.amount)),
             (meter_account_id(egm.id), request.amount))
-    credit_meter, used = egm.credit_meter + request.amount, usage.used + request.amount
+    credit_meter = MinorUnits(egm.credit_meter + request.amount)
+    used = usage.used + request.amount
     outcome = FundingOutcome(201, applied_body(request, credit_meter, now))
     payload = {**request.wire(), "creditMeter": credit_meter, "usedToday": used,
                "gamingDay": day.isoformat()}

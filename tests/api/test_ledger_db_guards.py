@@ -176,7 +176,7 @@ def test_the_general_write_path_writes_a_transaction_the_guards_accept(app: Flas
     with db_of(app).write() as session:
         written = ledger.insert_transaction(
             session.connection(), "by-the-service", "FUNDING", currency="USD",
-            now=now_of(app), legs=[(SETTLEMENT, -700), (METER, 700)])
+            now=now_of(app), legs=[(SETTLEMENT, MinorUnits(-700)), (METER, MinorUnits(700))])
     assert [row[1:3] + row[4:] for row in ledger_rows(app) if row[0] == written] == [
         ("by-the-service", "FUNDING", SETTLEMENT, -700), ("by-the-service", "FUNDING", METER, 700)]
     assert fund(app, "tx-2").http_status == 201  # the ids that follow are still free

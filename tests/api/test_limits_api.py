@@ -19,6 +19,7 @@ from sim_cms.models import DailyLimit, LimitUsage
 from sim_cms.settings import CmsSettings
 from simkit.clock import ManualClock
 from simkit.db import Database
+from simkit.money import MinorUnits
 from simkit.settings import ConfigError
 from tests.conftest import CmsFactory, cms_bearer
 
@@ -421,9 +422,10 @@ def test_racing_puts_of_a_new_limit_create_it_exactly_once(cms: Flask) -> None:
     errors: list[BaseException] = []
 
     def work(value: int) -> None:
+        change = LimitChange(MinorUnits(value))
         try:
             barrier.wait()
-            created.append(set_limit(database, "race-ubai", LimitChange(value), settings,
+            created.append(set_limit(database, "race-ubai", change, settings,
                                      datetime(2026, 11, 25, 21, tzinfo=UTC))[1])
         except BaseException as exc:  # surfaced below
             errors.append(exc)

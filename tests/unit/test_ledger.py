@@ -203,7 +203,7 @@ def test_unbalanced_legs_are_refused_before_anything_is_written(app: Flask) -> N
     with pytest.raises(ValueError, match="does not balance"), db_of(app).write() as session:
         ledger.insert_transaction(session.connection(), "bad", "FUNDING", currency="USD",
                                       now=app.extensions["sim_cms"].clock.now(),
-                                      legs=[("a", -1), ("b", 2)])
+                                      legs=[("a", MinorUnits(-1)), ("b", MinorUnits(2))])
     assert ledger_transactions(app) == 0
 
 
