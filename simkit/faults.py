@@ -444,28 +444,19 @@ def _hook_crash_points(engine: Engine, tables: tuple[str, ...]) -> None:
         if id(engine) in _hooked_engines:
             return
         _hooked_engines.add(id(engine))
-    inserts = tuple(f"INSERT INTO {table}".upper() for table in tables)
+    crash_points.watch_idempotency_tables(tables)
 
     def before_commit(_connection: Any) -> None:
         crash_points.reached(crash_points.BEFORE_COMMIT)
 
     def before_execute(connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        point = crash_points.armed()
-        if point is None:
+        if crash_points.armed() is None:
             return
-        upper = statement.lstrip().upper()
-        if point == crash_points.DURING_IDEMPOTENCY_WRITE \
-                and any(insert in upper for insert in inserts):
-            crash_points.reached(point)
-        if point == crash_points.BEFORE_COMMIT and upper.startswith(_WRITES) \
-                and connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            crash_points.reached(point)
+        autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        crash_points.before_statement(statement, autocommit=autocommit)
 
     event.listen(engine, "commit", before_commit)
     event.listen(engine, "before_cursor_execute", before_execute)
-
-
-_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
 
 
 class _DropMiddleware:

@@ -108,7 +108,13 @@ class HotConnections:
         self._pid = os.getpid()
 
     def read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
-        """Run one read statement with `:name` parameters and return all its rows."""
+        """Run one statement with `:name` parameters, in autocommit, and return all its rows.
+
+        A write commits as it ends, so the crash points of a commit are reached before it is
+        sent (`crash_points.before_statement`).
+        """
+        if crash_points.armed() is not None:
+            crash_points.before_statement(sql, autocommit=True)
         connection = self._take()
         try:
             if isinstance(connection, PgWire):
