@@ -30,8 +30,28 @@ from typing import Any
 
 import httpx
 
+from simkit.correlation import propagate_correlation_id
+
 MAX_IDLE_PER_ORIGIN = 16
 _Origin = tuple[str, str, int]
+
+
+def exchange_through(transport: httpx.BaseTransport, request: httpx.Request) -> httpx.Response:
+    """Send `request` straight through `transport` and read the whole answer.
+
+    What `httpx.Client` adds around a transport (URL and header merging, cookies, the auth
+    and redirect machinery, event hooks) cost as much CPU as the transport itself; a sim
+    calling another needs none of it. The served request's correlation id goes along, as
+    the sims' client hook would add it; failures are the transport's httpx exceptions.
+    """
+    propagate_correlation_id(request)
+    response = transport.handle_request(request)
+    response.request = request
+    try:
+        response.read()
+    finally:
+        response.close()
+    return response
 
 
 class StdlibTransport(httpx.BaseTransport):
