@@ -61,6 +61,10 @@ class Process:
         """Send `sig` to the process."""
         self.popen.send_signal(sig)
 
+    def stderr_so_far(self) -> str:
+        """What the process has written to its standard error up to now."""
+        return self._err.read_text(errors="replace")
+
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait (at most `timeout` seconds) for the end and return (stdout, stderr)."""
         self.popen.wait(timeout)
