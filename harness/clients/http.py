@@ -27,6 +27,8 @@ from httpx import (
     TimeoutException,
 )
 
+from simkit.tls import tls_context
+
 __all__ = ["Client", "ConnectError", "HTTPError", "HTTPStatusError", "LateWSGITransport",
            "Request", "Response", "Timeout", "TimeoutException", "Transport", "get_once",
            "open_client"]
@@ -40,12 +42,12 @@ def open_client(base_url: str | None = None, *, transport: Transport | None = No
     kwargs: dict[str, Any] = {"base_url": base_url} if base_url is not None else {}
     hooks = {"request": [on_request]} if on_request is not None else {}
     return Client(transport=transport, timeout=timeout, headers=dict(headers or {}),
-                  event_hooks=hooks, **kwargs)
+                  event_hooks=hooks, verify=tls_context(), **kwargs)
 
 
 def get_once(url: str, timeout_s: float) -> Response:
     """One GET outside any session (a reachability check): the answer, or the HTTPError."""
-    return httpx.get(url, timeout=timeout_s)
+    return httpx.get(url, timeout=timeout_s, verify=tls_context())
 
 
 class LateWSGITransport(Transport):

@@ -29,6 +29,7 @@ from sim_trustly.context import TrustlyContext
 from sim_trustly.tpas import payments
 from simkit.clock import format_instant
 from simkit.money import MinorUnits
+from simkit.tls import tls_context
 
 CREDITED = "CREDITED"
 APPLIED = "APPLIED"
@@ -124,7 +125,8 @@ def summarize(
 
 def _get_json(base_url: str, path: str, admin_token: str, transport: Any,
               params: dict[str, str]) -> Any:
-    with httpx.Client(base_url=base_url, transport=transport, timeout=TIMEOUT_S) as client:
+    with httpx.Client(base_url=base_url, transport=transport, timeout=TIMEOUT_S,
+                      verify=tls_context()) as client:
         response = client.get(path, params=params,
                               headers={"Authorization": f"Bearer {admin_token}"})
     response.raise_for_status()

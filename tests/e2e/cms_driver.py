@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from simkit.clock import format_instant, parse_instant
+from simkit.tls import tls_context
 
 TPAS = ("tpas-client", "tpas-secret")
 DESK = ("casino-desk", "casino-desk-secret")  # the demo client that may change limits
@@ -36,7 +37,8 @@ class CmsDriver:
     def __init__(self, base: str, admin_token: str) -> None:
         self.base = base
         self.admin_token = admin_token
-        self._client = httpx.Client(base_url=base, timeout=TIMEOUT_S, limits=KEEP_ALIVE)
+        self._client = httpx.Client(base_url=base, timeout=TIMEOUT_S, limits=KEEP_ALIVE,
+                                    verify=tls_context())
 
     def close(self) -> None:
         """Close the connection."""

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from simkit.clock import format_instant, parse_instant
+from simkit.tls import tls_context
 from simkit.wait import poll_until
 from tests.conftest import ADMIN_TOKEN, DatabaseFactory
 from tests.e2e.cms_driver import KEEP_ALIVE, TIMEOUT_S
@@ -168,7 +169,8 @@ class PayStack:
 
     @staticmethod
     def _client(base: str) -> httpx.Client:
-        return httpx.Client(base_url=base, timeout=TIMEOUT_S, limits=KEEP_ALIVE)
+        return httpx.Client(base_url=base, timeout=TIMEOUT_S, limits=KEEP_ALIVE,
+                            verify=tls_context())
 
     def phone_client(self) -> httpx.Client:
         """A client of its own for a phone (one connection, usable from one thread)."""

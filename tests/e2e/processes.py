@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import free_port
+from simkit.tls import tls_context
 from simkit.wait import poll_until
 
 # free_port is bench.common's, re-exported so every test picks ports one way.
@@ -31,7 +32,7 @@ def wait_until_up(url: str, process: Process, deadline_s: float = 60.0) -> None:
         if process.poll() is not None:
             raise AssertionError(f"process exited early: {process.communicate()[1]}")
         try:
-            httpx.get(url, timeout=0.5)
+            httpx.get(url, timeout=0.5, verify=tls_context())
         except httpx.TransportError:
             return None
         return True
