@@ -1,14 +1,15 @@
 """Certification is repeatable against a long-lived CMS: nothing from one run fails the next.
 
 One CMS process (the reference sim_cms under gunicorn, as `tests.broken_cms` serves it with no
-defect) lives through two whole `scanpay certify --target` runs in a row. The second run meets
-the first run's fundings, meters, limits and QRs; it passes because every scenario judges
+defect) lives through three whole `scanpay certify --target` runs in a row. Each later run meets
+the earlier runs' fundings, meters, limits and QRs; it passes because every scenario judges
 deltas and its own references, and the whole-run reconciliation (REC-002) looks only at what
 its own run created (its payments and transactionIds), never at a time window.
 
 The first run leaves the CMS's clock about a day ahead (docs/partner-contract.md, "How a run
-leaves it"): one test re-aligns it between the runs as the contract describes, the other
-starts the second run from where the first left it, which the contract says is correct.
+leaves it"): the second run starts from where the first left it, which the contract says is
+correct, and the third after the clock is re-aligned as the contract describes. (One CMS for
+the three runs: the first run of two separate tests would be the same run twice.)
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ def _cms_now(cms: BrokenCms) -> datetime:
     return parse_instant(answer.json()["now"])
 
 
-def _two_runs(databases: DatabaseFactory, tmp_path: Path, *, realign: bool) -> None:
+def _runs_in_a_row(databases: DatabaseFactory, tmp_path: Path, realign_before: set[int],
+                   runs: int) -> None:
     every = {item.id for item in CATALOGUE}
     with serve_broken_cms(frozenset(), databases.new("cms"), tmp_path) as cms:
-        for n in (1, 2):
-            if n == 2 and realign:
+        for n in range(1, runs + 1):
+            if n in realign_before:
                 _realign(cms)
             workdir = tmp_path / f"run-{n}"
             workdir.mkdir()
@@ -67,13 +69,10 @@ def _two_runs(databases: DatabaseFactory, tmp_path: Path, *, realign: bool) -> N
             assert f"moved the CMS's clock {reported:,.0f} s" in run.console
 
 
-def test_two_runs_in_a_row_against_one_long_running_cms_both_pass(
+def test_three_runs_in_a_row_pass_from_where_the_last_left_the_clock_and_after_realigning(
     databases: DatabaseFactory, tmp_path: Path,
 ) -> None:
-    _two_runs(databases, tmp_path, realign=True)
-
-
-def test_a_second_run_starts_from_the_clock_the_first_left_and_passes(
-    databases: DatabaseFactory, tmp_path: Path,
-) -> None:
-    _two_runs(databases, tmp_path, realign=False)
+    """Run 2 starts from the clock run 1 left a day ahead; run 3 after an operator
+    re-aligned it to real time (both correct, says the contract). Each meets every earlier
+    run's fundings, meters, limits and QRs."""
+    _runs_in_a_row(databases, tmp_path, realign_before={3}, runs=3)
