@@ -113,6 +113,17 @@ class BatchWriter:
                 self._waiting_readers -= 1
         return True
 
+    def flush_if_pending(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """`flush()` when this process has queued rows not stored yet; whether it had any
+        (a reader that missed a row then knows whether looking again can help)."""
+        if self._pid != os.getpid():
+            return False
+        with self._cond:
+            if self._written >= self._submitted:
+                return False
+        self.flush(timeout_s)
+        return True
+
     def _run(self) -> None:
         while True:
             with self._cond:

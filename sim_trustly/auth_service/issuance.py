@@ -5,6 +5,8 @@ Knows nothing of Flask: the auth_service blueprint parses HTTP and calls these f
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
 from collections.abc import Callable
@@ -30,11 +32,19 @@ from simkit.wait import poll_until
 T = TypeVar("T")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-CODE_BYTES = 16  # 128 bits, 22 base64url characters
+# A code is 16 bytes, 22 base64url characters: the second it was issued (4 bytes, big-endian,
+# modulo 2**32), then 96 random bits. The stamp lets a lookup that misses tell a code issued a
+# moment ago, whose row may still be on its way (see `await_issued`), from any other.
+STAMP_BYTES = 4
+RANDOM_BYTES = 12
 _TOKENS: Table = QrTokenRow.__table__  # type: ignore[assignment]
 # How long a lookup waits for a code another worker process has just issued (its row is
-# stored a moment after the response, by that process's batch writer).
-ISSUED_VISIBILITY_S = 0.5
+# stored a moment after the response, by that process's batch writer; under heavy write
+# contention on SQLite that moment has reached half a second), and for how long after its
+# issuance a code counts as just issued.
+ISSUED_VISIBILITY_S = 3.0
+JUST_ISSUED_S = 10
+_STAMP_RANGE = 2**32
 
 
 @dataclass(frozen=True)
@@ -125,19 +135,44 @@ def authenticate(
     return Authenticated(found.merchant, found.active_kid)
 
 
-def await_issued(db: Database, find: Callable[[], T | None]) -> T | None:
-    """`find()`'s answer about a code, waiting for a token that was issued but not yet stored.
+def new_code(now: datetime) -> str:
+    """A fresh code stamped with `now`'s second (see STAMP_BYTES)."""
+    stamp = (int(now.timestamp()) % _STAMP_RANGE).to_bytes(STAMP_BYTES, "big")
+    raw = stamp + secrets.token_bytes(RANDOM_BYTES)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def just_issued(code: str, now: datetime) -> bool:
+    """Whether `code` carries a stamp from the last JUST_ISSUED_S seconds (a guess costs 96
+    random bits, so only codes that look freshly issued are ever waited for)."""
+    try:
+        raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+    except (ValueError, binascii.Error):
+        return False
+    if len(raw) != STAMP_BYTES + RANDOM_BYTES:
+        return False
+    age = (int(now.timestamp()) - int.from_bytes(raw[:STAMP_BYTES], "big")) % _STAMP_RANGE
+    return age <= JUST_ISSUED_S
+
+
+def await_issued(db: Database, code: str, now: datetime,
+                 find: Callable[[], T | None]) -> T | None:
+    """`find()`'s answer about `code`, waiting for a token that was issued but not yet stored.
 
     A token's row is written by a background writer a moment after the CMS got its answer
     (simkit.batch_writer), so a lookup that finds nothing first stores what this process has
-    queued, then polls briefly for another process's. A code that was never issued costs the
-    caller `ISSUED_VISIBILITY_S`.
+    queued, then, for a code stamped in the last few seconds, polls for another process's
+    for up to ISSUED_VISIBILITY_S. Any other unknown code is answered at once: it was never
+    issued, or so long ago (by the sim's clock) that another process's row is stored.
     """
     found = find()
     if found is not None:
         return found
-    writer_for(db).flush()
-    return poll_until(find, timeout_s=ISSUED_VISIBILITY_S)
+    if writer_for(db).flush_if_pending():
+        found = find()
+    if found is not None or not just_issued(code, now):
+        return found
+    return poll_until(find, timeout_s=ISSUED_VISIBILITY_S, interval_s=0.01)
 
 
 def flush_issued(db: Database) -> None:
@@ -168,7 +203,7 @@ def issue_for_merchant(
         )
     now = clock.now().replace(microsecond=0)  # JWT times are whole seconds; keep both equal
     lifetime = merchant.token_lifetime_s or settings.token_lifetime_s
-    code = secrets.token_urlsafe(CODE_BYTES)
+    code = new_code(now)
     keyring = keyrings.signing_keyring(db, caller.active_kid)
     token = issue_qr_token(
         keyring, issuer=settings.issuer, merchant_id=merchant.id, egm_id=request.egm_id,

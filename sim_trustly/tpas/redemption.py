@@ -128,7 +128,7 @@ def _presented(values: Sequence[Any]) -> PresentedToken:
     )
 
 
-def find(db: Database, code: str) -> PresentedToken | None:
+def find(db: Database, code: str, now: datetime) -> PresentedToken | None:
     """The token a code names, or None (odd codes are not even looked up): the hot-path read.
 
     A token issued a moment ago may not be stored yet (see `issuance.await_issued`).
@@ -140,7 +140,7 @@ def find(db: Database, code: str) -> PresentedToken | None:
         rows = db.hot_read(_LOOKUP_SQL, {"code": code})
         return _presented(rows[0]) if rows else None
 
-    return await_issued(db, read)
+    return await_issued(db, code, now, read)
 
 
 def lookup(connection: Connection | Session, code: str) -> PresentedToken | None:
@@ -179,7 +179,7 @@ def verify(ctx: TrustlyContext, token: PresentedToken, now: datetime) -> None:
 
 def presentable(ctx: TrustlyContext, code: str, now: datetime) -> PresentedToken:
     """The token behind `code` if it could be paid now (nothing is claimed yet)."""
-    token = refuse_if_unpayable(find(ctx.db, code), now)
+    token = refuse_if_unpayable(find(ctx.db, code, now), now)
     verify(ctx, token, now)
     return token
 

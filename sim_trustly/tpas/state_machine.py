@@ -289,7 +289,7 @@ def describe_scan(ctx: TrustlyContext, code: str) -> ScanView:
     One query reads the token, its merchant, its key and its payment.
     """
     now = ctx.clock.now()
-    token = redemption.find(ctx.db, code)
+    token = redemption.find(ctx.db, code, now)
     state = _scan_state(ctx, token, now)
     if token is None:
         return ScanView(code, state, None, None, None, None, None, ctx.settings.tpas_currency)

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import sqlite3
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
-from sim_trustly.auth_service.issuance import flush_issued
+from sim_trustly.auth_service.issuance import JUST_ISSUED_S, flush_issued, just_issued, new_code
 from sim_trustly.auth_service.verifier import verify_presented_token
 from sim_trustly.models import AuthLockout, QrTokenRow
 from simkit.clock import ManualClock, format_instant
-from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, START, basic
+from tests.conftest import ADMIN_TOKEN, DEMO_AUTH, START, TrustlyFactory, basic
 
 pytestmark = pytest.mark.db
 
@@ -256,3 +261,66 @@ def test_per_merchant_lifetime_and_epoch_expiry(client: FlaskClient) -> None:
 def test_location_id_is_accepted(client: FlaskClient) -> None:
     response = post_token(client, {**BODY, "locationId": "FLOOR-2"})
     assert response.status_code == 200
+
+
+@contextlib.contextmanager
+def inserts_blocked(url: str) -> Iterator[None]:
+    """Hold what stops any insert into qr_tokens (another writer in the middle of a long
+    transaction, as a busy or stalled database would be): SQLite's write lock, or on
+    PostgreSQL a lock on the table that still lets readers in."""
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        assert path is not None
+        held = sqlite3.connect(path, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            held.execute("ROLLBACK")
+            held.close()
+        return
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(
+            hide_password=False)) as connection:
+        connection.execute("LOCK TABLE qr_tokens IN SHARE MODE")
+        yield
+        connection.rollback()
+
+
+def test_another_worker_finds_a_code_whose_row_is_still_on_its_way(
+    make_trustly: TrustlyFactory,
+) -> None:
+    """The CMS shows the url the moment it has it and a phone may pay it the next moment, in
+    any worker process, while the issuing worker's batch writer is still held up by other
+    writers: the lookup waits for the row (a second here) instead of calling it unknown."""
+    issuer = make_trustly()
+    url = issuer.extensions["sim_trustly"].settings.database_url
+    other_worker = make_trustly(database_url=url)  # its own engine, pool and batch writer
+    scans: list[Any] = []
+    with inserts_blocked(url):
+        answer = post_token(issuer.test_client())  # answered; its row cannot be stored yet
+        assert answer.status_code == 200
+        code = answer.get_json()["url"].rsplit("/", 1)[-1]
+        scanning = threading.Thread(
+            target=lambda: scans.append(other_worker.test_client().get(f"/api/v1/scan/{code}")))
+        scanning.start()
+        scanning.join(timeout=1.0)  # the other writers keep the row out for a second
+        assert not scans, "the scan gave up while the row was still on its way"
+    scanning.join(timeout=30)
+    assert [s.status_code for s in scans] == [200], [s.get_data(as_text=True) for s in scans]
+    assert scans[0].get_json()["egmId"] == BODY["egmId"]
+
+
+def test_only_codes_stamped_in_the_last_seconds_are_waited_for() -> None:
+    """A lookup that misses waits only for a code this Trustly issued a moment ago; a code it
+    never issued (a guess, a typo, a code from elsewhere) is answered at once."""
+    now = START
+    code = new_code(now)
+    assert len(code) == 22 and code != new_code(now)
+    assert just_issued(code, now)
+    assert just_issued(code, now + timedelta(seconds=JUST_ISSUED_S))
+    assert not just_issued(code, now + timedelta(seconds=JUST_ISSUED_S + 1))
+    assert not just_issued(code, now - timedelta(seconds=1))  # stamped in the future
+    assert not just_issued(new_code(now - timedelta(days=1)), now)
+    for other in ("A" * 22, "not-a-code", "", "A" * 23, base64.urlsafe_b64encode(b"x" * 16)
+                  .decode().rstrip("=")):
+        assert not just_issued(other, now), other

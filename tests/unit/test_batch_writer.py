@@ -46,6 +46,24 @@ def test_every_queued_row_is_stored_by_the_time_flush_returns(tmp_path: Path) ->
     db.dispose()
 
 
+def test_flush_if_pending_says_whether_a_row_was_still_to_store(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    writer = batch_writer.writer_for(db)
+    assert writer.flush_if_pending() is False  # nothing queued: a reader's miss is final
+    blocker = db.engine.raw_connection()
+    blocker.cursor().execute("BEGIN IMMEDIATE")  # the row cannot land on its own yet
+    writer.submit(FAULTS, partial(_row, 0))
+    assert _count(db) == 0
+    releasing = threading.Timer(0.2, blocker.rollback)
+    releasing.start()
+    assert writer.flush_if_pending() is True  # waited for the row ...
+    assert _count(db) == 1  # ... which a second look now finds
+    assert writer.flush_if_pending() is False
+    releasing.join()
+    blocker.close()
+    db.dispose()
+
+
 def test_a_stalled_database_makes_requests_wait_once_the_budget_is_spent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
