@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from simkit.clock import format_instant, monotonic
+from simkit.tls import tls_context
 from simkit.wait import poll_until
 from tests.conftest import DatabaseFactory
 from tests.e2e.pay_stack import (
@@ -83,6 +84,7 @@ class Figures:
     outcomes: Counter[str] = field(default_factory=Counter)  # "STATUS reason" per payment
     crashes: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    answers: Counter[str] = field(default_factory=Counter)  # what the phones' pay calls got
     ready_s: list[float] = field(default_factory=list)
     settle_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
@@ -96,6 +98,7 @@ class Figures:
         self.outcomes.update(other.outcomes)
         self.crashes.update(other.crashes)
         self.faults.update(other.faults)
+        self.answers.update(other.answers)
         self.ready_s += other.ready_s
         self.settle_s += other.settle_s
         self.wall_s += other.wall_s
@@ -107,6 +110,7 @@ class Figures:
         return (f"{self.fundings} fundings: {self.credited} credited, {self.not_credited} not "
                 f"credited, {self.unanswered} phone requests cut; crashes "
                 f"{dict(sorted(self.crashes.items()))}; faults {dict(sorted(self.faults.items()))}"
+                f"; phones got {dict(sorted(self.answers.items()))}"
                 f"; ready after restart {ready}; all definite after {settle}; "
                 f"{self.wall_s:.1f}s; outcomes {dict(sorted(self.outcomes.items()))}")
 
@@ -115,7 +119,7 @@ def _client(base: str) -> httpx.Client:
     """A client that opens a connection per request. A kept-alive one races the server's
     keep-alive timeout on these busy cores: the server closes it just as a request is sent,
     and a request that fails so cannot be told from one a crash cut."""
-    return httpx.Client(base_url=base, timeout=30.0,
+    return httpx.Client(base_url=base, timeout=30.0, verify=tls_context(),
                         limits=httpx.Limits(max_keepalive_connections=0))
 
 
@@ -208,9 +212,15 @@ class ReliabilityStack:
                 "bank": {"username": unique("rel"), "password": "pw"}}
         try:
             response = phone.post(f"/api/v1/scan/{code}/payments", json=body)
-            return f"HTTP {response.status_code}"
         except httpx.TransportError as exc:
             return type(exc).__name__
+        if response.status_code < 400:
+            return f"HTTP {response.status_code}"
+        try:
+            problem = response.json().get("code")
+        except ValueError:
+            problem = response.text[:80]
+        return f"HTTP {response.status_code} {problem}"
 
     def fund(self, egm: str, amount: int, before: Callable[[], None] | None = None) -> str:
         """One funding end to end: a fresh QR on `egm`, then the phone pays it."""
@@ -420,6 +430,7 @@ def crash_cycle(driver: ReliabilityStack, rng: random.Random, cycle: int, in_fli
     figures.crashes[f"{sim}:{point}"] += 1
     figures.fundings += len(paying)
     figures.unanswered += sum(not o.startswith("HTTP") for o in outcomes)
+    figures.answers.update(outcomes)
     driver.check(set(egms), figures, ledger_before, mark)
     figures.wall_s = monotonic() - started
     log(f"  cycle {cycle}: kill -9 {sim} at {point}: {figures.summary()}")
@@ -440,13 +451,19 @@ def crash_cycles(driver: ReliabilityStack, seed: int, cycles: int, in_flight: in
     return total
 
 
-def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones: int = 16,
-                   fault_rate: float = 0.25, egm_count: int = 16,
-                   log: Callable[[str], None] = print) -> Figures:
-    """`fundings` fundings from `seed`, a quarter of them meeting a one-shot network fault."""
+PHONES = 48  # paying at once; on two cores more phones stop adding fundings per second
+
+
+def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones: int = PHONES,
+                   fault_rate: float = 0.25, log: Callable[[str], None] = print) -> Figures:
+    """`fundings` fundings from `seed`, a quarter of them meeting a one-shot network fault.
+
+    Each phone pays on an EGM of its own (one QR shown per EGM at a time), so `phones`
+    fundings are under way at once."""
     rng = random.Random(seed)  # reproducible, not crypto
     figures = Figures()
     started = monotonic()
+    egm_count = phones
     egms = driver.add_egms(egm_count, f"N{seed % 10_000}")
     ledger_before, mark = driver.stack.ledger(), driver.mark()
     plan = [(egms[i % egm_count], rng.randrange(100, 10_000),
@@ -479,6 +496,10 @@ def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *, phones
     driver.stack.clear_faults()
     figures.fundings = fundings
     figures.unanswered = sum(not o.startswith("HTTP") for o in outcomes)
+    figures.answers.update(outcomes)
+    refused = {answer: n for answer, n in figures.answers.items()
+               if answer not in ("HTTP 201", "HTTP 202")}
+    assert not refused, f"seed {seed}: phones refused: {refused}\n{driver.stack.logs()}"
     driver.check(set(egms), figures, ledger_before, mark)
     figures.wall_s = monotonic() - started
     log(f"  seed {seed}: {figures.summary()}")
