@@ -199,10 +199,12 @@ class PgWire:
             self._wait(write=True)
 
     def _wait(self, *, write: bool = False) -> None:
-        fd = self._pgconn.socket
-        readable, writable, _ = select.select(
-            [] if write else [fd], [fd] if write else [], [], _WAIT_S)
-        if not readable and not writable:
+        # poll(), not select(): select() refuses descriptors above 1023, which a process
+        # holding many connections reaches, and every hot statement would then fail.
+        poller = select.poll()
+        poller.register(self._pgconn.socket, (select.POLLOUT if write else select.POLLIN)
+                        | select.POLLERR | select.POLLHUP)
+        if not poller.poll(_WAIT_S * 1000):
             raise PgConnectionLost("the database did not answer in time")
 
     def _next_result(self) -> Any:

@@ -6,6 +6,8 @@ They run where the database-backed tests run on PostgreSQL (`SCANPAY_TEST_DATABA
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -111,3 +113,28 @@ def test_hot_reads_after_a_transaction_run_in_autocommit_again(db: Database) -> 
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND state = 'idle in transaction'").scalar_one()
     assert active == 0
+
+
+def test_a_connection_numbered_past_1023_still_answers(db: Database) -> None:
+    """A server process holding many sockets hands new connections descriptors above 1023,
+    which select() refuses: the driver connection must wait on them all the same."""
+    _postgresql_only(db)
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        probe = os.open(os.devnull, os.O_RDONLY)
+        os.close(probe)
+        assert probe > 1023  # the next connection's socket is numbered past select()'s range
+        answers: list[int] = []
+
+        def in_a_new_thread() -> None:  # a new thread opens its own driver connection
+            with db.hot_transaction() as tx:
+                tx.first("INSERT INTO hot_items VALUES (:id, :v) RETURNING id", {"id": 7, "v": "x"})
+            answers.append(_count(db))
+
+        worker = threading.Thread(target=in_a_new_thread)
+        worker.start()
+        worker.join(timeout=60)
+        assert answers == [1]
+    finally:
+        for fd in fillers:
+            os.close(fd)
