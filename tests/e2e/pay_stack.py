@@ -181,6 +181,17 @@ class PayStack:
         self._cms_http.close()
         self._trustly_http.close()
 
+    def tracebacks(self, most: int = 3) -> str:
+        """The last `most` Python tracebacks either server logged, over all its runs (a busy
+        log's tail may no longer hold them), for assertion messages."""
+        found: list[str] = []
+        for server in (self.cms, self.trustly):
+            for path in sorted(server.workdir.glob(f"{server.name}-*.err")):
+                text = path.read_text(errors="replace")
+                found += [f"--- {path.name} ---\nTraceback{part[:3000]}"
+                          for part in text.split("Traceback")[1:]]
+        return "\n".join(found[-most:]) or "(no traceback in either server's log)"
+
     def logs(self) -> str:
         """Both servers' recent stderr, for assertion messages."""
         return f"--- cms ---\n{self.cms.log_tail()}\n--- trustly ---\n{self.trustly.log_tail()}"

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from simkit.clock import monotonic
 from tests.reliability.driver import (
-    PHONES,
+    PHONES_POSTGRESQL,
+    PHONES_SQLITE,
     READY_WITHIN_S,
     Figures,
     crash_cycles,
@@ -41,8 +42,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fundings", type=int, default=10_000,
                         help="fundings per network-fault seed (default 10000)")
     parser.add_argument("--seeds", type=int, default=50, help="network-fault seeds (default 50)")
-    parser.add_argument("--phones", type=int, default=PHONES,
-                        help=f"phones paying at once in the network-fault tier (default {PHONES})")
+    parser.add_argument("--phones", type=int, default=None,
+                        help="phones paying at once in the network-fault tier (default "
+                             f"{PHONES_SQLITE} on SQLite, {PHONES_POSTGRESQL} on PostgreSQL)")
     parser.add_argument("--seed", type=int, default=None,
                         help="first seed (default: SCANPAY_SEED, else random)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
