@@ -24,7 +24,14 @@ from sim_trustly.tpas.redemption import (
 )
 from simkit.db import Database
 from simkit.errors import SimError
-from tests.api.tpas_support import ADMIN, EGM, Casino, CasinoFactory, make_casino
+from tests.api.tpas_support import (
+    ADMIN,
+    EGM,
+    Casino,
+    CasinoFactory,
+    make_casino,
+    replace_signing_key,
+)
 
 pytestmark = pytest.mark.db
 __all__ = ["make_casino"]  # the fixture, used by name
@@ -87,10 +94,7 @@ def test_used_beats_expired(casino: Casino) -> None:
 
 def test_a_token_whose_key_was_removed_is_410_and_stays_unclaimed(casino: Casino) -> None:
     code = casino.show_qr()
-    old_kid = casino.trustly.get("/_sim/signing-keys", headers=ADMIN).get_json()["keys"][0]["kid"]
-    assert casino.trustly.post("/_sim/signing-keys", json={"kid": "next"},
-                               headers=ADMIN).status_code == 201
-    assert casino.trustly.delete(f"/_sim/signing-keys/{old_kid}", headers=ADMIN).status_code == 200
+    replace_signing_key(casino)
     error = refusal(casino, code)
     assert isinstance(error, QrCodeInvalid)
     assert (error.http_status, error.code) == (410, "QR_CODE_INVALID")

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete
 
 from sim_trustly.models import Credential, Merchant
-from tests.api.tpas_support import ADMIN, Casino, CasinoFactory, make_casino
+from tests.api.tpas_support import Casino, CasinoFactory, make_casino, replace_signing_key
 
 pytestmark = pytest.mark.db
 __all__ = ["make_casino"]  # the fixture, used by name
@@ -57,10 +57,7 @@ def test_an_expired_code_tells_the_player_to_scan_the_new_one(casino: Casino) ->
 
 def test_a_code_whose_signing_key_is_gone(casino: Casino) -> None:
     code = casino.show_qr()
-    old_kid = casino.trustly.get("/_sim/signing-keys", headers=ADMIN).get_json()["keys"][0]["kid"]
-    assert casino.trustly.post("/_sim/signing-keys", json={"kid": "next"},
-                               headers=ADMIN).status_code == 201
-    assert casino.trustly.delete(f"/_sim/signing-keys/{old_kid}", headers=ADMIN).status_code == 200
+    replace_signing_key(casino)
     status, item = phone_refusal(casino, code)
     assert (status, item["reason"]) == (410, "QR_CODE_INVALID")
     assert item["message"] == "this QR code can no longer be used"

@@ -205,3 +205,11 @@ def make_casino(databases: DatabaseFactory, clock: ManualClock) -> Iterator[Casi
 def unique_user() -> str:
     """A demo-bank username no other payment in the test uses (its own UBAI and limit)."""
     return f"player-{uuid.uuid4().hex[:8]}"
+
+
+def replace_signing_key(casino: Casino) -> None:
+    """Add a new signing key and remove the one every token so far was signed with."""
+    old_kid = casino.trustly.get("/_sim/signing-keys", headers=ADMIN).get_json()["keys"][0]["kid"]
+    assert casino.trustly.post("/_sim/signing-keys", json={"kid": "next"},
+                               headers=ADMIN).status_code == 201
+    assert casino.trustly.delete(f"/_sim/signing-keys/{old_kid}", headers=ADMIN).status_code == 200
