@@ -88,7 +88,10 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     transaction_id: Mapped[int] = mapped_column(
         ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED"), index=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # Not a foreign key: the ledger's triggers check that the account exists, and accounts
+    # are append-only (migration 0007). A foreign key would share-lock the one settlement
+    # account row for every funding in flight.
+    account_id: Mapped[str] = mapped_column(String(100), index=True)
     amount: Mapped[MinorUnits] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
 

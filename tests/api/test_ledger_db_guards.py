@@ -32,6 +32,7 @@ SETTLEMENT = settlement_account_id("USD")
 METER = meter_account_id("EGM-001")
 APPEND_ONLY = "append-only"
 UNBALANCED = "does not balance"
+NO_ACCOUNT = "names no account"
 
 
 @pytest.fixture
@@ -152,6 +153,52 @@ def test_a_new_transaction_whose_legs_do_not_balance_is_refused(
         insert_legs(conn, 1000, *amounts)
         insert_header(conn, 1000, "unbalanced", now_of(app))
     assert ledger_rows(app) == before
+
+
+def accounts(app: Flask) -> list[tuple[Any, ...]]:
+    with db_of(app).engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT id, kind, currency, egm_id FROM accounts ORDER BY id"))]
+
+
+@pytest.mark.parametrize("unknown", ["settlement:nobody:USD", "egm:EGM-404"])
+def test_balanced_legs_on_an_account_that_does_not_exist_are_refused(
+    app: Flask, unknown: str,
+) -> None:
+    """No foreign key does this (it would lock the settlement account for every funding):
+    the ledger's triggers look each new leg's account up."""
+    before = ledger_rows(app)
+    with pytest.raises(IntegrityError, match=NO_ACCOUNT), db_of(app).engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) "
+            "VALUES (1000, :settlement, -100, 'USD'), (1000, :unknown, 100, 'USD')"),
+            {"settlement": SETTLEMENT, "unknown": unknown})
+        insert_header(conn, 1000, "to-nowhere", now_of(app))
+    assert ledger_rows(app) == before
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE accounts SET id = 'renamed' WHERE id = :settlement",
+    "UPDATE accounts SET currency = 'EUR'",
+    "DELETE FROM accounts WHERE id = :meter",
+    "DELETE FROM accounts",
+])
+def test_an_account_a_leg_may_name_is_never_changed_or_deleted(
+    app: Flask, statement: str,
+) -> None:
+    before = accounts(app)
+    with pytest.raises(IntegrityError, match=APPEND_ONLY), db_of(app).engine.begin() as conn:
+        conn.execute(text(statement), {"meter": METER, "settlement": SETTLEMENT})
+    assert accounts(app) == before
+
+
+def test_truncating_the_accounts_is_refused_on_postgresql(app: Flask) -> None:
+    if db_of(app).is_sqlite:
+        pytest.skip("SQLite has no TRUNCATE (its DELETE without WHERE fires the triggers)")
+    before = accounts(app)
+    with pytest.raises(IntegrityError, match=APPEND_ONLY), db_of(app).engine.begin() as conn:
+        conn.execute(text("TRUNCATE accounts CASCADE"))
+    assert accounts(app) == before
 
 
 def test_legs_without_their_transaction_are_refused_at_commit(app: Flask) -> None:
