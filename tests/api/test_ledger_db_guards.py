@@ -82,6 +82,13 @@ def ledger_rows(app: Flask) -> list[tuple[Any, ...]]:
             .order_by(LedgerEntry.id))]
 
 
+def accounts(app: Flask) -> list[tuple[Any, ...]]:
+    """Every account of the ledger (settlement and meters), as committed."""
+    with db_of(app).engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT id, kind, currency, egm_id FROM accounts ORDER BY id"))]
+
+
 def first_transaction_id(app: Flask) -> int:
     with db_of(app).engine.connect() as conn:
         return int(conn.scalar(select(func.min(LedgerTransaction.id))) or 0)
@@ -127,13 +134,17 @@ def test_a_delete_of_a_ledger_row_is_refused(app: Flask, statement: str) -> None
     assert ledger_rows(app) == before
 
 
-def test_truncating_the_ledger_is_refused_on_postgresql(app: Flask) -> None:
+@pytest.mark.parametrize("statement", [
+    "TRUNCATE ledger_entries, ledger_transactions", "TRUNCATE accounts CASCADE"])
+def test_truncating_the_ledger_or_its_accounts_is_refused_on_postgresql(
+    app: Flask, statement: str,
+) -> None:
     if db_of(app).is_sqlite:
         pytest.skip("SQLite has no TRUNCATE (its DELETE without WHERE fires the triggers)")
-    before = ledger_rows(app)
+    before = ledger_rows(app), accounts(app)
     with pytest.raises(IntegrityError, match=APPEND_ONLY), db_of(app).engine.begin() as conn:
-        conn.execute(text("TRUNCATE ledger_entries, ledger_transactions"))
-    assert ledger_rows(app) == before
+        conn.execute(text(statement))
+    assert (ledger_rows(app), accounts(app)) == before
 
 
 def test_a_leg_added_to_a_written_transaction_is_refused(app: Flask) -> None:
@@ -153,12 +164,6 @@ def test_a_new_transaction_whose_legs_do_not_balance_is_refused(
         insert_legs(conn, 1000, *amounts)
         insert_header(conn, 1000, "unbalanced", now_of(app))
     assert ledger_rows(app) == before
-
-
-def accounts(app: Flask) -> list[tuple[Any, ...]]:
-    with db_of(app).engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(text(
-            "SELECT id, kind, currency, egm_id FROM accounts ORDER BY id"))]
 
 
 @pytest.mark.parametrize("unknown", ["settlement:nobody:USD", "egm:EGM-404"])
@@ -189,15 +194,6 @@ def test_an_account_a_leg_may_name_is_never_changed_or_deleted(
     before = accounts(app)
     with pytest.raises(IntegrityError, match=APPEND_ONLY), db_of(app).engine.begin() as conn:
         conn.execute(text(statement), {"meter": METER, "settlement": SETTLEMENT})
-    assert accounts(app) == before
-
-
-def test_truncating_the_accounts_is_refused_on_postgresql(app: Flask) -> None:
-    if db_of(app).is_sqlite:
-        pytest.skip("SQLite has no TRUNCATE (its DELETE without WHERE fires the triggers)")
-    before = accounts(app)
-    with pytest.raises(IntegrityError, match=APPEND_ONLY), db_of(app).engine.begin() as conn:
-        conn.execute(text("TRUNCATE accounts CASCADE"))
     assert accounts(app) == before
 
 

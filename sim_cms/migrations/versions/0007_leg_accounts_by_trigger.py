@@ -35,28 +35,29 @@ depends_on: str | Sequence[str] | None = None
 _ACCOUNT_FK = 'fk_ledger_entries_account_id_accounts'
 _HEADER_FK = 'fk_ledger_entries_transaction_id_ledger_transactions'
 
-# SQLite: ledger_entries' triggers of migration 0003 (a rebuilt table loses them), and the new.
-_SQLITE_ENTRY_TRIGGERS = (
+# SQLite: append-only, as migration 0003 made it per ledger table (a rebuilt table loses its
+# triggers), for ledger_entries again and now for accounts.
+_SQLITE_APPEND_ONLY = (
     """
-    CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+    CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
     BEGIN
-        SELECT RAISE(ABORT, 'ledger_entries is append-only: a ledger row is never updated');
+        SELECT RAISE(ABORT, '{table} is append-only: a ledger row is never updated');
     END""",
     """
-    CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
+    CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
     WHEN NOT EXISTS (SELECT 1 FROM ledger_wipe)
     BEGIN
-        SELECT RAISE(ABORT, 'ledger_entries is append-only: a ledger row is never deleted, \
+        SELECT RAISE(ABORT, '{table} is append-only: a ledger row is never deleted, \
 only a reset of the whole sim empties the ledger');
     END""",
-    """
+)
+_SQLITE_LEGS_FIRST = """
     CREATE TRIGGER ledger_entries_before_header BEFORE INSERT ON ledger_entries
     WHEN EXISTS (SELECT 1 FROM ledger_transactions WHERE id = NEW.transaction_id)
     BEGIN
         SELECT RAISE(ABORT, 'ledger transaction already written: \
 its legs are written before its header, never after');
-    END""",
-)
+    END"""
 _SQLITE_KNOWN_ACCOUNT = """
     CREATE TRIGGER ledger_entries_known_account BEFORE INSERT ON ledger_entries
     WHEN NOT EXISTS (SELECT 1 FROM accounts WHERE id = NEW.account_id)
@@ -64,21 +65,6 @@ _SQLITE_KNOWN_ACCOUNT = """
         SELECT RAISE(ABORT, 'ledger leg names no account: \
 a leg must name an account that exists');
     END"""
-_SQLITE_ACCOUNT_TRIGGERS = (
-    """
-    CREATE TRIGGER accounts_no_update BEFORE UPDATE ON accounts
-    BEGIN
-        SELECT RAISE(ABORT, 'accounts is append-only: a ledger row is never updated');
-    END""",
-    """
-    CREATE TRIGGER accounts_no_delete BEFORE DELETE ON accounts
-    WHEN NOT EXISTS (SELECT 1 FROM ledger_wipe)
-    BEGIN
-        SELECT RAISE(ABORT, 'accounts is append-only: a ledger row is never deleted, \
-only a reset of the whole sim empties the ledger');
-    END""",
-)
-
 _SQLITE_BALANCED = """
     CREATE TRIGGER ledger_transactions_balanced AFTER INSERT ON ledger_transactions
     WHEN (SELECT coalesce(sum(amount), 0) <> 0 FROM ledger_entries
@@ -116,6 +102,10 @@ _PG_LEGS_TRIGGER = ('CREATE TRIGGER ledger_entries_balanced AFTER INSERT ON ledg
                     'FOR EACH STATEMENT EXECUTE FUNCTION {function}()')
 
 
+def _sqlite_append_only(table: str) -> list[str]:
+    return [template.format(table=table) for template in _SQLITE_APPEND_ONLY]
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == 'sqlite':
         op.execute('DROP TRIGGER ledger_transactions_balanced')
@@ -124,8 +114,9 @@ def upgrade() -> None:
             batch_op.drop_constraint(_HEADER_FK, type_='foreignkey')
             batch_op.create_foreign_key(_HEADER_FK, 'ledger_transactions', ['transaction_id'],
                                         ['id'], deferrable=True, initially='DEFERRED')
-        for trigger in (*_SQLITE_ENTRY_TRIGGERS, _SQLITE_BALANCED, _SQLITE_KNOWN_ACCOUNT,
-                        *_SQLITE_ACCOUNT_TRIGGERS):
+        for trigger in (*_sqlite_append_only('ledger_entries'), _SQLITE_LEGS_FIRST,
+                        _SQLITE_BALANCED, _SQLITE_KNOWN_ACCOUNT,
+                        *_sqlite_append_only('accounts')):
             op.execute(trigger)
         return
     op.execute(f'ALTER TABLE ledger_entries DROP CONSTRAINT {_ACCOUNT_FK}')
@@ -148,7 +139,8 @@ def downgrade() -> None:
             batch_op.drop_constraint(_HEADER_FK, type_='foreignkey')
             batch_op.create_foreign_key(_HEADER_FK, 'ledger_transactions', ['transaction_id'],
                                         ['id'], deferrable=True, initially='DEFERRED')
-        for trigger in (*_SQLITE_ENTRY_TRIGGERS, _SQLITE_BALANCED):
+        for trigger in (*_sqlite_append_only('ledger_entries'), _SQLITE_LEGS_FIRST,
+                        _SQLITE_BALANCED):
             op.execute(trigger)
         return
     op.execute('DROP TRIGGER accounts_no_truncate ON accounts')
