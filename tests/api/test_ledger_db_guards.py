@@ -233,6 +233,8 @@ def test_fundings_still_apply_and_balance(app: Flask) -> None:
         assert ledger.meter_matches_entries(session, "EGM-001")
         assert ledger.account_balance(session, METER) == 2500 + 200 + 300 + 400
         assert ledger.ledger_summary(session)["transactions"] == 4
+    # Each header names what moved the money and under which transactionId, on either path.
+    assert {row[1:3] for row in ledger_rows(app)} == {(f"tx-{n}", "FUNDING") for n in range(1, 5)}
 
 
 def test_the_reset_of_the_whole_sim_empties_the_ledger_and_keeps_its_guards(app: Flask) -> None:
