@@ -22,7 +22,8 @@ from sim_cms.models import AuditHead, AuditRecord, Egm, LedgerEntry, LedgerTrans
 from sim_cms.seed import meter_account_id, settlement_account_id
 from sim_cms.settings import CmsSettings
 from simkit.db import Database
-from simkit.money import MinorUnits
+from simkit.errors import SimError
+from simkit.money import MAX_MINOR, MinorUnits
 from tests.conftest import CmsFactory
 
 pytestmark = pytest.mark.db
@@ -197,6 +198,18 @@ def test_fingerprint_changes_with_every_field_and_only_with_fields() -> None:
                replace(base, amount=MinorUnits(2001)), replace(base, currency="EUR"),
                replace(base, ubai="v"), replace(base, qr_token_id="r")]
     assert len({base.fingerprint(), *(c.fingerprint() for c in changed)}) == 7
+
+
+@pytest.mark.parametrize("amount", [MAX_MINOR, -MAX_MINOR])
+def test_an_amount_at_the_bound_is_well_formed(amount: int) -> None:
+    """The bound is inclusive (as the OpenAPI document's maximum): only the decision may
+    refuse such an amount, by the EGM's cap or the daily limit."""
+    body = {"transactionId": "tx-1", "egmId": "EGM-001", "amount": amount, "currency": "USD",
+            "ubai": "u", "qrTokenId": "q"}
+    assert parse_funding_request(body).amount == amount
+    with pytest.raises(SimError, match=f"at most {MAX_MINOR}") as refused:
+        parse_funding_request({**body, "amount": amount + (1 if amount > 0 else -1)})
+    assert (refused.value.http_status, refused.value.extra.get("field")) == (400, "amount")
 
 
 def test_unbalanced_legs_are_refused_before_anything_is_written(app: Flask) -> None:
