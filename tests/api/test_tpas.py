@@ -202,6 +202,7 @@ def test_a_currency_trustly_does_not_pay_is_refused_before_the_qr_is_claimed(
     with pytest.raises(SimError) as refused:
         casino.pay(code, currency="EUR")
     assert (refused.value.code, refused.value.http_status) == ("CURRENCY_NOT_SUPPORTED", 422)
+    assert refused.value.extra == {"field": "currency", "expected": "USD"}  # what to send
     assert casino.meter() == 0
     paid = casino.pay(code, currency="USD")
     assert paid.status == "CREDITED"

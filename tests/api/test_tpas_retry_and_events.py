@@ -117,6 +117,8 @@ def test_a_cms_that_answers_only_the_last_allowed_try_credits_within_the_request
     assert kinds(body) == ["CREATED", "BANK_AUTHORIZED", "LIMIT_CHECKED", "FUNDING_SENT",
                            *["FUNDING_UNKNOWN", "INQUIRY", "FUNDING_SENT"] * failures,
                            "CREDITED"]
+    assert detail(body, "CREATED") == {"qrCode": code, "transactionId": body["transactionId"],
+                                       "amount": 2000, "currency": "USD"}
     assert details(body, "FUNDING_SENT") == [{"attempt": 1}, *[{"resend": True}] * failures]
     assert detail(body, "LIMIT_CHECKED") == {"outcome": "OK", "remaining": 50_000,
                                              "dailyLimit": 50_000, "detail": ""}
