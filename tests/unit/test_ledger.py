@@ -175,6 +175,26 @@ def test_a_lost_unique_key_race_is_retried_and_sees_the_winner(
     assert ledger_transactions(app) == 1
 
 
+def test_a_request_that_keeps_losing_the_race_is_told_to_retry(
+    app: Flask, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two lost unique-key races in a row (a third party winning each time): 409
+    FUNDING_IN_PROGRESS naming the transactionId, nothing written twice."""
+    post(app, request())
+    real_lock = ledger.lock_for_funding
+
+    def blind_lock(connection: Any, funding: FundingRequest) -> Any:
+        row = real_lock(connection, funding)
+        return row if row is None else SimpleNamespace(**{**row._mapping, "transaction_id": None})
+
+    monkeypatch.setattr(ledger, "lock_for_funding", blind_lock)
+    with pytest.raises(SimError) as refused:
+        post(app, request(egm_id="EGM-002"))
+    assert (refused.value.code, refused.value.http_status) == ("FUNDING_IN_PROGRESS", 409)
+    assert refused.value.extra == {"transactionId": request().transaction_id}
+    assert ledger_transactions(app) == 1
+
+
 def test_ledger_checks_find_a_drifted_meter(app: Flask) -> None:
     """(An unbalanced entry is refused by the database itself: tests/api/test_ledger_db_guards.)"""
     post(app, request())
