@@ -55,7 +55,11 @@ class Egm(Base):
 
 
 class Account(Base):
-    """A ledger account: the Trustly settlement account, or one EGM's meter account."""
+    """A ledger account: the Trustly settlement account, or one EGM's meter account.
+
+    Append-only like the ledger (migration 0007): a leg's account is checked by a trigger
+    when the leg is written, so an account is never changed or deleted, except by a reset of
+    the whole sim."""
 
     __tablename__ = "accounts"
 
