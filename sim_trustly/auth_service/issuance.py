@@ -24,7 +24,7 @@ from sim_trustly.errors import AUTH_CHALLENGE
 from sim_trustly.models import QrTokenRow
 from sim_trustly.settings import TrustlySettings
 from simkit.batch_writer import writer_for
-from simkit.clock import Clock, format_instant
+from simkit.clock import Clock, format_instant, system_now
 from simkit.db import Database
 from simkit.errors import BadRequest, Forbidden, Unauthorized
 from simkit.wait import poll_until
@@ -155,22 +155,24 @@ def just_issued(code: str, now: datetime) -> bool:
     return age <= JUST_ISSUED_S
 
 
-def await_issued(db: Database, code: str, now: datetime,
-                 find: Callable[[], T | None]) -> T | None:
+def await_issued(db: Database, code: str, find: Callable[[], T | None]) -> T | None:
     """`find()`'s answer about `code`, waiting for a token that was issued but not yet stored.
 
     A token's row is written by a background writer a moment after the CMS got its answer
     (simkit.batch_writer), so a lookup that finds nothing first stores what this process has
     queued, then, for a code stamped in the last few seconds, polls for another process's
     for up to ISSUED_VISIBILITY_S. Any other unknown code is answered at once: it was never
-    issued, or so long ago (by the sim's clock) that another process's row is stored.
+    issued, or so long ago that another process's row is stored. Codes are stamped, and the
+    stamp read, in real time (the system clock), not by the sim's clock: the delay waited for
+    is the batch writer's, which runs in real time, and a test or an operator may move the
+    sim's clock on the moment after a QR was issued.
     """
     found = find()
     if found is not None:
         return found
     if writer_for(db).flush_if_pending():
         found = find()
-    if found is not None or not just_issued(code, now):
+    if found is not None or not just_issued(code, system_now()):
         return found
     return poll_until(find, timeout_s=ISSUED_VISIBILITY_S, interval_s=0.01)
 
@@ -203,7 +205,7 @@ def issue_for_merchant(
         )
     now = clock.now().replace(microsecond=0)  # JWT times are whole seconds; keep both equal
     lifetime = merchant.token_lifetime_s or settings.token_lifetime_s
-    code = new_code(now)
+    code = new_code(system_now())  # real time: see `await_issued`
     keyring = keyrings.signing_keyring(db, caller.active_kid)
     token = issue_qr_token(
         keyring, issuer=settings.issuer, merchant_id=merchant.id, egm_id=request.egm_id,

@@ -140,7 +140,7 @@ def find(db: Database, code: str, now: datetime) -> PresentedToken | None:
         rows = db.hot_read(_LOOKUP_SQL, {"code": code})
         return _presented(rows[0]) if rows else None
 
-    return await_issued(db, code, now, read)
+    return await_issued(db, code, read)
 
 
 def lookup(connection: Connection | Session, code: str) -> PresentedToken | None:

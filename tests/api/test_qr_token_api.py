@@ -310,6 +310,30 @@ def test_another_worker_finds_a_code_whose_row_is_still_on_its_way(
     assert scans[0].get_json()["egmId"] == BODY["egmId"]
 
 
+def test_a_code_is_waited_for_even_when_the_sims_clock_moved_on_since_it_was_issued(
+    make_trustly: TrustlyFactory, clock: ManualClock,
+) -> None:
+    """The wait is for the batch writer, which runs in real time: a test or an operator that
+    moves the sim's clock on right after the QR was issued (here to a second before its
+    expiry) must not turn a code still on its way into an unknown one."""
+    issuer = make_trustly()
+    url = issuer.extensions["sim_trustly"].settings.database_url
+    other_worker = make_trustly(database_url=url)
+    scans: list[Any] = []
+    with inserts_blocked(url):
+        answer = post_token(issuer.test_client())
+        assert answer.status_code == 200
+        code = answer.get_json()["url"].rsplit("/", 1)[-1]
+        clock.advance(299)
+        scanning = threading.Thread(
+            target=lambda: scans.append(other_worker.test_client().get(f"/api/v1/scan/{code}")))
+        scanning.start()
+        scanning.join(timeout=1.0)
+        assert not scans, "the scan gave up while the row was still on its way"
+    scanning.join(timeout=30)
+    assert [s.status_code for s in scans] == [200], [s.get_data(as_text=True) for s in scans]
+
+
 def test_only_codes_stamped_in_the_last_seconds_are_waited_for() -> None:
     """A lookup that misses waits only for a code this Trustly issued a moment ago; a code it
     never issued (a guess, a typo, a code from elsewhere) is answered at once."""
