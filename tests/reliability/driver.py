@@ -69,6 +69,7 @@ TRUSTLY_TOML = "\n".join([
     "[trustly]", "journal = false", "tpas_recovery_interval_s = 0.5",
     "tpas_lease_s = 3", "tpas_stale_after_s = 3",
     "[trustly.cms]", f"read_timeout_s = {READ_TIMEOUT_S}",
+    "retries = { max_attempts = 5, backoff_base_s = 0.1, backoff_cap_s = 1.0 }",
 ]) + "\n"
 CMS_TOML = "[cms]\njournal = false\n"
 
@@ -231,6 +232,14 @@ class ReliabilityStack:
         if before is not None:
             before()
         return self.pay(code, amount)
+
+    def declare_fault(self, rule: dict[str, Any]) -> None:
+        """Declare a fault rule on the CMS from this thread's own client. The control API
+        answers only once every worker can see the rule (about 25 ms): phones declaring
+        theirs at once wait for that together, not one after another."""
+        cms, _ = self._clients()
+        response = cms.post("/_sim/faults", headers=self.stack._admin, json=rule)
+        assert response.status_code == 201, response.text
 
     # --- checks -------------------------------------------------------------------------
 
@@ -481,7 +490,6 @@ def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *,
     plan = [(egms[i % egm_count], rng.randrange(100, 10_000),
              rng.choice(NETWORK_FAULTS) if rng.random() < fault_rate else None)
             for i in range(fundings)]
-    fault_lock = threading.Lock()
 
     def declare(kind: str) -> Callable[[], None]:
         def go() -> None:
@@ -489,8 +497,7 @@ def network_faults(driver: ReliabilityStack, seed: int, fundings: int, *,
                                     "times": 1}
             if kind == "delay":
                 rule["delayMs"] = SLOW_MS
-            with fault_lock:
-                driver.stack.cms_admin("POST", "/_sim/faults", 201, json=rule)
+            driver.declare_fault(rule)
         return go
 
     lanes: dict[str, threading.Lock] = {egm: threading.Lock() for egm in egms}
