@@ -19,12 +19,14 @@ own (a thread does not survive `fork`).
 from __future__ import annotations
 
 import atexit
+import functools
+import itertools
 import logging
 import operator
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +66,7 @@ class BatchWriter:
     def _start_process(self) -> None:
         # Everything a forked child must not share with its parent is made here.
         self._pid = os.getpid()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # not reentrant: cheaper to take
         self._pending: list[tuple[Table, RowMaker, int]] = []
         self._pending_bytes = 0
         self._submitted = 0
@@ -158,7 +160,8 @@ class BatchWriter:
             with self._db.core_write_relaxed() as connection:
                 for (table, keys), rows in groups.items():
                     plan = self._plan(connection, table, keys)
-                    connection.exec_driver_sql(plan.sql, [plan.bind(row) for row in rows])
+                    for sql, params in plan.statements([plan.bind(row) for row in rows]):
+                        connection.exec_driver_sql(sql, params)
         except Exception:
             # A failed batch must never stop the sim; the rows are reported lost.
             names = ", ".join(sorted({table.name for table, _ in groups})) or "?"
@@ -186,6 +189,8 @@ class _InsertPlan:
     take: Callable[[dict[str, Any]], tuple[Any, ...]]
     converted: tuple[tuple[int, Callable[[Any], Any]], ...]
     positional: bool
+    # Rows per multi-row INSERT on SQLite (1: one statement per row, through executemany).
+    rows_per_statement: int
 
     @classmethod
     def make(cls, dialect: Dialect, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
@@ -195,7 +200,26 @@ class _InsertPlan:
         converted = tuple((i, p) for i, p in enumerate(processors) if p is not None)
         getter = operator.itemgetter(*names)
         take = getter if len(names) > 1 else (lambda row: (getter(row),))
-        return cls(str(compiled), names, take, converted, compiled.positional)
+        multi_row = dialect.name == "sqlite" and compiled.positional
+        per_statement = max(1, SQLITE_MAX_VARIABLES // len(names)) if multi_row else 1
+        return cls(str(compiled), names, take, converted, compiled.positional, per_statement)
+
+    def statements(self, params: list[Any]) -> Iterator[tuple[str, Any]]:
+        """(SQL, parameters) to store rows with these driver parameters.
+
+        On SQLite, rows go in multi-row INSERTs: Python's sqlite3 lets go of the interpreter
+        lock around every statement it steps, and with executemany that is once a row. A
+        request thread then takes the lock each time and the writer waits to get it back:
+        two thread switches per stored row, which cost the journaled QR Code API more than
+        storing the row did. Elsewhere, executemany (psycopg sends the rows in one pipeline).
+        """
+        if self.rows_per_statement == 1 or len(params) == 1:
+            yield self.sql, params
+            return
+        step = self.rows_per_statement
+        for start in range(0, len(params), step):
+            chunk = params[start:start + step]
+            yield _multi_row_sql(self.sql, len(chunk)), tuple(itertools.chain.from_iterable(chunk))
 
     def bind(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver parameters of one row (every column of the plan must be in it)."""
@@ -206,6 +230,19 @@ class _InsertPlan:
                 values_list[index] = process(values_list[index])
             values = tuple(values_list)
         return values if self.positional else dict(zip(self.names, values, strict=True))
+
+
+# SQLite's lowest limit on a statement's parameters (older builds; newer allow 32,766).
+SQLITE_MAX_VARIABLES = 999
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_sql(single_row_sql: str, rows: int) -> str:
+    """`INSERT ... VALUES (?, ?)` made into one statement for `rows` rows."""
+    head, values_keyword, one_row = single_row_sql.rpartition(" VALUES ")
+    if not values_keyword:
+        raise ValueError(f"not a single-row INSERT: {single_row_sql}")
+    return f"{head}{values_keyword}{', '.join([one_row] * rows)}"
 
 
 _writers: weakref.WeakKeyDictionary[Database, BatchWriter] = weakref.WeakKeyDictionary()

@@ -9,14 +9,13 @@ exchange it answered must be journaled as the Flask journal hook would have reco
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from simkit.clock import monotonic
-from simkit.journal import CORRELATION_HEADER, Journal, new_correlation_id
+from simkit.journal import CORRELATION_HEADER, Exchange, Journal, new_correlation_id
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # An answer given without the WSGI call: status code, headers and the whole body.
@@ -40,10 +39,19 @@ def read_json_body(environ: dict[str, Any], max_bytes: int) -> bytes | None:
     return body
 
 
-@functools.lru_cache(maxsize=256)
+# `HTTP_X_CORRELATION_ID` -> `X-Correlation-Id`, as the journal hook records names; a plain
+# dict, filled as names are met (an lru_cache call costs more than the lookup it saves).
+_HEADER_NAMES: dict[str, str] = {}
+_MAX_HEADER_NAMES = 1024
+
+
 def _header_name(environ_key: str) -> str:
-    """`HTTP_X_CORRELATION_ID` -> `X-Correlation-Id`, as the journal hook records names."""
-    return environ_key[5:].replace("_", "-").title()
+    name = _HEADER_NAMES.get(environ_key)
+    if name is None:
+        name = environ_key[5:].replace("_", "-").title()
+        if len(_HEADER_NAMES) < _MAX_HEADER_NAMES:  # a client inventing names grows nothing
+            _HEADER_NAMES[environ_key] = name
+    return name
 
 
 def journal_exchange(
@@ -52,18 +60,17 @@ def journal_exchange(
 ) -> str:
     """Record an exchange a fast path answered, as the Flask journal hook would; returns the
     correlation id to echo (the caller's own when it sent a valid one)."""
-    offered = environ.get(_CORRELATION_ENVIRON, "")
-    correlation_id = offered if _CORRELATION_ID.fullmatch(offered) else new_correlation_id()
-    request_headers = [
-        (_header_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"
-    ]
+    offered = environ.get(_CORRELATION_ENVIRON)
+    correlation_id = offered if offered and _CORRELATION_ID.fullmatch(offered) \
+        else new_correlation_id()
+    names = _HEADER_NAMES
+    request_headers = [(names.get(key) or _header_name(key), value)
+                       for key, value in environ.items() if key[:5] == "HTTP_"]
     request_headers.append(("Content-Type", environ.get("CONTENT_TYPE", "")))
     request_headers.append(("Content-Length", environ.get("CONTENT_LENGTH", "")))
-    journal.record(
-        correlation_id=correlation_id, method=environ.get("REQUEST_METHOD", ""), path=path,
-        query=environ.get("QUERY_STRING", ""), status=status,
-        latency_ms=int((monotonic() - started) * 1000), request_headers=request_headers,
-        request_body=body, response_headers=[*headers, (CORRELATION_HEADER, correlation_id)],
-        response_body=answer,
-    )
+    journal.record_exchange(Exchange(
+        correlation_id, journal.now(), environ.get("REQUEST_METHOD", ""), path,
+        environ.get("QUERY_STRING", ""), status, int((monotonic() - started) * 1000),
+        request_headers, body, [*headers, (CORRELATION_HEADER, correlation_id)], answer,
+    ))
     return correlation_id

@@ -57,10 +57,20 @@ _SECRET_FIELD_SUFFIXES = ("secret", "password", "token", "accesskey", "apikey", 
                           "privatekey")
 
 
-@functools.lru_cache(maxsize=1024)
+# What each field name met so far is: a plain dict, as names repeat on every request (an
+# lru_cache call costs more than the lookup it saves); bounded, so invented names grow nothing.
+_FIELD_IS_SECRET: dict[str, bool] = {}
+_MAX_FIELD_NAMES = 4096
+
+
 def _is_secret_field(name: str) -> bool:
-    normal = name.lower().replace("_", "").replace("-", "")
-    return normal in _SECRET_FIELDS or normal.endswith(_SECRET_FIELD_SUFFIXES)
+    known = _FIELD_IS_SECRET.get(name)
+    if known is None:
+        normal = name.lower().replace("_", "").replace("-", "")
+        known = normal in _SECRET_FIELDS or normal.endswith(_SECRET_FIELD_SUFFIXES)
+        if len(_FIELD_IS_SECRET) < _MAX_FIELD_NAMES:
+            _FIELD_IS_SECRET[name] = known
+    return known
 
 
 @functools.lru_cache(maxsize=256)
@@ -117,7 +127,8 @@ def _header_kind(name: str) -> str:
 def _redact_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key: MASK if _is_secret_field(str(key)) else _redact_json(item)
+            key: MASK if _is_secret_field(key if type(key) is str else str(key))
+            else _redact_json(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
@@ -302,12 +313,23 @@ class Journal:
         Redaction happens in the writer rather than in the caller so that no caller can
         forget it, and off the request path so that a journaled sim stays cheap to call.
         """
-        self._writer.submit(_JOURNAL_TABLE, partial(self._row, Exchange(
+        self.record_exchange(Exchange(
             correlation_id=correlation_id, at=self._clock.now(), method=method, path=path,
             query=query, status=status, latency_ms=latency_ms,
             request_headers=request_headers, request_body=request_body,
             response_headers=response_headers, response_body=response_body, fault=fault,
-        )), size=_CAPTURED_BYTES + len(request_body) + len(response_body))
+        ))
+
+    def now(self) -> datetime:
+        """The instant an exchange recorded now is stamped with (the sim's clock)."""
+        return self._clock.now()
+
+    def record_exchange(self, exchange: Exchange) -> None:
+        """`record` for a caller that made the Exchange itself (a fast path: one call fewer
+        on every request it answers); `at` must come from `now()`."""
+        self._writer.submit(
+            _JOURNAL_TABLE, partial(self._row, exchange),
+            size=_CAPTURED_BYTES + len(exchange.request_body) + len(exchange.response_body))
 
     def flush(self) -> None:
         """Wait until every exchange this process recorded so far is stored."""
@@ -394,7 +416,9 @@ def _stored_headers(headers: HeaderPairs) -> tuple[str, str]:
     headers repeat too, but for the correlation id echoed last: that one is appended to the
     remembered rest.
     """
-    pairs = tuple(headers.items() if isinstance(headers, Mapping) else headers)
+    # a list (what the hooks capture) is told apart without an ABC check, which costs more
+    pairs = tuple(headers if type(headers) is list or not isinstance(headers, Mapping)
+                  else headers.items())
     if len(pairs) <= _CACHED_HEADER_PAIRS:
         try:
             if pairs and pairs[-1][0] == CORRELATION_HEADER:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from simkit.batch_writer import writer_for
 from simkit.clock import Clock, format_instant, system_now
 from simkit.db import Database
 from simkit.errors import BadRequest, Forbidden, Unauthorized
+from simkit.secure_random import secure_bytes
 from simkit.wait import poll_until
 
 T = TypeVar("T")
@@ -138,7 +138,7 @@ def authenticate(
 def new_code(now: datetime) -> str:
     """A fresh code stamped with `now`'s second (see STAMP_BYTES)."""
     stamp = (int(now.timestamp()) % _STAMP_RANGE).to_bytes(STAMP_BYTES, "big")
-    raw = stamp + secrets.token_bytes(RANDOM_BYTES)
+    raw = stamp + secure_bytes(RANDOM_BYTES)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 

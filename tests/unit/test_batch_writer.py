@@ -43,6 +43,10 @@ def test_every_queued_row_is_stored_by_the_time_flush_returns(tmp_path: Path) ->
         writer.submit(FAULTS, partial(_row, n))
     assert writer.flush()
     assert _count(db) == 1200
+    with db.read() as session:  # every row once, whole: the rows go in multi-row INSERTs
+        stored = session.execute(select(FaultRuleRow.path, FaultRuleRow.action)).all()
+    assert sorted(path for path, _ in stored) == sorted(f"/p/{n}" for n in range(1200))
+    assert {action for _, action in stored} == {"drop"}
     db.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from simkit.clock import monotonic
 from simkit.errors import BadRequest
 from simkit.faults import ConnectionDropped, FaultPlan, FaultRule
+from simkit.wait import poll_until
 from tests.unit.kernel_app import Kernel, make_database, make_kernel_app, serve
 
 
@@ -267,3 +269,33 @@ def test_a_times_budget_holds_under_concurrent_requests(kernel: Kernel) -> None:
     assert kernel.counter() == 75
     (shown,) = kernel.faults.list()
     assert (shown["fired"], shown["remaining"]) == (5, 0)
+
+
+def test_a_busy_worker_renews_its_copy_of_the_rules_off_the_request_path(
+    tmp_path: Path,
+) -> None:
+    # Requests ask "is the copy fresh?" all the time; once it is getting old, one of them
+    # wakes the background refresher, so requests keep their answer without a read of their
+    # own (a stale copy sends the QR Code API's inline answer to the thread pool).
+    db = make_database(tmp_path)
+    readers: list[str] = []
+    read = db.hot_read
+
+    def counted(sql: str, params: Any = None) -> Any:
+        readers.append(threading.current_thread().name)
+        return read(sql, params)
+
+    db.hot_read = counted  # type: ignore[method-assign]
+    plan = FaultPlan(db)
+    assert not plan.may_fire("POST", "/counter")  # the first copy: read by the request
+    here = threading.current_thread().name
+
+    def busy_until_renewed_three_times() -> bool | None:
+        plan.copy_is_fresh()
+        plan.may_fire("POST", "/counter")
+        return readers.count("fault-rules") >= 3 or None
+
+    assert poll_until(busy_until_renewed_three_times, timeout_s=10, interval_s=0.002)
+    assert readers[0] == here
+    # on a loaded machine the refresher may now and then come too late; never regularly
+    assert readers.count(here) <= 1 + readers.count("fault-rules") // 2, readers
