@@ -30,7 +30,11 @@ from tests.broken_cms.server import BrokenCms, serve_broken_cms, write_partner_t
 from tests.conftest import DatabaseFactory
 from tests.e2e.processes import SCANPAY
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+# Only the control run is `db` (CI runs it again on PostgreSQL: the reference CMS on that
+# database passes the catalogue). The planted-defect runs judge the harness's verdicts; the
+# broken CMS they run against is a test double, and its database does not change what they
+# judge, so they run once, on SQLite (about 100 s less in CI's PostgreSQL phase).
+pytestmark = [pytest.mark.slow]
 
 CERTIFY_TIMEOUT_S = 180
 CAUGHT_BY: dict[Defect, frozenset[str]] = {
@@ -144,6 +148,7 @@ def test_catalogue_knows_every_scenario_named_here() -> None:
     assert set(CAUGHT_BY) == set(Defect)
 
 
+@pytest.mark.db
 def test_the_correct_cms_passes_every_scenario(module_databases: DatabaseFactory,
                                                tmp_path: Path) -> None:
     run = run_against(frozenset(), module_databases, tmp_path)
