@@ -201,7 +201,9 @@ class _InsertPlan:
         getter = operator.itemgetter(*names)
         take = getter if len(names) > 1 else (lambda row: (getter(row),))
         multi_row = dialect.name == "sqlite" and compiled.positional
-        per_statement = max(1, SQLITE_MAX_VARIABLES // len(names)) if multi_row else 1
+        # the largest power of two within SQLite's parameter limit
+        per_statement = 1 << ((SQLITE_MAX_VARIABLES // len(names)).bit_length() - 1) \
+            if multi_row else 1
         return cls(str(compiled), names, take, converted, compiled.positional, per_statement)
 
     def statements(self, params: list[Any]) -> Iterator[tuple[str, Any]]:
@@ -216,10 +218,14 @@ class _InsertPlan:
         if self.rows_per_statement == 1 or len(params) == 1:
             yield self.sql, params
             return
-        step = self.rows_per_statement
-        for start in range(0, len(params), step):
-            chunk = params[start:start + step]
-            yield _multi_row_sql(self.sql, len(chunk)), tuple(itertools.chain.from_iterable(chunk))
+        start = 0
+        while start < len(params):
+            # Statements of a few sizes only (powers of two): SQLite keeps each distinct
+            # statement compiled, and one for every batch size cost tens of MiB of memory.
+            rows = min(self.rows_per_statement, 1 << ((len(params) - start).bit_length() - 1))
+            chunk = params[start:start + rows]
+            yield _multi_row_sql(self.sql, rows), tuple(itertools.chain.from_iterable(chunk))
+            start += rows
 
     def bind(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver parameters of one row (every column of the plan must be in it)."""
