@@ -234,6 +234,7 @@ MATCHERS_MAX_AGE_S = 0.025
 # (A stale copy sends the QR Code API's inline answer to the thread pool, and at 64 connections
 # every request that arrived while one refreshed it did too: 3% of the server's time.)
 MATCHERS_REFRESH_AHEAD_S = 0.015
+REFRESHER_IDLE_S = 30.0  # a refresher thread not asked for this long ends
 
 
 class FaultPlan:
@@ -393,14 +394,19 @@ class FaultPlan:
             self._refresher_pid = os.getpid()
 
     def _refresh_when_wanted(self, wanted: threading.Event) -> None:
-        while True:
-            wanted.wait()
+        while wanted.wait(REFRESHER_IDLE_S):
             wanted.clear()
             try:
                 self._read_matchers()
             except Exception:  # the request path reads them itself once the copy is stale
                 log.exception("faults: the live rules could not be read ahead of need")
             finally:
+                self._refreshing = False
+        # Idle: the thread ends (an idle sim, or a test's app long gone, keeps none); the next
+        # request that finds the copy getting old starts another.
+        with self._refresher_lock:
+            if self._wanted is wanted:
+                self._refresher_pid = 0
                 self._refreshing = False
 
     def _forget_matchers(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from simkit import faults
 from simkit.clock import monotonic
 from simkit.errors import BadRequest
 from simkit.faults import ConnectionDropped, FaultPlan, FaultRule
@@ -299,3 +300,31 @@ def test_a_busy_worker_renews_its_copy_of_the_rules_off_the_request_path(
     assert readers[0] == here
     # on a loaded machine the refresher may now and then come too late; never regularly
     assert readers.count(here) <= 1 + readers.count("fault-rules") // 2, readers
+
+
+def test_an_idle_refresher_ends_and_the_next_busy_spell_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faults, "REFRESHER_IDLE_S", 0.05)
+    db = make_database(tmp_path)
+    refreshers: list[threading.Thread] = []
+    read = db.hot_read
+
+    def counted(sql: str, params: Any = None) -> Any:
+        if threading.current_thread().name == "fault-rules":
+            refreshers.append(threading.current_thread())
+        return read(sql, params)
+
+    db.hot_read = counted  # type: ignore[method-assign]
+    plan = FaultPlan(db)
+
+    def busy_until_renewed(count: int) -> bool | None:
+        plan.may_fire("POST", "/counter")
+        return len(refreshers) >= count or None
+
+    assert poll_until(lambda: busy_until_renewed(1), timeout_s=10, interval_s=0.002)
+    first = refreshers[0]
+    assert poll_until(lambda: (not first.is_alive()) or None, timeout_s=10, interval_s=0.01)
+    renewed = len(refreshers)
+    assert poll_until(lambda: busy_until_renewed(renewed + 1), timeout_s=10, interval_s=0.002)
+    assert refreshers[-1] is not first and refreshers[-1].is_alive()
